@@ -23,6 +23,9 @@ var (
 	ErrOffsetMismatch = errors.New("offset does not match the committed size")
 	// ErrUnavailable means the storage cannot serve requests right now.
 	ErrUnavailable = errors.New("storage unavailable")
+	// ErrConflict means a name cannot be used because a file stands where a
+	// folder is needed, or a folder where a file is needed.
+	ErrConflict = errors.New("name conflicts with an existing file or folder")
 )
 
 // FileInfo describes a committed file.
