@@ -70,3 +70,24 @@ func TestEnvName(t *testing.T) {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 }
+
+func TestParseSize(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"0", 0, true}, {"512", 512, true}, {"64KiB", 64 << 10, true}, {"2mib", 2 << 20, true},
+		{"1GiB", 1 << 30, true}, {"1 GB", 1 << 30, true}, {"3k", 3 << 10, true},
+		{"", 0, false}, {"-1", 0, false}, {"1.5GiB", 0, false}, {"lots", 0, false}, {"99999999999TiB", 0, false},
+	} {
+		got, err := ParseSize(c.in)
+		if (err == nil) != c.ok || int64(got) != c.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d, ok=%v", c.in, got, err, c.want, c.ok)
+		}
+	}
+	z := Size(2 << 20)
+	if got := z.String(); got != "2MiB" {
+		t.Errorf("String() = %q, want 2MiB", got)
+	}
+}
