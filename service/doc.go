@@ -1,0 +1,11 @@
+// Package service implements the Greeter gRPC service over a Store.
+//
+// The service keeps the wire contract of the tutorial it grew from and adds
+// what a production file service needs: every file belongs to the caller's
+// namespace (the owner comes from the request context, see Server.owner),
+// names are validated before any storage call, uploads stream to storage with
+// bounded memory and become visible only after they are complete and
+// verified, downloads announce the size and SHA-256 of the whole file before
+// the first chunk, and every failure reaches the client as a status with a
+// precise code (see toStatus). Handlers never return a plain Go error.
+package service

@@ -1,0 +1,54 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/greeter/greeter/service/objname"
+)
+
+// toStatus maps a domain error to the status the client receives. It is the
+// only place where storage and validation errors become gRPC codes. name is
+// the object the call was about; it is quoted into messages because clients
+// supplied it. Errors that are the server's fault are logged here and reach
+// the client as a generic Internal status.
+func (s *Server) toStatus(ctx context.Context, name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if st, ok := status.FromError(err); ok {
+		return st.Err()
+	}
+	var nameErr *objname.Error
+	switch {
+	case errors.As(err, &nameErr):
+		return status.Errorf(codes.InvalidArgument, "invalid name: %s", nameErr.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "request canceled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "request deadline exceeded")
+	case errors.Is(err, ErrNotFound):
+		return status.Errorf(codes.NotFound, "file %q not found", name)
+	case errors.Is(err, ErrSizeMismatch):
+		return status.Errorf(codes.InvalidArgument, "upload of %q: %v", name, ErrSizeMismatch)
+	case errors.Is(err, ErrDigestMismatch):
+		return status.Errorf(codes.InvalidArgument, "upload of %q: %v", name, ErrDigestMismatch)
+	case errors.Is(err, ErrOffsetMismatch):
+		return status.Errorf(codes.FailedPrecondition, "upload of %q: %v", name, ErrOffsetMismatch)
+	case errors.Is(err, ErrConflict):
+		return status.Errorf(codes.FailedPrecondition, "name %q conflicts with an existing file or folder", name)
+	case errors.Is(err, ErrNoSpace):
+		s.log.ErrorContext(ctx, "storage full", slog.String("object", name), slog.Any("error", err))
+		return status.Error(codes.ResourceExhausted, "storage is full")
+	case errors.Is(err, ErrUnavailable):
+		s.log.ErrorContext(ctx, "storage unavailable", slog.String("object", name), slog.Any("error", err))
+		return status.Error(codes.Unavailable, "storage is unavailable, try again later")
+	default:
+		s.log.ErrorContext(ctx, "storage error", slog.String("object", name), slog.Any("error", err))
+		return status.Error(codes.Internal, "internal storage error")
+	}
+}
