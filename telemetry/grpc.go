@@ -1,0 +1,111 @@
+package telemetry
+
+import (
+	"context"
+
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/baggage"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/stats"
+)
+
+// HandlerOption configures ServerHandler.
+type HandlerOption func(*handlerOptions)
+
+type handlerOptions struct {
+	trusted func(context.Context) bool
+	filter  func(fullMethod string) bool
+}
+
+// WithTrustedCaller replaces the rule deciding whose trace context a server
+// span may take as its parent. The default is VerifiedMTLSPeer. fn receives
+// the RPC's context, which carries the grpc peer; it runs once per RPC
+// before any interceptor, so it cannot see the authenticated identity.
+func WithTrustedCaller(fn func(ctx context.Context) bool) HandlerOption {
+	return func(o *handlerOptions) {
+		if fn != nil {
+			o.trusted = fn
+		}
+	}
+}
+
+// WithFilter excludes RPCs from tracing and metrics: fn receives the full
+// method name ("/grpc.health.v1.Health/Check") and returns false for RPCs to
+// leave out.
+func WithFilter(fn func(fullMethod string) bool) HandlerOption {
+	return func(o *handlerOptions) {
+		if fn != nil {
+			o.filter = fn
+		}
+	}
+}
+
+// VerifiedMTLSPeer reports whether the RPC in ctx arrived over TLS with a
+// client certificate that the server verified against its client CAs.
+func VerifiedMTLSPeer(ctx context.Context) bool {
+	pr, ok := peer.FromContext(ctx)
+	if !ok {
+		return false
+	}
+	info, ok := pr.AuthInfo.(credentials.TLSInfo)
+	return ok && len(info.State.VerifiedChains) > 0
+}
+
+// ServerHandler returns the stats.Handler to install with grpc.StatsHandler
+// on the server. It records a server span and the rpc.server.call.duration
+// histogram for every RPC, including those rejected by interceptors.
+//
+// A caller that the trust rule (VerifiedMTLSPeer unless WithTrustedCaller)
+// rejects is treated as a public endpoint: its traceparent becomes a link on
+// a new root span, so it can neither choose our trace ID nor force sampling,
+// and its baggage is removed from the context. With tracing off nothing is
+// extracted from the request at all. Per-message span events stay off.
+func ServerHandler(p *Providers, opts ...HandlerOption) stats.Handler {
+	o := handlerOptions{trusted: VerifiedMTLSPeer}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	otelOpts := []otelgrpc.Option{
+		otelgrpc.WithTracerProvider(p.TracerProvider()),
+		otelgrpc.WithMeterProvider(p.MeterProvider()),
+		otelgrpc.WithPropagators(p.Propagator()),
+		otelgrpc.WithPublicEndpointFn(func(ctx context.Context, _ *stats.RPCTagInfo) bool {
+			return !o.trusted(ctx)
+		}),
+	}
+	if o.filter != nil {
+		otelOpts = append(otelOpts, otelgrpc.WithFilter(func(info *stats.RPCTagInfo) bool {
+			return o.filter(info.FullMethodName)
+		}))
+	}
+	return &serverHandler{Handler: otelgrpc.NewServerHandler(otelOpts...), trusted: o.trusted}
+}
+
+// serverHandler removes an untrusted caller's baggage after otelgrpc has
+// extracted it, so it is not forwarded on outgoing calls.
+type serverHandler struct {
+	stats.Handler
+	trusted func(context.Context) bool
+}
+
+// TagRPC starts the server span and strips untrusted baggage.
+func (h *serverHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	ctx = h.Handler.TagRPC(ctx, info)
+	if !h.trusted(ctx) {
+		ctx = baggage.ContextWithoutBaggage(ctx)
+	}
+	return ctx
+}
+
+// ClientHandler returns the stats.Handler to install with
+// grpc.WithStatsHandler on a client connection. It records a client span,
+// propagates the W3C trace context when tracing is on, and records the
+// rpc.client.call.duration histogram without server address labels.
+func ClientHandler(p *Providers) stats.Handler {
+	return otelgrpc.NewClientHandler(
+		otelgrpc.WithTracerProvider(p.TracerProvider()),
+		otelgrpc.WithMeterProvider(p.MeterProvider()),
+		otelgrpc.WithPropagators(p.Propagator()),
+	)
+}
