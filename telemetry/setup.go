@@ -242,6 +242,15 @@ func (p *Providers) MetricsHandler() http.Handler {
 	return promhttp.HandlerFor(p.registry, promhttp.HandlerOpts{})
 }
 
+// ForceFlush exports the spans ended so far, waiting no longer than ctx
+// allows. Tracing off makes it a no-op.
+func (p *Providers) ForceFlush(ctx context.Context) error {
+	if tp, ok := p.TracerProvider().(*sdktrace.TracerProvider); ok {
+		return tp.ForceFlush(ctx)
+	}
+	return nil
+}
+
 // Shutdown flushes buffered spans and stops the providers. It waits no
 // longer than ctx allows and may be called more than once; later calls
 // return the first result.
