@@ -34,3 +34,12 @@ PATH="$bin:$PATH" protoc -I proto \
   --go_out=proto/greeterpb --go_opt=paths=source_relative \
   --go-grpc_out=proto/greeterpb --go-grpc_opt=paths=source_relative \
   proto/hello.proto
+
+# The tutorial's own contract, unmodified, for the compatibility test in
+# e2e/tutorial: a client generated from it must keep working against us.
+PATH="$bin:$PATH" protoc -I e2e/tutorial \
+  --go_out=e2e/tutorial/tutorialpb --go_opt=paths=source_relative \
+  --go_opt=Mhello.proto=github.com/greeter/greeter/e2e/tutorial/tutorialpb \
+  --go-grpc_out=e2e/tutorial/tutorialpb --go-grpc_opt=paths=source_relative \
+  --go-grpc_opt=Mhello.proto=github.com/greeter/greeter/e2e/tutorial/tutorialpb \
+  e2e/tutorial/hello.proto

@@ -1,0 +1,191 @@
+// Package e2etest builds the real greeterd and greeter binaries once per test
+// binary and runs them as separate processes over loopback, so end-to-end
+// tests exercise exactly what users run.
+package e2etest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Binaries are the paths of the built commands.
+type Binaries struct {
+	Greeterd string
+	Greeter  string
+}
+
+// Build compiles greeterd and greeter into dir. Call it from TestMain.
+func Build(dir string) (Binaries, error) {
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	b := Binaries{Greeterd: filepath.Join(dir, "greeterd"), Greeter: filepath.Join(dir, "greeter")}
+	for out, pkg := range map[string]string{b.Greeterd: "./cmd/greeterd", b.Greeter: "./cmd/greeter"} {
+		cmd := exec.Command("go", "build", "-race", "-o", out, pkg)
+		cmd.Dir = root
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			return b, fmt.Errorf("building %s: %v\n%s", pkg, err, msg)
+		}
+	}
+	return b, nil
+}
+
+// Server is a running greeterd.
+type Server struct {
+	t       testing.TB
+	cmd     *exec.Cmd
+	Addr    string
+	Stdout  *SyncBuffer
+	Log     *SyncBuffer // everything greeterd wrote to stderr (JSON logs)
+	exited  chan struct{}
+	exitErr error
+}
+
+// SyncBuffer is a bytes.Buffer safe for concurrent use.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns what was written so far.
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// StartServer runs greeterd with args plus "--listen 127.0.0.1:0
+// --log-format json" and waits until it listens. The server is stopped
+// (SIGTERM, then SIGKILL) when the test ends.
+func (b Binaries) StartServer(t testing.TB, env []string, args ...string) *Server {
+	t.Helper()
+	args = append([]string{"--listen", "127.0.0.1:0", "--log-format", "json"}, args...)
+	cmd := exec.Command(b.Greeterd, args...)
+	cmd.Env = append(cleanEnv(), env...)
+	s := &Server{t: t, cmd: cmd, Stdout: &SyncBuffer{}, Log: &SyncBuffer{}, exited: make(chan struct{})}
+	cmd.Stdout = s.Stdout
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Bytes()
+			s.Log.Write(append(line, '\n'))
+			var rec struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"addr"`
+			}
+			if json.Unmarshal(line, &rec) == nil && rec.Msg == "greeterd listening" {
+				select {
+				case addr <- rec.Addr:
+				default:
+				}
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	go func() {
+		s.exitErr = cmd.Wait()
+		pw.Close()
+		close(s.exited)
+	}()
+	t.Cleanup(func() { s.Stop(10 * time.Second) })
+	select {
+	case s.Addr = <-addr:
+		return s
+	case <-s.exited:
+		t.Fatalf("greeterd exited before listening: %v\n%s", s.exitErr, s.Log.String())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("greeterd did not start listening within 60s\n%s", s.Log.String())
+	}
+	return nil
+}
+
+// Stop sends SIGTERM and waits up to grace for a clean exit, then kills.
+// It returns the process's exit error (nil for a clean exit).
+func (s *Server) Stop(grace time.Duration) error {
+	select {
+	case <-s.exited:
+		return s.exitErr
+	default:
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(grace):
+		s.cmd.Process.Kill()
+		<-s.exited
+		return errors.New("greeterd did not stop after SIGTERM")
+	}
+	return s.exitErr
+}
+
+// Kill sends SIGKILL and waits for the process to go.
+func (s *Server) Kill() {
+	s.cmd.Process.Kill()
+	<-s.exited
+}
+
+// Result is what one CLI run produced.
+type Result struct {
+	Stdout, Stderr string
+	Code           int
+}
+
+// CLI runs greeter with args (and env added to a clean environment).
+func (b Binaries) CLI(t testing.TB, env []string, args ...string) Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, b.Greeter, args...)
+	cmd.Env = append(cleanEnv(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	res := Result{Stdout: stdout.String(), Stderr: stderr.String()}
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		res.Code = exit.ExitCode()
+	default:
+		t.Fatalf("running greeter %s: %v", strings.Join(args, " "), err)
+	}
+	return res
+}
+
+// cleanEnv is the test's environment without GREETER_* and OTEL_* settings,
+// so a developer's shell cannot change what the tests see.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GREETER_") && !strings.HasPrefix(kv, "OTEL_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
