@@ -1,0 +1,247 @@
+package telemetry_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+
+	pb "github.com/greeter/greeter/proto/greeterpb"
+	"github.com/greeter/greeter/telemetry"
+)
+
+// observation is what a handler saw in its context.
+type observation struct {
+	span    trace.SpanContext
+	baggage string
+}
+
+// fakeGreeter answers SayHello with the status code named by the request's
+// name ("" or "OK" for success, "plain" for a non-status error), consumes
+// uploads and sends 100-chunk downloads. It reports what each SayHello saw.
+type fakeGreeter struct {
+	pb.UnimplementedGreeterServer
+	seen chan observation
+}
+
+func (f *fakeGreeter) SayHello(ctx context.Context, req *pb.HelloRequest) (*pb.StringResponse, error) {
+	f.seen <- observation{
+		span:    trace.SpanContextFromContext(ctx),
+		baggage: baggage.FromContext(ctx).Member("tenant").Value(),
+	}
+	switch req.GetName() {
+	case "", "OK":
+		return &pb.StringResponse{Message: "hello"}, nil
+	case "plain":
+		return nil, errors.New("plain error")
+	}
+	n, err := strconv.Atoi(req.GetName())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, "want a status code number")
+	}
+	return nil, status.Error(codes.Code(n), "failed on purpose")
+}
+
+func (f *fakeGreeter) UploadFile(stream grpc.ClientStreamingServer[pb.UploadFileRequest, pb.StringResponse]) error {
+	var n int64
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return stream.SendAndClose(&pb.StringResponse{Size: n})
+		}
+		if err != nil {
+			return err
+		}
+		n += int64(len(msg.GetChunkData()))
+	}
+}
+
+func (f *fakeGreeter) DownloadFile(_ *pb.MetaData, stream grpc.ServerStreamingServer[pb.FileResponse]) error {
+	chunk := make([]byte, 1024)
+	for range 100 {
+		if err := stream.Send(&pb.FileResponse{ChunkData: chunk}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// endSignal passes stats to the handler under test and then reports each
+// server-side End, so a test knows the server span has ended without
+// sleeping.
+type endSignal struct {
+	stats.Handler
+	ends chan struct{}
+}
+
+func (e endSignal) HandleRPC(ctx context.Context, rs stats.RPCStats) {
+	e.Handler.HandleRPC(ctx, rs)
+	if _, ok := rs.(*stats.End); ok {
+		e.ends <- struct{}{}
+	}
+}
+
+// testServer is a Greeter over bufconn whose stats handler is
+// telemetry.ServerHandler.
+type testServer struct {
+	lis  *bufconn.Listener
+	ends chan struct{}
+	seen chan observation
+}
+
+func startServer(t *testing.T, p *telemetry.Providers, creds credentials.TransportCredentials, opts ...telemetry.HandlerOption) *testServer {
+	t.Helper()
+	ts := &testServer{
+		lis:  bufconn.Listen(1 << 20),
+		ends: make(chan struct{}, 256),
+		seen: make(chan observation, 256),
+	}
+	srv := grpc.NewServer(
+		grpc.Creds(creds),
+		grpc.StatsHandler(endSignal{Handler: telemetry.ServerHandler(p, opts...), ends: ts.ends}),
+	)
+	pb.RegisterGreeterServer(srv, &fakeGreeter{seen: ts.seen})
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(ts.lis)
+	}()
+	t.Cleanup(func() {
+		srv.Stop()
+		<-served
+	})
+	return ts
+}
+
+// dial returns a client over ts. p instruments the client side when not nil.
+func (ts *testServer) dial(t *testing.T, p *telemetry.Providers, creds credentials.TransportCredentials) *grpc.ClientConn {
+	t.Helper()
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			return ts.lis.DialContext(ctx)
+		}),
+	}
+	if p != nil {
+		opts = append(opts, grpc.WithStatsHandler(telemetry.ClientHandler(p)))
+	}
+	conn, err := grpc.NewClient("passthrough:///bufnet", opts...)
+	if err != nil {
+		t.Fatalf("grpc.NewClient: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// waitEnd waits until the server has ended one more RPC.
+func (ts *testServer) waitEnd(t *testing.T, ctx context.Context) {
+	t.Helper()
+	select {
+	case <-ts.ends:
+	case <-ctx.Done():
+		t.Fatalf("server RPC did not end: %v", ctx.Err())
+	}
+}
+
+// testPKI is a CA with a server certificate for "bufnet" and a client
+// certificate, all generated for the test.
+type testPKI struct {
+	pool   *x509.CertPool
+	server tls.Certificate
+	client tls.Certificate
+}
+
+func newTestPKI(t *testing.T) testPKI {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatalf("GenerateKey: %v", err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "test CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatalf("CreateCertificate(CA): %v", err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatalf("ParseCertificate(CA): %v", err)
+	}
+	leaf := func(serial int64, name string, usage x509.ExtKeyUsage) tls.Certificate {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatalf("GenerateKey: %v", err)
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial),
+			Subject:      pkix.Name{CommonName: name},
+			DNSNames:     []string{name},
+			NotBefore:    now.Add(-time.Hour),
+			NotAfter:     now.Add(time.Hour),
+			KeyUsage:     x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatalf("CreateCertificate(%s): %v", name, err)
+		}
+		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return testPKI{
+		pool:   pool,
+		server: leaf(2, "bufnet", x509.ExtKeyUsageServerAuth),
+		client: leaf(3, "backup-service", x509.ExtKeyUsageClientAuth),
+	}
+}
+
+// serverCreds accepts clients with or without a certificate and verifies
+// any certificate that is presented.
+func (k testPKI) serverCreds() credentials.TransportCredentials {
+	return credentials.NewTLS(&tls.Config{
+		Certificates: []tls.Certificate{k.server},
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		ClientCAs:    k.pool,
+		MinVersion:   tls.VersionTLS13,
+	})
+}
+
+// clientCreds presents the client certificate when withCert is set.
+func (k testPKI) clientCreds(withCert bool) credentials.TransportCredentials {
+	cfg := &tls.Config{RootCAs: k.pool, ServerName: "bufnet", MinVersion: tls.VersionTLS13}
+	if withCert {
+		cfg.Certificates = []tls.Certificate{k.client}
+	}
+	return credentials.NewTLS(cfg)
+}
+
+var insecureCreds = insecure.NewCredentials()
