@@ -88,6 +88,10 @@ type options struct {
 	// writeFile writes to an upload's temporary file. Tests replace it to
 	// inject write errors.
 	writeFile func(f *os.File, p []byte) (int, error)
+	// beforeRename, if set, runs in Commit between creating the target's
+	// folders and the rename. Tests use it to race a Delete
+	// deterministically.
+	beforeRename func()
 }
 
 // WithLogger sets the logger for the store's best-effort work (digest

@@ -190,6 +190,9 @@ func (u *upload) place() error {
 			}
 			return classify("commit", u.name, err)
 		}
+		if s.opts.beforeRename != nil {
+			s.opts.beforeRename()
+		}
 		err = s.root.Rename(u.tmp, u.final)
 		if err == nil {
 			break
