@@ -4,7 +4,6 @@ import "testing"
 
 // TestWriteDoesNotAllocate pins that Write neither copies chunks nor
 // allocates, including when it starts writeback.
-
 func TestWriteDoesNotAllocate(t *testing.T) {
 	tests := []struct {
 		name     string

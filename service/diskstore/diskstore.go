@@ -215,16 +215,16 @@ func (s *Store) syncDir(dir string) error {
 // existingAncestor returns the deepest folder among dir and its ancestors
 // that exists. It returns a service.ErrConflict error if one of them exists
 // but is not a folder.
-func (s *Store) existingAncestor(name, dir string) (string, error) {
+func (s *Store) existingAncestor(op, name, dir string) (string, error) {
 	for d := dir; ; d = path.Dir(d) {
 		fi, err := s.root.Stat(d)
 		switch {
 		case err == nil && fi.IsDir():
 			return d, nil
 		case err == nil:
-			return "", conflict("create", name, fmt.Errorf("%q is a file", path.Base(d)))
+			return "", conflict(op, name, fmt.Errorf("%q is a file", path.Base(d)))
 		case !isMissing(err) || d == objectsDir:
-			return "", fmt.Errorf("diskstore: create %q: %w", name, err)
+			return "", fmt.Errorf("diskstore: %s %q: %w", op, name, err)
 		}
 	}
 }

@@ -35,7 +35,7 @@ func (s *Store) Create(ctx context.Context, owner, name string) (service.Upload,
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.existingAncestor(name, path.Dir(final)); err != nil {
+	if _, err := s.existingAncestor("create", name, path.Dir(final)); err != nil {
 		return nil, err
 	}
 	if fi, err := s.root.Lstat(final); err == nil && fi.IsDir() {
@@ -180,7 +180,7 @@ func (u *upload) place() error {
 	var existing string
 	for attempt := 1; ; attempt++ {
 		var err error
-		existing, err = s.existingAncestor(u.name, parent)
+		existing, err = s.existingAncestor("commit", u.name, parent)
 		if err != nil {
 			return err
 		}
