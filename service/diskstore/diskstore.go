@@ -17,7 +17,13 @@
 //   - A file opened for reading keeps the version it opened.
 //   - Running out of space or quota is reported as service.ErrNoSpace; a
 //     missing name as service.ErrNotFound; a name that needs a folder where
-//     a file is, or names a folder, as service.ErrConflict.
+//     a file is, or names a folder, as service.ErrConflict; a name that
+//     objname.Validate rejects as its *objname.Error; a bad owner as
+//     ErrInvalidOwner.
+//   - The one exception to "an error from Commit means nothing changed":
+//     when the folder sync after the rename fails, the new version is
+//     already visible but may not survive a crash, and Commit reports the
+//     error so that no caller promises durability it does not have.
 //
 // Layout of the data directory:
 //
