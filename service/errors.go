@@ -41,6 +41,8 @@ func (s *Server) toStatus(ctx context.Context, name string, err error) error {
 		return status.Errorf(codes.FailedPrecondition, "upload of %q: %v", name, ErrOffsetMismatch)
 	case errors.Is(err, ErrConflict):
 		return status.Errorf(codes.FailedPrecondition, "name %q conflicts with an existing file or folder", name)
+	case errors.Is(err, ErrInvalidOwner):
+		return status.Error(codes.InvalidArgument, "the caller's identity cannot own files: it must be 1 to 128 bytes long")
 	case errors.Is(err, ErrNoSpace):
 		s.log.ErrorContext(ctx, "storage full", slog.String("object", name), slog.Any("error", err))
 		return status.Error(codes.ResourceExhausted, "storage is full")

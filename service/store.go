@@ -23,6 +23,9 @@ var (
 	ErrOffsetMismatch = errors.New("offset does not match the committed size")
 	// ErrUnavailable means the storage cannot serve requests right now.
 	ErrUnavailable = errors.New("storage unavailable")
+	// ErrInvalidOwner means the caller's identity cannot name a namespace
+	// (it is empty or too long).
+	ErrInvalidOwner = errors.New("owner must be 1 to 128 bytes long")
 	// ErrConflict means a name cannot be used because a file stands where a
 	// folder is needed, or a folder where a file is needed.
 	ErrConflict = errors.New("name conflicts with an existing file or folder")

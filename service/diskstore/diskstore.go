@@ -74,7 +74,8 @@ const (
 )
 
 // ErrInvalidOwner means an owner was empty or longer than MaxOwnerLen bytes.
-var ErrInvalidOwner = errors.New("diskstore: owner must be 1 to 128 bytes long")
+// It is service.ErrInvalidOwner, so the service maps it to a status.
+var ErrInvalidOwner = service.ErrInvalidOwner
 
 var _ service.Store = (*Store)(nil)
 
