@@ -159,23 +159,7 @@ type Result struct {
 // CLI runs greeter with args (and env added to a clean environment).
 func (b Binaries) CLI(t testing.TB, env []string, args ...string) Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, b.Greeter, args...)
-	cmd.Env = append(cleanEnv(), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	res := Result{Stdout: stdout.String(), Stderr: stderr.String()}
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exit):
-		res.Code = exit.ExitCode()
-	default:
-		t.Fatalf("running greeter %s: %v", strings.Join(args, " "), err)
-	}
-	return res
+	return runToEnd(t, b.Greeter, env, args)
 }
 
 // cleanEnv is the test's environment without GREETER_* and OTEL_* settings,
@@ -188,4 +172,32 @@ func cleanEnv() []string {
 		}
 	}
 	return env
+}
+
+// RunServer runs greeterd with args to completion (for flag errors and
+// subcommands such as init and token) and returns what it printed.
+func (b Binaries) RunServer(t testing.TB, env []string, args ...string) Result {
+	t.Helper()
+	return runToEnd(t, b.Greeterd, env, args)
+}
+
+func runToEnd(t testing.TB, bin string, env, args []string) Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(cleanEnv(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	res := Result{Stdout: stdout.String(), Stderr: stderr.String()}
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		res.Code = exit.ExitCode()
+	default:
+		t.Fatalf("running %s %s: %v", filepath.Base(bin), strings.Join(args, " "), err)
+	}
+	return res
 }
