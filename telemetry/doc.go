@@ -23,6 +23,32 @@
 //   - Metrics are served from a private Prometheus registry by
 //     Providers.MetricsHandler, never from the process-wide default.
 //
+// # Configuration
+//
+// Setup reads Config first and the standard environment variables for what
+// Config leaves empty:
+//
+//   - OTEL_TRACES_EXPORTER: otlp, console (or stdout), none. One value only.
+//   - OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_EXPORTER_OTLP_PROTOCOL: grpc
+//     or http/protobuf (the default, as the specification says).
+//   - OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT, _HEADERS, _TIMEOUT, _INSECURE,
+//     _CERTIFICATE, _COMPRESSION: read by the OTLP exporters themselves.
+//   - OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES: the resource; an explicit
+//     Config.ServiceName wins over both.
+//   - OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG: read by the SDK when
+//     Config.Sampler is nil; Setup rejects values the SDK would ignore.
+//
+// OTEL_BSP_* are not used: the span queue is sized by Config.MaxQueueSize.
+//
+// # Instruments
+//
+// ServerHandler and ClientHandler use otelgrpc v0.72.0, which records one
+// histogram per side, rpc.server.call.duration and rpc.client.call.duration
+// (seconds), labelled rpc.method, rpc.system.name, rpc.response.status_code
+// and, for failures, error.type. A view on the MeterProvider removes address
+// and port labels from every instrument. NewMetrics adds the service's own
+// instruments, and Setup adds greeter.trace.spans.dropped.
+//
 // Nothing here calls otel.SetTracerProvider, otel.SetMeterProvider or
 // otel.SetTextMapPropagator; the program's main decides whether to.
 package telemetry

@@ -21,7 +21,9 @@ type handlerOptions struct {
 // WithTrustedCaller replaces the rule deciding whose trace context a server
 // span may take as its parent. The default is VerifiedMTLSPeer. fn receives
 // the RPC's context, which carries the grpc peer; it runs once per RPC
-// before any interceptor, so it cannot see the authenticated identity.
+// before any interceptor, so it cannot see the authenticated identity. Use it
+// when client certificates from the same CA are also issued to end users, for
+// example to trust only the SPIFFE IDs of our own services.
 func WithTrustedCaller(fn func(ctx context.Context) bool) HandlerOption {
 	return func(o *handlerOptions) {
 		if fn != nil {

@@ -17,6 +17,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
@@ -133,6 +134,9 @@ func TestServerSpanStatus(t *testing.T) {
 		{name: "Unknown", code: codes.Unknown, wantStatus: otelcodes.Error, wantAttr: "UNKNOWN"},
 		{name: "DataLoss", code: codes.DataLoss, wantStatus: otelcodes.Error, wantAttr: "DATA_LOSS"},
 		{name: "Unavailable", code: codes.Unavailable, wantStatus: otelcodes.Error, wantAttr: "UNAVAILABLE"},
+		// otelgrpc v0.72.0 also counts these as server faults.
+		{name: "Unimplemented", code: codes.Unimplemented, wantStatus: otelcodes.Error, wantAttr: "UNIMPLEMENTED"},
+		{name: "DeadlineExceeded", code: codes.DeadlineExceeded, wantStatus: otelcodes.Error, wantAttr: "DEADLINE_EXCEEDED"},
 		{name: "plain Go error", plainError: true, wantStatus: otelcodes.Error, wantAttr: "UNKNOWN"},
 	}
 	for _, tt := range tests {
@@ -165,6 +169,40 @@ func TestServerSpanStatus(t *testing.T) {
 				t.Errorf("rpc.method: got %q, want %q", got, "Greeter/SayHello")
 			}
 		})
+	}
+}
+
+// TestRejectedByInterceptor pins RELIABILITY O4 for interceptors: an RPC
+// that an interceptor rejects before the handler runs still has a server
+// span with its status code, not marked Error, and without the token.
+func TestRejectedByInterceptor(t *testing.T) {
+	const token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0.Zm9yZ2Vk"
+	ctx := testContext(t)
+	p, exp, _ := setupMemory(t, telemetry.Config{})
+	reject := func(ctx context.Context, _ any, _ *grpc.UnaryServerInfo, _ grpc.UnaryHandler) (any, error) {
+		return nil, status.Error(codes.Unauthenticated, "invalid token")
+	}
+	ts := startServerWith(t, p, insecureCreds, []grpc.ServerOption{grpc.UnaryInterceptor(reject)})
+	client := pb.NewGreeterClient(ts.dial(t, nil, insecureCreds))
+	callCtx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	if _, err := client.SayHello(callCtx, &pb.HelloRequest{Name: "OK"}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("SayHello: got %v, want Unauthenticated", err)
+	}
+	ts.waitEnd(t, ctx)
+	select {
+	case <-ts.seen:
+		t.Fatalf("handler ran, want the interceptor to reject first")
+	default:
+	}
+	span := oneServerSpan(t, ctx, p, exp)
+	if span.Status.Code != otelcodes.Unset {
+		t.Errorf("span status: got %v, want Unset", span.Status.Code)
+	}
+	if got, _ := attrValue(span.Attributes, "rpc.response.status_code"); got != "UNAUTHENTICATED" {
+		t.Errorf("rpc.response.status_code: got %q, want UNAUTHENTICATED", got)
+	}
+	if text := spanText(span); strings.Contains(text, token) {
+		t.Errorf("span contains the token:\n%s", text)
 	}
 }
 

@@ -111,15 +111,22 @@ type testServer struct {
 
 func startServer(t *testing.T, p *telemetry.Providers, creds credentials.TransportCredentials, opts ...telemetry.HandlerOption) *testServer {
 	t.Helper()
+	return startServerWith(t, p, creds, nil, opts...)
+}
+
+// startServerWith is startServer with extra server options, such as
+// interceptors.
+func startServerWith(t *testing.T, p *telemetry.Providers, creds credentials.TransportCredentials, serverOpts []grpc.ServerOption, opts ...telemetry.HandlerOption) *testServer {
+	t.Helper()
 	ts := &testServer{
 		lis:  bufconn.Listen(1 << 20),
 		ends: make(chan struct{}, 256),
 		seen: make(chan observation, 256),
 	}
-	srv := grpc.NewServer(
+	srv := grpc.NewServer(append([]grpc.ServerOption{
 		grpc.Creds(creds),
 		grpc.StatsHandler(endSignal{Handler: telemetry.ServerHandler(p, opts...), ends: ts.ends}),
-	)
+	}, serverOpts...)...)
 	pb.RegisterGreeterServer(srv, &fakeGreeter{seen: ts.seen})
 	served := make(chan struct{})
 	go func() {
