@@ -1,0 +1,68 @@
+package middleware
+
+import (
+	"context"
+	"strings"
+
+	"google.golang.org/grpc"
+)
+
+// Only returns p restricted to the methods for which match returns true; for
+// every other method the RPC continues as if p were absent. match receives
+// the method exactly as gRPC routed it (for example "/Greeter/SayHello").
+// p's ServerOptions are kept unchanged.
+//
+// It is written here rather than with go-grpc-middleware's selector because
+// that package rebuilds the method name from a split service and method,
+// while authorization decisions must use the same string the router used.
+func Only(p Plugin, match func(fullMethod string) bool) Plugin {
+	out := Plugin{Name: p.Name, ServerOptions: p.ServerOptions}
+	if p.Unary != nil {
+		inner := p.Unary
+		out.Unary = func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			if match(info.FullMethod) {
+				return inner(ctx, req, info, handler)
+			}
+			return handler(ctx, req)
+		}
+	}
+	if p.Stream != nil {
+		inner := p.Stream
+		out.Stream = func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			if match(info.FullMethod) {
+				return inner(srv, ss, info, handler)
+			}
+			return handler(srv, ss)
+		}
+	}
+	return out
+}
+
+// Skip returns p restricted to the methods for which match returns false.
+func Skip(p Plugin, match func(fullMethod string) bool) Plugin {
+	return Only(p, func(m string) bool { return !match(m) })
+}
+
+// MethodPrefix returns a match function that reports whether a method starts
+// with any of prefixes. Use whole service prefixes ending in "/" (for example
+// "/grpc.health.v1.Health/") so that a similarly named service cannot match.
+func MethodPrefix(prefixes ...string) func(fullMethod string) bool {
+	ps := append([]string(nil), prefixes...)
+	return func(m string) bool {
+		for _, p := range ps {
+			if strings.HasPrefix(m, p) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// IsHealthOrReflection reports whether fullMethod belongs to the gRPC health
+// service or to a server reflection service (v1 or v1alpha). Those are the
+// methods greeterd serves without authentication.
+func IsHealthOrReflection(fullMethod string) bool {
+	return strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/") ||
+		strings.HasPrefix(fullMethod, "/grpc.reflection.v1.ServerReflection/") ||
+		strings.HasPrefix(fullMethod, "/grpc.reflection.v1alpha.ServerReflection/")
+}
