@@ -1,0 +1,149 @@
+// Package greetertest runs the real generated Greeter service, backed by a
+// small fake, behind a middleware chain over an in-memory connection, for the
+// tests of the middleware packages.
+//
+// The fake echoes the caller's identity and panics on demand, so that tests
+// can observe what the chain let through.
+package greetertest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/greeter/greeter/middleware/identity"
+	"github.com/greeter/greeter/proto/greeterpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/test/bufconn"
+)
+
+// PanicName makes the fake panic: as a SayHello name, as an upload's or
+// download's filename, or as a StatFile filename.
+const PanicName = "panic"
+
+// PanicValue is the value the fake panics with. It plays a secret that must
+// never reach a client.
+const PanicValue = "secret-panic-value-s3cr3t"
+
+// ChunkSize is the size of each chunk DownloadFile sends.
+const ChunkSize = 64 << 10
+
+// Server is a fake Greeter. SayHello answers "hello NAME from SUBJECT
+// [SCOPES]"; UploadFile counts the bytes it receives; DownloadFile sends
+// MetaData.Limit bytes in ChunkSize chunks; StatFile names the caller.
+type Server struct {
+	greeterpb.UnimplementedGreeterServer
+}
+
+// Who describes the identity in ctx, or "nobody".
+func Who(ctx context.Context) string {
+	id, ok := identity.FromContext(ctx)
+	if !ok {
+		return "nobody"
+	}
+	return fmt.Sprintf("%s(%s)[%s]", id.Subject, id.Source, strings.Join(id.Scopes, " "))
+}
+
+// SayHello implements greeterpb.GreeterServer.
+func (Server) SayHello(ctx context.Context, r *greeterpb.HelloRequest) (*greeterpb.StringResponse, error) {
+	if r.GetName() == PanicName {
+		panic(PanicValue)
+	}
+	return &greeterpb.StringResponse{Message: "hello " + r.GetName() + " from " + Who(ctx)}, nil
+}
+
+// UploadFile implements greeterpb.GreeterServer.
+func (Server) UploadFile(s grpc.ClientStreamingServer[greeterpb.UploadFileRequest, greeterpb.StringResponse]) error {
+	var n int64
+	for {
+		m, err := s.Recv()
+		if errors.Is(err, io.EOF) {
+			return s.SendAndClose(&greeterpb.StringResponse{Message: Who(s.Context()), Size: n})
+		}
+		if err != nil {
+			return err
+		}
+		if m.GetMetadata().GetFilename() == PanicName {
+			panic(PanicValue)
+		}
+		n += int64(len(m.GetChunkData()))
+	}
+}
+
+// DownloadFile implements greeterpb.GreeterServer.
+func (Server) DownloadFile(m *greeterpb.MetaData, s grpc.ServerStreamingServer[greeterpb.FileResponse]) error {
+	buf := make([]byte, ChunkSize)
+	for left := m.GetLimit(); left > 0; {
+		n := min(left, int64(len(buf)))
+		if err := s.Send(&greeterpb.FileResponse{ChunkData: buf[:n]}); err != nil {
+			return err
+		}
+		if m.GetFilename() == PanicName {
+			panic(PanicValue)
+		}
+		left -= n
+	}
+	return nil
+}
+
+// ListFiles implements greeterpb.GreeterServer.
+func (Server) ListFiles(ctx context.Context, _ *greeterpb.ListFilesRequest) (*greeterpb.ListFilesResponse, error) {
+	return &greeterpb.ListFilesResponse{}, nil
+}
+
+// StatFile implements greeterpb.GreeterServer.
+func (Server) StatFile(ctx context.Context, m *greeterpb.MetaData) (*greeterpb.FileInfo, error) {
+	if m.GetFilename() == PanicName {
+		panic(PanicValue)
+	}
+	return &greeterpb.FileInfo{Name: Who(ctx)}, nil
+}
+
+// DeleteFile implements greeterpb.GreeterServer.
+func (Server) DeleteFile(ctx context.Context, _ *greeterpb.MetaData) (*greeterpb.StringResponse, error) {
+	return &greeterpb.StringResponse{Message: "deleted by " + Who(ctx)}, nil
+}
+
+// QueryUpload implements greeterpb.GreeterServer.
+func (Server) QueryUpload(ctx context.Context, r *greeterpb.QueryUploadRequest) (*greeterpb.UploadStatus, error) {
+	return &greeterpb.UploadStatus{UploadId: r.GetUploadId()}, nil
+}
+
+// Start serves the fake Greeter with serverOpts over bufconn and returns a
+// client connection made with dialOpts (insecure transport unless dialOpts
+// sets other credentials). Both are closed when the test ends.
+func Start(t testing.TB, serverOpts []grpc.ServerOption, dialOpts ...grpc.DialOption) *grpc.ClientConn {
+	return StartService(t, Server{}, serverOpts, dialOpts...)
+}
+
+// StartService is Start with a caller-supplied Greeter implementation.
+func StartService(t testing.TB, svc greeterpb.GreeterServer, serverOpts []grpc.ServerOption, dialOpts ...grpc.DialOption) *grpc.ClientConn {
+	t.Helper()
+	lis := bufconn.Listen(1 << 20)
+	srv := grpc.NewServer(serverOpts...)
+	greeterpb.RegisterGreeterServer(srv, svc)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(lis)
+	}()
+	opts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+	}, dialOpts...)
+	cc, err := grpc.NewClient("passthrough:///bufnet", opts...)
+	if err != nil {
+		t.Fatalf("grpc.NewClient: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cc.Close()
+		srv.Stop()
+		<-done
+	})
+	return cc
+}

@@ -1,0 +1,130 @@
+// Package logging writes one structured log record per RPC.
+//
+// Each record carries the method, status code, duration, payload bytes
+// received and sent (proto.Size of every message), the peer address, the
+// caller's subject (as established by a later authentication plugin) and the
+// trace id. A record is written for RPCs rejected by later plugins and, with
+// code Internal and panic=true, for RPCs whose handler panicked.
+//
+// It never logs metadata, tokens or payload bytes. Strings that clients
+// influence (the status message of a failed RPC, the subject) are logged only
+// as attribute values, which slog.TextHandler quotes and slog.JSONHandler
+// escapes, so they cannot forge records; use one of those handlers.
+package logging
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/greeter/greeter/middleware"
+	"github.com/greeter/greeter/middleware/identity"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// Name is the plugin's name in a chain.
+const Name = "logging"
+
+// Options configure the plugin. The zero value is usable.
+type Options struct {
+	// Logger receives the records. Nil discards them.
+	Logger *slog.Logger
+	// Level picks the level of a record from its code. Nil means
+	// DefaultLevel.
+	Level func(codes.Code) slog.Level
+}
+
+// DefaultLevel logs server faults (Internal, Unknown, DataLoss,
+// Unimplemented) at ERROR, throttling and access failures
+// (ResourceExhausted, Unauthenticated, PermissionDenied) at WARN, and
+// everything else at INFO.
+func DefaultLevel(c codes.Code) slog.Level {
+	switch c {
+	case codes.Internal, codes.Unknown, codes.DataLoss, codes.Unimplemented:
+		return slog.LevelError
+	case codes.ResourceExhausted, codes.Unauthenticated, codes.PermissionDenied:
+		return slog.LevelWarn
+	default:
+		return slog.LevelInfo
+	}
+}
+
+// New returns the logging plugin.
+func New(o Options) middleware.Plugin {
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	level := o.Level
+	if level == nil {
+		level = DefaultLevel
+	}
+	return middleware.FromFunc(Name, func(ctx context.Context, call *middleware.Call, next middleware.Next) error {
+		start := time.Now()
+		ctx = identity.WithObserver(ctx)
+		var in, out atomic.Int64
+		call.OnRecv(func(_ context.Context, m any) error {
+			in.Add(int64(size(m)))
+			return nil
+		})
+		call.OnSend(func(_ context.Context, m any) error {
+			out.Add(int64(size(m)))
+			return nil
+		})
+		returned := false
+		defer func() {
+			if !returned {
+				// A panic is unwinding; recovery, further out, answers it.
+				write(ctx, logger, call, codes.Internal, slog.LevelError, start, &in, &out,
+					slog.Bool("panic", true))
+			}
+		}()
+		err := next(ctx)
+		returned = true
+		st := status.Convert(err)
+		var extra []slog.Attr
+		if err != nil {
+			extra = append(extra, slog.String("error", st.Message()))
+		}
+		write(ctx, logger, call, st.Code(), level(st.Code()), start, &in, &out, extra...)
+		return err
+	})
+}
+
+func write(ctx context.Context, logger *slog.Logger, call *middleware.Call, code codes.Code, lvl slog.Level,
+	start time.Time, in, out *atomic.Int64, extra ...slog.Attr) {
+	if !logger.Enabled(ctx, lvl) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 10+len(extra))
+	attrs = append(attrs,
+		slog.String("method", call.FullMethod),
+		slog.String("code", code.String()),
+		slog.Duration("duration", time.Since(start)),
+		slog.Int64("bytes_in", in.Load()),
+		slog.Int64("bytes_out", out.Load()),
+	)
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		attrs = append(attrs, slog.String("peer", p.Addr.String()))
+	}
+	if id, ok := identity.Observed(ctx); ok {
+		attrs = append(attrs, slog.String("subject", id.Subject), slog.String("identity_source", id.Source.String()))
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
+	}
+	attrs = append(attrs, extra...)
+	logger.LogAttrs(ctx, lvl, "rpc", attrs...)
+}
+
+func size(m any) int {
+	if pm, ok := m.(proto.Message); ok {
+		return proto.Size(pm)
+	}
+	return 0
+}

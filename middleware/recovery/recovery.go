@@ -1,0 +1,101 @@
+// Package recovery turns a panic anywhere below it in the middleware chain
+// (in a later plugin, a message hook or the handler, unary or streaming) into
+// the status Internal "internal error", so the server keeps serving.
+//
+// The panic value and the stack never reach the client. The stack is logged
+// at ERROR with the method, the caller's subject (if authenticated by then)
+// and the trace id. Only the panic value's type is logged, plus its message
+// when it is a runtime error, because panic values built by code may carry
+// secrets.
+//
+// It uses go-grpc-middleware's recovery interceptors with
+// WithRecoveryHandlerContext: without that option they would send the stack to
+// the client. Place the plugin first in middleware.NewChain; a panic in a
+// plugin that runs before it is not recovered.
+//
+// Panics in goroutines that a handler starts cannot be recovered by any
+// interceptor; such goroutines must recover on their own.
+package recovery
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"runtime/debug"
+
+	"github.com/greeter/greeter/middleware"
+	"github.com/greeter/greeter/middleware/identity"
+	grpcrecovery "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Name is the plugin's name in a chain.
+const Name = "recovery"
+
+// ErrInternal is the error a client receives for a recovered panic.
+var ErrInternal = status.Error(codes.Internal, "internal error")
+
+// Options configure the plugin. The zero value is usable.
+type Options struct {
+	// Logger receives one ERROR record per panic. Nil discards them.
+	Logger *slog.Logger
+	// OnPanic, if set, is called with the method after each recovered panic,
+	// for example to count panics.
+	OnPanic func(fullMethod string)
+}
+
+// New returns the recovery plugin.
+func New(o Options) middleware.Plugin {
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	handle := func(ctx context.Context, p any) error {
+		method, _ := grpc.Method(ctx)
+		attrs := []slog.Attr{
+			slog.String("method", method),
+			slog.String("panic_type", fmt.Sprintf("%T", p)),
+		}
+		if re, ok := p.(runtime.Error); ok {
+			attrs = append(attrs, slog.String("panic", re.Error()))
+		}
+		if id, ok := identity.Observed(ctx); ok {
+			attrs = append(attrs, slog.String("subject", id.Subject))
+		}
+		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+			attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
+		}
+		attrs = append(attrs, slog.String("stack", string(debug.Stack())))
+		logger.LogAttrs(ctx, slog.LevelError, "panic recovered", attrs...)
+		if o.OnPanic != nil {
+			o.OnPanic(method)
+		}
+		return ErrInternal
+	}
+	opt := grpcrecovery.WithRecoveryHandlerContext(handle)
+	unary := grpcrecovery.UnaryServerInterceptor(opt)
+	stream := grpcrecovery.StreamServerInterceptor(opt)
+	return middleware.Plugin{
+		Name: Name,
+		// The observer lets the handler report the subject that a later
+		// plugin (auth) established.
+		Unary: func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			return unary(identity.WithObserver(ctx), req, info, h)
+		},
+		Stream: func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			return stream(srv, &observedStream{ServerStream: ss, ctx: identity.WithObserver(ss.Context())}, info, h)
+		},
+	}
+}
+
+// observedStream gives the stream a context carrying an identity observer.
+type observedStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *observedStream) Context() context.Context { return s.ctx }
