@@ -1,0 +1,341 @@
+// Package ratelimit limits how much each caller may ask of the server.
+//
+// One Limiter supplies two plugins:
+//
+//   - PerPeer runs before authentication and limits RPCs per peer IP
+//     address, so that a flood of garbage tokens is refused before any
+//     signature is checked.
+//   - PerIdentity runs after authentication and authorization and, per
+//     caller identity, limits the rate of unary calls, the rate at which
+//     transfers (streaming RPCs) start, the number of concurrent transfers,
+//     and the bytes per second a caller's transfers may move. Bandwidth is
+//     throttled, never refused: RecvMsg and SendMsg wait for tokens.
+//
+// Rejections are ResourceExhausted with an errdetails.RetryInfo saying when
+// a retry can succeed, and the same delay in the "grpc-retry-pushback-ms"
+// trailer that grpc-go's built-in retry honours. Streams are checked when
+// they start, before the handler reads any message.
+//
+// The limiter tables hold at most Options.MaxKeys keys each and forget keys
+// idle for Options.IdleTTL, so a flood of distinct subjects or addresses
+// cannot grow memory without bound. An identity with transfers in flight is
+// never forgotten, so the concurrency cap cannot be reset by eviction.
+//
+// Limits are local to one process: N replicas allow N times the rate.
+package ratelimit
+
+import (
+	"context"
+	"math"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/greeter/greeter/middleware"
+	"github.com/greeter/greeter/middleware/identity"
+	"github.com/greeter/greeter/middleware/internal/lru"
+	"golang.org/x/time/rate"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// Plugin names in a chain.
+const (
+	PeerName     = "ratelimit-peer"
+	IdentityName = "ratelimit"
+)
+
+// Reasons passed to Options.OnReject.
+const (
+	ReasonPeer        = "peer"
+	ReasonUnary       = "unary"
+	ReasonTransfer    = "transfer"
+	ReasonConcurrency = "concurrency"
+)
+
+// Defaults applied to zero fields of Options.
+const (
+	DefaultPeerPerSecond          = 100
+	DefaultPeerBurst              = 200
+	DefaultUnaryPerSecond         = 10
+	DefaultUnaryBurst             = 20
+	DefaultTransferPerSecond      = 1
+	DefaultTransferBurst          = 5
+	DefaultMaxConcurrentTransfers = 4
+	DefaultBandwidth              = 50 << 20 // bytes per second
+	DefaultBandwidthBurst         = 4 << 20  // bytes; at least 2 × the 2 MiB max message
+	DefaultMaxKeys                = 100_000
+	DefaultIdleTTL                = 10 * time.Minute
+	// concurrencyRetryDelay is the RetryInfo delay suggested when the
+	// concurrency cap refuses a transfer; the real wait is unknowable.
+	concurrencyRetryDelay = time.Second
+)
+
+// Rate is a token bucket: PerSecond tokens are added each second, up to
+// Burst. A zero PerSecond or Burst takes the default; a negative PerSecond
+// switches the limit off.
+type Rate struct {
+	PerSecond float64
+	Burst     int
+}
+
+// Options configure a Limiter. Zero fields take the documented defaults; a
+// negative value switches that limit off.
+type Options struct {
+	// PerPeer limits RPCs of any kind per peer IP address, before
+	// authentication. Default 100/s, burst 200.
+	PerPeer Rate
+	// Unary limits unary RPCs per identity. Default 10/s, burst 20.
+	Unary Rate
+	// Transfer limits how often an identity may start a streaming RPC
+	// (upload or download). Default 1/s, burst 5.
+	Transfer Rate
+	// MaxConcurrentTransfers caps the streaming RPCs an identity may have
+	// in flight. Default 4.
+	MaxConcurrentTransfers int
+	// Bandwidth limits the message bytes per second (received and sent
+	// together, measured with proto.Size) of one identity's streaming RPCs.
+	// Default 50 MiB/s.
+	Bandwidth int64
+	// BandwidthBurst is the bandwidth bucket size in bytes. Default 4 MiB.
+	// A message larger than the burst is waited for in burst-sized parts.
+	BandwidthBurst int
+	// MaxKeys caps each limiter table (peers, identities). Default 100 000.
+	MaxKeys int
+	// IdleTTL is how long an unused key is kept. Default 10 minutes.
+	IdleTTL time.Duration
+	// OnReject, if set, is called with one of the Reason constants for
+	// every rejected RPC, for example to count rejections.
+	OnReject func(reason string)
+}
+
+func (o Options) withDefaults() Options {
+	o.PerPeer = o.PerPeer.withDefaults(DefaultPeerPerSecond, DefaultPeerBurst)
+	o.Unary = o.Unary.withDefaults(DefaultUnaryPerSecond, DefaultUnaryBurst)
+	o.Transfer = o.Transfer.withDefaults(DefaultTransferPerSecond, DefaultTransferBurst)
+	if o.MaxConcurrentTransfers == 0 {
+		o.MaxConcurrentTransfers = DefaultMaxConcurrentTransfers
+	}
+	if o.Bandwidth == 0 {
+		o.Bandwidth = DefaultBandwidth
+	}
+	if o.BandwidthBurst <= 0 {
+		o.BandwidthBurst = DefaultBandwidthBurst
+	}
+	if o.MaxKeys <= 0 {
+		o.MaxKeys = DefaultMaxKeys
+	}
+	if o.IdleTTL <= 0 {
+		o.IdleTTL = DefaultIdleTTL
+	}
+	return o
+}
+
+func (r Rate) withDefaults(perSecond float64, burst int) Rate {
+	if r.PerSecond == 0 {
+		r.PerSecond = perSecond
+	}
+	if r.Burst <= 0 {
+		r.Burst = burst
+	}
+	return r
+}
+
+func (r Rate) limiter() *rate.Limiter {
+	if r.PerSecond < 0 {
+		return rate.NewLimiter(rate.Inf, r.Burst)
+	}
+	return rate.NewLimiter(rate.Limit(r.PerSecond), r.Burst)
+}
+
+// Limiter holds the per-peer and per-identity limiter tables. It is safe for
+// concurrent use.
+type Limiter struct {
+	o          Options
+	peers      *lru.Cache[string, *rate.Limiter]
+	identities *lru.Cache[string, *identityState]
+}
+
+type identityState struct {
+	unary     *rate.Limiter
+	transfer  *rate.Limiter
+	bandwidth *rate.Limiter // nil when off
+	active    atomic.Int64
+}
+
+// New returns a Limiter with o's limits.
+func New(o Options) *Limiter {
+	o = o.withDefaults()
+	return &Limiter{
+		o:     o,
+		peers: lru.New[string, *rate.Limiter](o.MaxKeys, o.IdleTTL, nil),
+		identities: lru.New[string](o.MaxKeys, o.IdleTTL, func(s *identityState) bool {
+			return s.active.Load() > 0
+		}),
+	}
+}
+
+// Options returns the limits in force, with defaults applied.
+func (l *Limiter) Options() Options { return l.o }
+
+// Keys returns the number of peer and identity keys held, for a gauge.
+func (l *Limiter) Keys() (peers, identities int) {
+	return l.peers.Len(), l.identities.Len()
+}
+
+// Evictions returns how many peer and identity keys were evicted.
+func (l *Limiter) Evictions() (peers, identities uint64) {
+	return l.peers.Evictions(), l.identities.Evictions()
+}
+
+// PerPeer returns the plugin that limits RPCs per peer IP address. Place it
+// before authentication.
+func (l *Limiter) PerPeer() middleware.Plugin {
+	return middleware.FromFunc(PeerName, func(ctx context.Context, call *middleware.Call, next middleware.Next) error {
+		now := time.Now()
+		lim := l.peers.GetOrAdd(peerKey(ctx), now, l.o.PerPeer.limiter)
+		if d, ok := take(lim, now); !ok {
+			return l.reject(ctx, ReasonPeer, "rate limit exceeded for this address", d)
+		}
+		return next(ctx)
+	})
+}
+
+// PerIdentity returns the plugin that applies the per-identity limits. Place
+// it after authentication and authorization. A call without an identity (a
+// method exempted from authentication) is keyed by its peer address.
+func (l *Limiter) PerIdentity() middleware.Plugin {
+	return middleware.FromFunc(IdentityName, func(ctx context.Context, call *middleware.Call, next middleware.Next) error {
+		now := time.Now()
+		st := l.identities.GetOrAdd(identityKey(ctx), now, l.newIdentityState)
+		if !call.IsStream() {
+			if d, ok := take(st.unary, now); !ok {
+				return l.reject(ctx, ReasonUnary, "rate limit exceeded", d)
+			}
+			return next(ctx)
+		}
+		if limit := l.o.MaxConcurrentTransfers; limit > 0 {
+			if st.active.Add(1) > int64(limit) {
+				st.active.Add(-1)
+				return l.reject(ctx, ReasonConcurrency, "too many concurrent transfers", concurrencyRetryDelay)
+			}
+			defer st.active.Add(-1)
+		}
+		if d, ok := take(st.transfer, now); !ok {
+			return l.reject(ctx, ReasonTransfer, "transfer rate limit exceeded", d)
+		}
+		if st.bandwidth != nil {
+			hook := func(ctx context.Context, m any) error {
+				if pm, ok := m.(proto.Message); ok {
+					return waitBytes(ctx, st.bandwidth, proto.Size(pm))
+				}
+				return nil
+			}
+			call.OnRecv(hook)
+			call.OnSend(hook)
+		}
+		return next(ctx)
+	})
+}
+
+func (l *Limiter) newIdentityState() *identityState {
+	s := &identityState{unary: l.o.Unary.limiter(), transfer: l.o.Transfer.limiter()}
+	if l.o.Bandwidth > 0 {
+		s.bandwidth = rate.NewLimiter(rate.Limit(l.o.Bandwidth), l.o.BandwidthBurst)
+	}
+	return s
+}
+
+// take takes one token if one is available now; otherwise it reports how
+// long until one will be.
+func take(lim *rate.Limiter, now time.Time) (time.Duration, bool) {
+	r := lim.ReserveN(now, 1)
+	if !r.OK() {
+		return time.Second, false
+	}
+	d := r.DelayFrom(now)
+	if d <= 0 {
+		return 0, true
+	}
+	r.CancelAt(now)
+	return d, false
+}
+
+// waitBytes waits until n bytes may pass, in parts no larger than the burst.
+func waitBytes(ctx context.Context, lim *rate.Limiter, n int) error {
+	burst := lim.Burst()
+	for n > 0 {
+		k := min(n, burst)
+		if err := lim.WaitN(ctx, k); err != nil {
+			if ctx.Err() != nil {
+				return status.FromContextError(ctx.Err()).Err()
+			}
+			// "would exceed context deadline": the wait cannot finish in time.
+			return status.Error(codes.DeadlineExceeded, "bandwidth limit would exceed the deadline")
+		}
+		n -= k
+	}
+	return nil
+}
+
+func (l *Limiter) reject(ctx context.Context, reason, msg string, delay time.Duration) error {
+	if l.o.OnReject != nil {
+		l.o.OnReject(reason)
+	}
+	return Exhausted(ctx, msg, delay)
+}
+
+// Exhausted returns a ResourceExhausted status error with message msg and an
+// errdetails.RetryInfo of delay, and sets the "grpc-retry-pushback-ms"
+// trailer on the RPC in ctx. Other server code that sheds load can use it to
+// answer the same way.
+func Exhausted(ctx context.Context, msg string, delay time.Duration) error {
+	delay = max(delay, time.Millisecond)
+	ms := int64(math.Ceil(float64(delay) / float64(time.Millisecond)))
+	_ = grpc.SetTrailer(ctx, metadata.Pairs("grpc-retry-pushback-ms", strconv.FormatInt(ms, 10)))
+	st := status.New(codes.ResourceExhausted, msg)
+	if ds, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(delay)}); err == nil {
+		st = ds
+	}
+	return st.Err()
+}
+
+// RetryDelay returns the RetryInfo delay carried by err, if any.
+func RetryDelay(err error) (time.Duration, bool) {
+	st, ok := status.FromError(err)
+	if !ok {
+		return 0, false
+	}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
+			return ri.GetRetryDelay().AsDuration(), true
+		}
+	}
+	return 0, false
+}
+
+func peerKey(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return "unknown"
+	}
+	addr := p.Addr.String()
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
+}
+
+func identityKey(ctx context.Context) string {
+	if id, ok := identity.FromContext(ctx); ok {
+		return id.Source.String() + ":" + id.Subject
+	}
+	return "peer:" + peerKey(ctx)
+}
