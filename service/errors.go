@@ -24,6 +24,8 @@ func (s *Server) toStatus(ctx context.Context, name string, err error) error {
 		return st.Err()
 	}
 	var nameErr *objname.Error
+	var upErr *UploadError
+	isUpload := errors.As(err, &upErr)
 	switch {
 	case errors.As(err, &nameErr):
 		return status.Errorf(codes.InvalidArgument, "invalid name: %s", nameErr.Error())
@@ -31,6 +33,19 @@ func (s *Server) toStatus(ctx context.Context, name string, err error) error {
 		return status.Error(codes.Canceled, "request canceled")
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "request deadline exceeded")
+	case errors.Is(err, ErrInvalidUploadID):
+		return status.Errorf(codes.InvalidArgument, "invalid upload_id: %v", ErrInvalidUploadID)
+	case isUpload && errors.Is(err, ErrNotFound):
+		return status.Errorf(codes.NotFound, "upload %q not found", upErr.ID)
+	case isUpload && errors.Is(err, ErrUploadBusy):
+		return status.Errorf(codes.Aborted, "upload %q is in progress on another stream", upErr.ID)
+	case isUpload && errors.Is(err, ErrUploadMismatch):
+		return status.Errorf(codes.FailedPrecondition, "upload %q was started for a different file (name, size and sha256 must match the first attempt)", upErr.ID)
+	case isUpload && errors.Is(err, ErrOffsetMismatch):
+		st := status.Newf(codes.FailedPrecondition, "upload %q must continue at its committed size of %d bytes", upErr.ID, upErr.Committed)
+		return withErrorInfo(st, ReasonOffsetMismatch, upErr.Committed)
+	case errors.Is(err, ErrTooManyUploads):
+		return status.Error(codes.ResourceExhausted, "too many incomplete uploads: finish some or let them expire")
 	case errors.Is(err, ErrNotFound):
 		return status.Errorf(codes.NotFound, "file %q not found", name)
 	case errors.Is(err, ErrSizeMismatch):

@@ -65,6 +65,9 @@ type Options struct {
 	// "download") when a transfer starts; the returned func is called with
 	// the bytes moved when it ends. Metrics hang here.
 	OnTransfer func(ctx context.Context, direction string) func(bytes int64)
+	// ResumableTTL is how long an incomplete resumable upload lives after
+	// it was last written to. Zero means DefaultResumableTTL.
+	ResumableTTL time.Duration
 }
 
 // Server implements greeterpb.GreeterServer.
@@ -200,7 +203,7 @@ func (s *Server) UploadFile(stream pb.Greeter_UploadFileServer) (err error) {
 		return err
 	}
 	if md.GetUploadId() != "" || md.GetOffset() != 0 {
-		return status.Error(codes.Unimplemented, "resumable uploads (upload_id, offset) are not supported by this server")
+		return s.uploadResumable(stream, recv, owner, name, md, want)
 	}
 	span := trace.SpanFromContext(ctx)
 	span.SetAttributes(attribute.String("greeter.owner", owner), attribute.String("greeter.object", truncate(name, 128)))

@@ -334,7 +334,6 @@ func TestUploadRejections(t *testing.T) {
 		{"digest mismatch", []*uploadMsg{metaWith(&pb.MetaData{Filename: "a", Sha256: hexSum([]byte("other"))}), chunk(data)}, codes.InvalidArgument, "sha256 does not match"},
 		{"digest not hex", []*uploadMsg{metaWith(&pb.MetaData{Filename: "a", Sha256: strings.Repeat("z", 64)}), chunk(data)}, codes.InvalidArgument, "hex"},
 		{"digest wrong length", []*uploadMsg{metaWith(&pb.MetaData{Filename: "a", Sha256: "abcd"}), chunk(data)}, codes.InvalidArgument, "64 hex digits"},
-		{"resumable not yet", []*uploadMsg{metaWith(&pb.MetaData{Filename: "a", UploadId: "u1"}), chunk(data)}, codes.Unimplemented, "resumable"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := h.send(testCtx(t), c.msgs...)

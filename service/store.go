@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 )
@@ -29,7 +30,44 @@ var (
 	// ErrConflict means a name cannot be used because a file stands where a
 	// folder is needed, or a folder where a file is needed.
 	ErrConflict = errors.New("name conflicts with an existing file or folder")
+	// ErrUploadBusy means another stream is writing the same resumable
+	// upload right now.
+	ErrUploadBusy = errors.New("upload is in progress on another stream")
+	// ErrUploadMismatch means a resumable upload was resumed with a name,
+	// size or sha256 other than the ones it was started with.
+	ErrUploadMismatch = errors.New("upload was started for a different file")
+	// ErrTooManyUploads means the owner already has as many incomplete
+	// resumable uploads as the store allows.
+	ErrTooManyUploads = errors.New("too many incomplete uploads")
+	// ErrInvalidUploadID means an upload_id is not 1 to 128 characters
+	// from A-Z, a-z, 0-9, '_' and '-'.
+	ErrInvalidUploadID = errors.New("upload_id must be 1 to 128 characters from A-Z, a-z, 0-9, '_' and '-'")
 )
+
+// UploadError names the resumable upload an error is about, so that the
+// status sent to the client can name it too. A ResumableStore wraps
+// ErrNotFound, ErrUploadBusy, ErrUploadMismatch, ErrOffsetMismatch and
+// ErrTooManyUploads in it.
+type UploadError struct {
+	// ID is the client-chosen upload_id.
+	ID string
+	// Committed is the upload's committed size: where a resumed stream must
+	// continue. It is meaningful with ErrOffsetMismatch.
+	Committed int64
+	// Err is the reason.
+	Err error
+}
+
+// Error describes the failure.
+func (e *UploadError) Error() string {
+	if errors.Is(e.Err, ErrOffsetMismatch) {
+		return fmt.Sprintf("upload %q: %v: committed size is %d", e.ID, e.Err, e.Committed)
+	}
+	return fmt.Sprintf("upload %q: %v", e.ID, e.Err)
+}
+
+// Unwrap returns the reason.
+func (e *UploadError) Unwrap() error { return e.Err }
 
 // FileInfo describes a committed file.
 type FileInfo struct {
@@ -89,4 +127,60 @@ type File interface {
 	io.Closer
 	// Info describes the version that was opened.
 	Info() FileInfo
+}
+
+// Resume describes the first message of a resumable upload: which upload,
+// for which file, and where its bytes continue.
+type Resume struct {
+	// ID is the client-chosen upload_id; it has passed ValidateUploadID.
+	ID string
+	// Name is the object name; it has passed objname.Validate.
+	Name string
+	// Want is what the client declared; a resumable upload must declare
+	// both the size and the sha256.
+	Want Expect
+	// Offset is where the client's chunks start. It must equal the
+	// committed size of the upload, which is 0 for a new upload.
+	Offset int64
+	// TTL is how long an incomplete upload lives after it was last written
+	// to. An expired upload is treated as absent. Zero or less means
+	// uploads do not expire here (a janitor may still remove them).
+	TTL time.Duration
+}
+
+// ResumableStore is a Store whose uploads can outlive the stream that
+// writes them: bytes received under an upload ID stay stored, invisible,
+// until the upload completes, fails verification or expires, and a later
+// stream (even after a restart) continues from the committed size.
+// Incomplete uploads belong to an owner; for any other owner they do not
+// exist.
+type ResumableStore interface {
+	Store
+	// BeginResumable starts owner's upload r.ID or resumes it. It fails
+	// with an *UploadError wrapping ErrUploadMismatch if the upload exists
+	// for a different name, size or sha256; ErrOffsetMismatch (carrying
+	// the committed size) if r.Offset is not the committed size;
+	// ErrUploadBusy if another stream holds the upload; and
+	// ErrTooManyUploads if a new upload would exceed the owner's cap. The
+	// returned upload is held exclusively until Commit, Abort or Suspend.
+	BeginResumable(ctx context.Context, owner string, r Resume) (ResumableUpload, error)
+	// QueryResumable returns the committed size of owner's incomplete
+	// upload id. An unknown, completed or expired upload (per ttl, as in
+	// Resume.TTL) gives an *UploadError wrapping ErrNotFound.
+	QueryResumable(ctx context.Context, owner, id string, ttl time.Duration) (int64, error)
+}
+
+// ResumableUpload is an Upload that can be suspended and resumed. Written
+// counts every byte of the file so far, those committed by earlier streams
+// included. Commit verifies the whole file against what the upload was
+// started with, publishes it and forgets the upload; a size or digest
+// mismatch there discards the upload for good. Abort discards the upload
+// and everything stored for it.
+type ResumableUpload interface {
+	Upload
+	// Suspend makes every byte written so far durable, records it as the
+	// committed size and releases the upload so that another stream can
+	// resume it. It is safe to call after Commit or Abort and more than
+	// once; then it does nothing.
+	Suspend() error
 }

@@ -38,6 +38,28 @@
 //
 // Temporary files of uploads that died with the process stay in tmp/ until
 // CleanTemporaries removes them; Open never does.
+//
+// Resumable uploads (service.ResumableStore) keep their bytes across broken
+// streams and restarts:
+//
+//	uploads/<owner>/<id>.part  the bytes received so far, mode 0600.
+//	uploads/<owner>/<id>.json  the upload's state: name, declared size and
+//	                           SHA-256, committed size, the SHA-256 state
+//	                           after the committed bytes, times.
+//
+// The committed size in the state never claims a byte that is not durable:
+// the part file is synced before the state that counts its bytes is
+// written, and the state is replaced atomically (temporary file, sync,
+// rename, folder sync). Progress is saved every checkpoint interval while
+// bytes arrive and whenever an upload is suspended. Resuming truncates the
+// part file to the committed size and restores the hash state, so no byte
+// is hashed twice and bytes written after the last save are received
+// again. A completed upload is renamed into objects/ the same way as any
+// other upload and its state is deleted; a size or digest mismatch deletes
+// it too. One stream at a time may hold an upload (an in-process lock; one
+// server process owns a data directory). Incomplete uploads are never
+// visible to Open, Stat, List or Delete; CleanExpiredUploads removes those
+// not written to for a while.
 package diskstore
 
 import (
@@ -48,7 +70,9 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/greeter/greeter/service"
 	"github.com/greeter/greeter/service/objname"
@@ -58,6 +82,7 @@ const (
 	objectsDir = "objects"
 	tmpDir     = "tmp"
 	tmpSuffix  = ".tmp"
+	uploadsDir = "uploads"
 
 	// MaxOwnerLen is the longest accepted owner, in bytes.
 	MaxOwnerLen = 128
@@ -84,6 +109,12 @@ var _ service.Store = (*Store)(nil)
 type Store struct {
 	root *os.Root
 	opts options
+
+	// held holds the resumable uploads a stream is writing.
+	held uploadLocks
+	// createMu serializes creating resumable uploads (so that the per-owner
+	// cap holds) with the janitor removing empty owner folders.
+	createMu sync.Mutex
 }
 
 // Option configures Open.
@@ -99,6 +130,10 @@ type options struct {
 	// folders and the rename. Tests use it to race a Delete
 	// deterministically.
 	beforeRename func()
+
+	maxUploadsPerOwner int
+	checkpointInterval int64
+	now                func() time.Time
 }
 
 // WithLogger sets the logger for the store's best-effort work (digest
@@ -115,13 +150,17 @@ func WithWritebackInterval(n int64) Option {
 	return func(o *options) { o.writebackInterval = n }
 }
 
-// Open opens the store on dir, creating dir and its objects/ and tmp/
-// folders if they are missing. Close releases it.
+// Open opens the store on dir, creating dir and its objects/, tmp/ and
+// uploads/ folders if they are missing. Close releases it.
 func Open(dir string, opts ...Option) (*Store, error) {
 	o := options{
 		logger:            slog.New(slog.DiscardHandler),
 		writebackInterval: DefaultWritebackInterval,
 		writeFile:         (*os.File).Write,
+
+		maxUploadsPerOwner: DefaultMaxUploadsPerOwner,
+		checkpointInterval: DefaultCheckpointInterval,
+		now:                time.Now,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -133,7 +172,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("diskstore: %w", err)
 	}
-	for _, d := range []string{objectsDir, tmpDir} {
+	for _, d := range []string{objectsDir, tmpDir, uploadsDir} {
 		if err := root.MkdirAll(d, dirMode); err != nil {
 			root.Close()
 			return nil, fmt.Errorf("diskstore: %w", err)

@@ -129,7 +129,7 @@ func TestOpenCreatesLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	for _, d := range []string{"objects", "tmp"} {
+	for _, d := range []string{"objects", "tmp", "uploads"} {
 		fi, err := os.Stat(filepath.Join(dir, d))
 		if err != nil || !fi.IsDir() {
 			t.Errorf("%s: Stat = %v, %v, want a folder", d, fi, err)

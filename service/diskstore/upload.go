@@ -175,25 +175,37 @@ func (u *upload) commit(ctx context.Context, want service.Expect) (service.FileI
 // place renames the synced temporary file over the final name and syncs
 // every folder whose entries changed.
 func (u *upload) place() error {
-	s := u.s
-	parent := path.Dir(u.final)
+	renamed, err := u.s.place(u.name, u.tmp, u.final)
+	if renamed {
+		u.tmp = ""
+	}
+	return err
+}
+
+// place renames the synced file at the root-relative path tmp over final,
+// creating final's folders as needed, and syncs every folder whose entries
+// changed. It reports whether the rename happened: after it, tmp is gone
+// and only the folder syncs can still fail. name is the object name, for
+// errors.
+func (s *Store) place(name, tmp, final string) (renamed bool, err error) {
+	parent := path.Dir(final)
 	var existing string
 	for attempt := 1; ; attempt++ {
 		var err error
-		existing, err = s.existingAncestor("commit", u.name, parent)
+		existing, err = s.existingAncestor("commit", name, parent)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if err := s.root.MkdirAll(parent, dirMode); err != nil {
 			if isConflict(err) {
-				return conflict("commit", u.name, err)
+				return false, conflict("commit", name, err)
 			}
-			return classify("commit", u.name, err)
+			return false, classify("commit", name, err)
 		}
 		if s.opts.beforeRename != nil {
 			s.opts.beforeRename()
 		}
-		err = s.root.Rename(u.tmp, u.final)
+		err = s.root.Rename(tmp, final)
 		if err == nil {
 			break
 		}
@@ -201,20 +213,19 @@ func (u *upload) place() error {
 			continue // a concurrent Delete removed the empty parent folder.
 		}
 		if isConflict(err) {
-			return conflict("commit", u.name, err)
+			return false, conflict("commit", name, err)
 		}
-		return classify("commit", u.name, err)
+		return false, classify("commit", name, err)
 	}
-	u.tmp = ""
 	// The rename added an entry to parent; MkdirAll may have added folders
 	// up to existing. Sync them all, deepest first.
 	for d := parent; ; d = path.Dir(d) {
 		if err := s.syncDir(d); err != nil {
-			s.opts.logger.Error("diskstore: folder sync failed after commit", "name", u.name, "err", err)
-			return classify("commit: sync folder", u.name, err)
+			s.opts.logger.Error("diskstore: folder sync failed after commit", "name", name, "err", err)
+			return true, classify("commit: sync folder", name, err)
 		}
 		if d == existing {
-			return nil
+			return true, nil
 		}
 	}
 }
