@@ -1,0 +1,553 @@
+package diskstore
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/greeter/greeter/service"
+)
+
+// fakeClock is a clock that moves only when told to.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func randomData(t *testing.T, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// resumeOf describes a resumable upload of data under id and name,
+// continuing at offset.
+func resumeOf(id, name string, data []byte, offset int64) service.Resume {
+	return service.Resume{
+		ID:     id,
+		Name:   name,
+		Want:   service.Expect{Size: int64(len(data)), HasSize: true, SHA256: sha256.Sum256(data), HasSHA256: true},
+		Offset: offset,
+	}
+}
+
+// writeAll writes p to up in chunks of n bytes.
+func writeAll(t *testing.T, up service.Upload, p []byte, n int) {
+	t.Helper()
+	for off := 0; off < len(p); off += n {
+		if _, err := up.Write(p[off:min(off+n, len(p))]); err != nil {
+			t.Fatalf("Write at %d: %v", off, err)
+		}
+	}
+}
+
+// uploadFiles lists the files below uploads/ of the data dir.
+func uploadFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var files []string
+	err := filepath.WalkDir(filepath.Join(dir, uploadsDir), func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+func wantCommitted(t *testing.T, s *Store, owner, id string, want int64) {
+	t.Helper()
+	got, err := s.QueryResumable(t.Context(), owner, id, 0)
+	if err != nil || got != want {
+		t.Fatalf("QueryResumable(%q) = %d, %v, want %d, nil", id, got, err, want)
+	}
+}
+
+func wantUnknown(t *testing.T, s *Store, owner, id string, ttl time.Duration) {
+	t.Helper()
+	got, err := s.QueryResumable(t.Context(), owner, id, ttl)
+	var upErr *service.UploadError
+	if !errors.Is(err, service.ErrNotFound) || !errors.As(err, &upErr) || upErr.ID != id {
+		t.Fatalf("QueryResumable(%q) = %d, %v, want an UploadError wrapping ErrNotFound", id, got, err)
+	}
+}
+
+func TestResumableSuspendResumeCommit(t *testing.T) {
+	s, dir := newStore(t)
+	ctx := t.Context()
+	data := randomData(t, 300<<10)
+
+	up, err := s.BeginResumable(ctx, owner, resumeOf("u1", "dir/file.bin", data, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCommitted(t, s, owner, "u1", 0)
+	writeAll(t, up, data[:100<<10], 10<<10)
+	if err := up.Suspend(); err != nil {
+		t.Fatal(err)
+	}
+	if err := up.Suspend(); err != nil {
+		t.Errorf("second Suspend = %v, want nil", err)
+	}
+	if _, err := up.Write([]byte("x")); err == nil {
+		t.Error("Write after Suspend = nil, want an error")
+	}
+	wantCommitted(t, s, owner, "u1", 100<<10)
+	assertAbsent(t, dir, owner, "dir/file.bin")
+
+	// Bytes past the committed size (a crash after writing them) are
+	// dropped on resume: the part file is truncated.
+	part := filepath.Join(dir, uploadsDir, base64Owner(owner), "u1"+partSuffix)
+	f, err := os.OpenFile(part, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(randomData(t, 250<<10)) // longer than what remains to be sent
+	f.Close()
+
+	up, err = s.BeginResumable(ctx, owner, resumeOf("u1", "dir/file.bin", data, 100<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := up.Written(); got != 100<<10 {
+		t.Errorf("Written after resume = %d, want %d", got, 100<<10)
+	}
+	writeAll(t, up, data[100<<10:], 64<<10)
+	info, err := up.Commit(ctx, resumeOf("u1", "dir/file.bin", data, 0).Want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Size != int64(len(data)) || info.SHA256 != sha256.Sum256(data) {
+		t.Errorf("Commit = %d bytes, %x; want %d bytes, %x", info.Size, info.SHA256, len(data), sha256.Sum256(data))
+	}
+	got, err := os.ReadFile(diskPath(dir, owner, "dir/file.bin"))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("committed file: %d bytes, %v; want the %d uploaded bytes", len(got), err, len(data))
+	}
+	fi, err := s.Stat(ctx, owner, "dir/file.bin")
+	if err != nil || fi.SHA256 != sha256.Sum256(data) {
+		t.Errorf("Stat = %x, %v, want the upload's digest", fi.SHA256, err)
+	}
+	wantUnknown(t, s, owner, "u1", 0)
+	if left := uploadFiles(t, dir); len(left) != 0 {
+		t.Errorf("files left below uploads/: %v", left)
+	}
+	if err := up.Suspend(); err != nil {
+		t.Errorf("Suspend after Commit = %v, want nil", err)
+	}
+	if err := up.Abort(); err != nil {
+		t.Errorf("Abort after Commit = %v, want nil", err)
+	}
+	if _, err := s.Stat(ctx, owner, "dir/file.bin"); err != nil {
+		t.Errorf("Stat after Abort following Commit = %v, want the file kept", err)
+	}
+}
+
+func base64Owner(o string) string {
+	p, _ := uploadOwnerPath(o)
+	return strings.TrimPrefix(p, uploadsDir+"/")
+}
+
+// TestResumableSurvivesCrash writes past two checkpoints and then abandons
+// the store without suspending, as a killed process would: a new store on
+// the same directory resumes from the last checkpoint.
+func TestResumableSurvivesCrash(t *testing.T) {
+	const interval = 64 << 10
+	s, dir := newStore(t, WithCheckpointInterval(interval))
+	ctx := t.Context()
+	data := randomData(t, 400<<10)
+	up, err := s.BeginResumable(ctx, owner, resumeOf("crash", "f", data, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeAll(t, up, data[:200<<10], 10<<10)
+	// Checkpoints happen once 64 KiB are uncommitted: at 70, 140 KiB.
+	const want = 140 << 10
+	wantCommitted(t, s, owner, "crash", want)
+	up.(*resumable).f.Close() // the process dies; nothing else runs
+
+	s2, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	wantCommitted(t, s2, owner, "crash", want)
+	up2, err := s2.BeginResumable(ctx, owner, resumeOf("crash", "f", data, want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeAll(t, up2, data[want:], 32<<10)
+	if _, err := up2.Commit(ctx, service.Expect{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(diskPath(dir, owner, "f"))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("committed file: %d bytes, %v; want the %d uploaded bytes", len(got), err, len(data))
+	}
+}
+
+func TestBeginResumableErrors(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := t.Context()
+	data := randomData(t, 1000)
+	up, err := s.BeginResumable(ctx, owner, resumeOf("held", "f", data, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeAll(t, up, data[:100], 100)
+	// "held" stays held; "idle" is suspended at 100 bytes.
+	idle, err := s.BeginResumable(ctx, owner, resumeOf("idle", "f", data, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeAll(t, idle, data[:100], 50)
+	if err := idle.Suspend(); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Abort()
+
+	other := randomData(t, 1000)
+	noSize := resumeOf("new", "f", data, 0)
+	noSize.Want.HasSize = false
+	noDigest := resumeOf("new", "f", data, 0)
+	noDigest.Want.HasSHA256 = false
+	for _, c := range []struct {
+		name      string
+		owner     string
+		r         service.Resume
+		want      error
+		committed int64
+	}{
+		{"busy", owner, resumeOf("held", "f", data, 100), service.ErrUploadBusy, 0},
+		{"wrong offset", owner, resumeOf("idle", "f", data, 50), service.ErrOffsetMismatch, 100},
+		{"offset past the end", owner, resumeOf("idle", "f", data, 5000), service.ErrOffsetMismatch, 100},
+		{"negative offset", owner, resumeOf("idle", "f", data, -1), service.ErrOffsetMismatch, 100},
+		{"new upload with an offset", owner, resumeOf("new", "f", data, 10), service.ErrOffsetMismatch, 0},
+		{"other owner's upload", "bob", resumeOf("idle", "f", data, 100), service.ErrOffsetMismatch, 0},
+		{"other name", owner, resumeOf("idle", "g", data, 100), service.ErrUploadMismatch, 0},
+		{"other size", owner, resumeOf("idle", "f", data[:999], 100), service.ErrUploadMismatch, 0},
+		{"other digest", owner, resumeOf("idle", "f", other, 100), service.ErrUploadMismatch, 0},
+		{"invalid id", owner, resumeOf("a/b", "f", data, 0), service.ErrInvalidUploadID, 0},
+		{"id too long", owner, resumeOf(strings.Repeat("a", 129), "f", data, 0), service.ErrInvalidUploadID, 0},
+		{"invalid owner", "", resumeOf("new", "f", data, 0), service.ErrInvalidOwner, 0},
+		{"no size", owner, noSize, nil, 0},
+		{"no digest", owner, noDigest, nil, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			up, err := s.BeginResumable(ctx, c.owner, c.r)
+			if err == nil {
+				up.Abort()
+				t.Fatal("BeginResumable = nil error, want one")
+			}
+			if c.want != nil && !errors.Is(err, c.want) {
+				t.Fatalf("BeginResumable = %v, want %v", err, c.want)
+			}
+			var upErr *service.UploadError
+			if errors.Is(c.want, service.ErrOffsetMismatch) && (!errors.As(err, &upErr) || upErr.Committed != c.committed) {
+				t.Fatalf("BeginResumable = %#v, want an UploadError with committed size %d", err, c.committed)
+			}
+		})
+	}
+	// Nothing above changed the uploads.
+	wantCommitted(t, s, owner, "idle", 100)
+	wantUnknown(t, s, owner, "new", 0)
+	wantUnknown(t, s, "bob", "idle", 0)
+}
+
+func TestResumableVerificationFailuresDiscard(t *testing.T) {
+	data := randomData(t, 1000)
+	for _, c := range []struct {
+		name  string
+		bytes []byte
+		want  error
+	}{
+		{"digest mismatch", randomData(t, 1000), service.ErrDigestMismatch},
+		{"too long", append(bytes.Clone(data), 'x'), service.ErrSizeMismatch},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, dir := newStore(t)
+			up, err := s.BeginResumable(t.Context(), owner, resumeOf("v", "f", data, 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeAll(t, up, c.bytes, 300)
+			if _, err := up.Commit(t.Context(), service.Expect{}); !errors.Is(err, c.want) {
+				t.Fatalf("Commit = %v, want %v", err, c.want)
+			}
+			assertAbsent(t, dir, owner, "f")
+			wantUnknown(t, s, owner, "v", 0)
+			if left := uploadFiles(t, dir); len(left) != 0 {
+				t.Errorf("files left below uploads/: %v", left)
+			}
+		})
+	}
+}
+
+func TestResumableShortCommitSuspends(t *testing.T) {
+	s, dir := newStore(t)
+	data := randomData(t, 1000)
+	up, err := s.BeginResumable(t.Context(), owner, resumeOf("short", "f", data, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeAll(t, up, data[:600], 200)
+	if _, err := up.Commit(t.Context(), service.Expect{}); !errors.Is(err, service.ErrSizeMismatch) {
+		t.Fatalf("Commit of 600 of 1000 bytes = %v, want ErrSizeMismatch", err)
+	}
+	assertAbsent(t, dir, owner, "f")
+	wantCommitted(t, s, owner, "short", 600)
+}
+
+func TestResumableWriteErrorKeepsCommitted(t *testing.T) {
+	var fail sync.Mutex // held: writes fail
+	s, _ := newStore(t, WithCheckpointInterval(100))
+	s.opts.writeFile = func(f *os.File, p []byte) (int, error) {
+		if !fail.TryLock() {
+			return 0, syscall.ENOSPC
+		}
+		defer fail.Unlock()
+		return f.Write(p)
+	}
+	data := randomData(t, 1000)
+	up, err := s.BeginResumable(t.Context(), owner, resumeOf("w", "f", data, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeAll(t, up, data[:250], 50) // checkpoints at 100 and 200
+	fail.Lock()
+	if _, err := up.Write(data[250:300]); !errors.Is(err, service.ErrNoSpace) {
+		t.Fatalf("Write on a full disk = %v, want ErrNoSpace", err)
+	}
+	fail.Unlock()
+	if _, err := up.Write(data[250:300]); !errors.Is(err, service.ErrNoSpace) {
+		t.Fatalf("Write after a failed write = %v, want the same error", err)
+	}
+	if err := up.Suspend(); err != nil {
+		t.Fatal(err)
+	}
+	// The 50 bytes after the last checkpoint were never saved.
+	wantCommitted(t, s, owner, "w", 200)
+	up, err = s.BeginResumable(t.Context(), owner, resumeOf("w", "f", data, 200))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeAll(t, up, data[200:], 100)
+	if _, err := up.Commit(t.Context(), service.Expect{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestResumableNeverVisible(t *testing.T) {
+	s, dir := newStore(t)
+	ctx := t.Context()
+	data := randomData(t, 1000)
+	up, err := s.BeginResumable(ctx, owner, resumeOf("p", "part.bin", data, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		if _, err := s.Stat(ctx, owner, "part.bin"); !errors.Is(err, service.ErrNotFound) {
+			t.Errorf("%s: Stat = %v, want ErrNotFound", when, err)
+		}
+		if _, err := s.Open(ctx, owner, "part.bin"); !errors.Is(err, service.ErrNotFound) {
+			t.Errorf("%s: Open = %v, want ErrNotFound", when, err)
+		}
+		if err := s.Delete(ctx, owner, "part.bin"); !errors.Is(err, service.ErrNotFound) {
+			t.Errorf("%s: Delete = %v, want ErrNotFound", when, err)
+		}
+		if files, err := s.List(ctx, owner, "", "", 10); err != nil || len(files) != 0 {
+			t.Errorf("%s: List = %v, %v, want nothing", when, files, err)
+		}
+		assertAbsent(t, dir, owner, "part.bin")
+	}
+	writeAll(t, up, data[:500], 100)
+	check("while writing")
+	up.Suspend()
+	check("suspended")
+}
+
+func TestResumableCap(t *testing.T) {
+	clock := newFakeClock()
+	s, _ := newStore(t, WithMaxUploadsPerOwner(2), WithClock(clock.Now))
+	ctx := t.Context()
+	data := randomData(t, 100)
+	begin := func(owner, id string, ttl time.Duration) error {
+		r := resumeOf(id, "f", data, 0)
+		r.TTL = ttl
+		up, err := s.BeginResumable(ctx, owner, r)
+		if err == nil {
+			up.Suspend()
+		}
+		return err
+	}
+	for _, id := range []string{"a", "b"} {
+		if err := begin(owner, id, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := begin(owner, "c", 0); !errors.Is(err, service.ErrTooManyUploads) {
+		t.Fatalf("third upload = %v, want ErrTooManyUploads", err)
+	}
+	if err := begin("bob", "c", 0); err != nil {
+		t.Fatalf("another owner's upload = %v, want nil", err)
+	}
+	if err := begin(owner, "a", 0); err != nil {
+		t.Fatalf("resuming an upload at the cap = %v, want nil", err)
+	}
+	clock.Advance(2 * time.Hour)
+	if err := begin(owner, "c", time.Hour); err != nil {
+		t.Fatalf("upload after the others expired = %v, want nil", err)
+	}
+}
+
+func TestResumableExpiry(t *testing.T) {
+	clock := newFakeClock()
+	s, dir := newStore(t, WithClock(clock.Now))
+	ctx := t.Context()
+	data := randomData(t, 100)
+	start := func(owner, id string, n int) service.ResumableUpload {
+		t.Helper()
+		up, err := s.BeginResumable(ctx, owner, resumeOf(id, "f", data, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeAll(t, up, data[:n], 10)
+		return up
+	}
+	old := start(owner, "old", 30)
+	old.Suspend()
+	held := start(owner, "held", 20)
+	defer held.Abort()
+	bobs := start("bob", "old", 40)
+	bobs.Suspend()
+	// Leftovers of a process that died while creating an upload.
+	leftDir := filepath.Join(dir, uploadsDir, base64Owner(owner))
+	for _, name := range []string{"orphan" + partSuffix, "orphan" + stateTmpSuffix, "notes.txt"} {
+		if err := os.WriteFile(filepath.Join(leftDir, name), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		past := clock.Now().Add(-3 * time.Hour)
+		os.Chtimes(filepath.Join(leftDir, name), past, past)
+	}
+
+	clock.Advance(30 * time.Minute)
+	fresh := start(owner, "fresh", 10)
+	fresh.Suspend()
+	if n, err := s.CleanExpiredUploads(0); err == nil {
+		t.Errorf("CleanExpiredUploads(0) = %d, nil, want an error", n)
+	}
+	clock.Advance(45 * time.Minute) // old and bob's: 75 min; fresh: 45 min
+
+	wantUnknown(t, s, owner, "old", time.Hour)
+	wantCommitted(t, s, owner, "fresh", 10)
+	if _, err := s.QueryResumable(ctx, owner, "held", time.Hour); err != nil {
+		t.Errorf("QueryResumable of an expired upload a stream holds = %v, want its size", err)
+	}
+
+	n, err := s.CleanExpiredUploads(time.Hour)
+	if err != nil || n != 3 {
+		t.Fatalf("CleanExpiredUploads(1h) = %d, %v; want 3 (old, bob's old, orphan), nil", n, err)
+	}
+	wantUnknown(t, s, owner, "old", 0)
+	wantUnknown(t, s, "bob", "old", 0)
+	wantCommitted(t, s, owner, "fresh", 10)
+	if _, err := held.Write(data[20:30]); err != nil {
+		t.Errorf("Write to the held upload after cleaning = %v, want nil", err)
+	}
+	if _, err := os.Stat(filepath.Join(leftDir, "notes.txt")); err != nil {
+		t.Errorf("a foreign file was removed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, uploadsDir, base64Owner("bob"))); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("bob's empty uploads folder: Stat = %v, want it removed", err)
+	}
+
+	// An expired upload is replaced by a new one: its offset starts at 0.
+	r := resumeOf("fresh", "f", data, 10)
+	r.TTL = time.Minute
+	if _, err := s.BeginResumable(ctx, owner, r); !errors.Is(err, service.ErrOffsetMismatch) {
+		t.Fatalf("resuming an expired upload = %v, want ErrOffsetMismatch", err)
+	}
+	r.Offset = 0
+	up, err := s.BeginResumable(ctx, owner, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if up.Written() != 0 {
+		t.Errorf("Written of a replaced upload = %d, want 0", up.Written())
+	}
+	up.Abort()
+}
+
+func TestResumableBadState(t *testing.T) {
+	s, dir := newStore(t)
+	ctx := t.Context()
+	data := randomData(t, 100)
+	key := filepath.Join(dir, uploadsDir, base64Owner(owner))
+	for _, c := range []struct {
+		name    string
+		corrupt func(id string)
+	}{
+		{"garbage state", func(id string) { os.WriteFile(filepath.Join(key, id+stateSuffix), []byte("{"), 0o600) }},
+		{"part missing", func(id string) { os.Remove(filepath.Join(key, id+partSuffix)) }},
+		{"part short", func(id string) { os.Truncate(filepath.Join(key, id+partSuffix), 10) }},
+		{"committed beyond size", func(id string) {
+			p := filepath.Join(key, id+stateSuffix)
+			b, _ := os.ReadFile(p)
+			os.WriteFile(p, bytes.Replace(b, []byte(`"committed":50`), []byte(`"committed":500`), 1), 0o600)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			id := strings.ReplaceAll(c.name, " ", "-")
+			up, err := s.BeginResumable(ctx, owner, resumeOf(id, "f", data, 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeAll(t, up, data[:50], 50)
+			up.Suspend()
+			c.corrupt(id)
+			wantUnknown(t, s, owner, id, 0)
+			if _, err := s.BeginResumable(ctx, owner, resumeOf(id, "f", data, 50)); !errors.Is(err, service.ErrOffsetMismatch) {
+				t.Fatalf("resuming an unusable upload = %v, want ErrOffsetMismatch", err)
+			}
+			up, err = s.BeginResumable(ctx, owner, resumeOf(id, "f", data, 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeAll(t, up, data, 30)
+			if _, err := up.Commit(ctx, service.Expect{}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
