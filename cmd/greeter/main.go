@@ -1,0 +1,118 @@
+// Command greeter is the command-line client of greeterd.
+//
+//	greeter [connection flags] COMMAND [flags] [args]
+//
+// Commands: hello, upload, download, ls, stat, rm. Connection flags may be
+// given before or after the command, and every flag has a GREETER_*
+// environment equivalent (GREETER_ADDR, GREETER_CA, GREETER_TOKEN, ...).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	os.Exit(code)
+}
+
+// Exit codes. Scripts can tell what went wrong without parsing messages.
+const (
+	exitOK          = 0
+	exitFailure     = 1 // anything not listed below
+	exitUsage       = 2 // bad flags or arguments
+	exitNotFound    = 3 // NotFound
+	exitDenied      = 4 // Unauthenticated, PermissionDenied
+	exitInvalid     = 5 // InvalidArgument, FailedPrecondition, OutOfRange
+	exitUnavailable = 6 // Unavailable, DeadlineExceeded: worth retrying
+	exitIntegrity   = 7 // DataLoss: bytes did not verify
+	exitExhausted   = 8 // ResourceExhausted: too large, rate limited, storage full
+)
+
+const usage = `greeter talks to a greeterd file server.
+
+Usage:
+  greeter [connection flags] COMMAND [flags] [args]
+
+Commands:
+  hello [--name NAME] [--age N]     say hello
+  upload FILE [--as NAME]           store FILE (under NAME, default its base name)
+  download NAME [-o PATH]           fetch NAME into PATH (default its base name)
+  ls [PREFIX]                       list files
+  stat NAME                         describe a file
+  rm NAME                           delete a file
+
+Connection flags (also GREETER_ADDR, GREETER_CA, ... in the environment):
+  --addr HOST:PORT     server address (default localhost:50051)
+  --state-dir DIR      use the dev CA, client certificate and token greeterd wrote in DIR
+  --ca FILE            CA bundle that verifies the server (default: system roots)
+  --cert, --key FILE   client certificate and key for mutual TLS
+  --server-name NAME   name to verify in the server certificate
+  --token TOKEN, --token-file FILE   bearer token
+  --plaintext          no TLS (only for a local --plaintext server; tokens are refused)
+  --json               print results as JSON
+  --timeout D          deadline for non-transfer calls (default 30s)
+
+Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 unauthenticated or denied,
+5 invalid argument, 6 unavailable or timed out, 7 integrity failure, 8 resource exhausted.
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	err := dispatch(ctx, args, stdout, stderr, getenv)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "greeter: %v\n", describe(err))
+	return exitCode(err)
+}
+
+// usageError marks errors in how the command was called.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+func exitCode(err error) int {
+	if errors.As(err, new(usageError)) {
+		return exitUsage
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return exitFailure
+	}
+	switch st.Code() {
+	case codes.NotFound:
+		return exitNotFound
+	case codes.Unauthenticated, codes.PermissionDenied:
+		return exitDenied
+	case codes.InvalidArgument, codes.FailedPrecondition, codes.OutOfRange, codes.AlreadyExists:
+		return exitInvalid
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return exitUnavailable
+	case codes.DataLoss:
+		return exitIntegrity
+	case codes.ResourceExhausted:
+		return exitExhausted
+	default:
+		return exitFailure
+	}
+}
+
+// describe turns a status error into "Code: message" for people.
+func describe(err error) string {
+	if st, ok := status.FromError(err); ok && !errors.As(err, new(usageError)) {
+		return fmt.Sprintf("%s: %s", st.Code(), st.Message())
+	}
+	return err.Error()
+}

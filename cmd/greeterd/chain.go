@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/greeter/greeter/certs"
+	"github.com/greeter/greeter/internal/envflag"
+	"github.com/greeter/greeter/middleware"
+	"github.com/greeter/greeter/middleware/auth"
+	"github.com/greeter/greeter/middleware/authz"
+	"github.com/greeter/greeter/middleware/ratelimit"
+	"github.com/greeter/greeter/middleware/standard"
+	"github.com/greeter/greeter/telemetry"
+)
+
+// Dev-mode token claims. A server verifying dev tokens uses the same
+// defaults for --jwt-issuer and --jwt-audience.
+const (
+	defaultIssuer   = "greeterd"
+	defaultAudience = "greeter"
+)
+
+// chainConfig configures the interceptor chain: authentication,
+// authorization and rate limits. Recovery and logging are always on.
+type chainConfig struct {
+	auth           string
+	publicKeys     listFlag
+	jwksFile       string
+	jwksURL        string
+	issuer         string
+	audience       listFlag
+	leeway         time.Duration
+	maxLifetime    time.Duration
+	certIdentities listFlag
+
+	ratePeer, rateUnary, rateTransfer    float64
+	burstPeer, burstUnary, burstTransfer int
+	maxTransfers                         int
+	bandwidth                            envflag.Size
+	limiterKeys                          int
+	limiterIdle                          time.Duration
+}
+
+func (c *chainConfig) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.auth, "auth", "jwt", "authentication: jwt (bearer tokens, and certificates listed in --cert-identity) or none")
+	fs.Var(&c.publicKeys, "jwt-public-key", "PEM public key(s) that verify tokens, comma-separated; reloaded when changed (dev mode: <state-dir>/jwt-public-key.pem)")
+	fs.StringVar(&c.jwksFile, "jwt-jwks-file", "", "JWK Set file that verifies tokens; reloaded when changed")
+	fs.StringVar(&c.jwksURL, "jwt-jwks-url", "", "JWK Set URL that verifies tokens; refreshed hourly and on unknown key ids (at most every 5m)")
+	fs.StringVar(&c.issuer, "jwt-issuer", defaultIssuer, "required token issuer (iss)")
+	c.audience = listFlag{defaultAudience}
+	fs.Var(&c.audience, "jwt-audience", "accepted token audiences (aud), comma-separated")
+	fs.DurationVar(&c.leeway, "jwt-leeway", auth.DefaultLeeway, "clock skew tolerated on exp, nbf and iat")
+	fs.DurationVar(&c.maxLifetime, "jwt-max-lifetime", auth.DefaultMaxTokenLifetime, "longest accepted token lifetime (exp - iat)")
+	fs.Var(&c.certIdentities, "cert-identity", "certificate identity allowed without a token, with scopes: ID=scope+scope (repeatable), e.g. spiffe://greeter.local/svc/billing=files:read+files:write")
+
+	fs.Float64Var(&c.ratePeer, "rate-peer", ratelimit.DefaultPeerPerSecond, "calls per second per client IP, checked before authentication")
+	fs.IntVar(&c.burstPeer, "rate-peer-burst", ratelimit.DefaultPeerBurst, "burst of --rate-peer")
+	fs.Float64Var(&c.rateUnary, "rate-unary", ratelimit.DefaultUnaryPerSecond, "unary calls per second per identity")
+	fs.IntVar(&c.burstUnary, "rate-unary-burst", ratelimit.DefaultUnaryBurst, "burst of --rate-unary")
+	fs.Float64Var(&c.rateTransfer, "rate-transfer", ratelimit.DefaultTransferPerSecond, "uploads and downloads started per second per identity")
+	fs.IntVar(&c.burstTransfer, "rate-transfer-burst", ratelimit.DefaultTransferBurst, "burst of --rate-transfer")
+	fs.IntVar(&c.maxTransfers, "max-transfers-per-identity", ratelimit.DefaultMaxConcurrentTransfers, "concurrent uploads and downloads per identity")
+	fs.Var(&c.bandwidth, "bandwidth-per-identity", "bytes per second one identity's transfers may move, throttled not failed (0: unlimited)")
+	fs.IntVar(&c.limiterKeys, "limiter-max-keys", ratelimit.DefaultMaxKeys, "most peers and identities each limiter table remembers")
+	fs.DurationVar(&c.limiterIdle, "limiter-idle-ttl", ratelimit.DefaultIdleTTL, "forget a limiter key unused for this long")
+}
+
+// certIdentityMap parses --cert-identity values.
+func (c *chainConfig) certIdentityMap() (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, v := range c.certIdentities {
+		id, scopes, ok := strings.Cut(v, "=")
+		if !ok || id == "" {
+			return nil, usageError{fmt.Errorf("--cert-identity %q: want ID=scope+scope", v)}
+		}
+		out[id] = strings.FieldsFunc(scopes, func(r rune) bool { return r == '+' || r == ' ' })
+	}
+	return out, nil
+}
+
+// build returns the chain's server options. devPublicKey is used when no
+// key source is configured (dev mode).
+func (c *chainConfig) build(ctx context.Context, sec *security, defaultOwner string, log *slog.Logger, metrics *telemetry.Metrics) (*middleware.Chain, error) {
+	var authPlugin middleware.Plugin
+	switch c.auth {
+	case "none":
+		log.Warn("authentication is off: every caller acts as the default owner with every scope", slog.String("owner", defaultOwner))
+		authPlugin = auth.Anonymous(defaultOwner, authz.AllScopes()...)
+	case "jwt":
+		keys := []string(c.publicKeys)
+		if len(keys) == 0 && c.jwksFile == "" && c.jwksURL == "" {
+			if sec.dev == nil {
+				return nil, usageError{fmt.Errorf("--auth=jwt needs --jwt-public-key, --jwt-jwks-file or --jwt-jwks-url (or --auth=none)")}
+			}
+			keys = []string{sec.dev.JWTPublicKey}
+		}
+		ids, err := c.certIdentityMap()
+		if err != nil {
+			return nil, err
+		}
+		a, err := auth.New(ctx, auth.Config{
+			PublicKeyFiles:         keys,
+			JWKSFile:               c.jwksFile,
+			JWKSURL:                c.jwksURL,
+			Issuer:                 c.issuer,
+			Audience:               c.audience,
+			Leeway:                 c.leeway,
+			MaxTokenLifetime:       c.maxLifetime,
+			AllowInsecureTransport: sec.mode == "plaintext",
+			PeerIdentity:           certs.PeerIdentity,
+			CertificateIdentities:  ids,
+			Logger:                 log,
+			OnResult:               func(reason string) { countAuthResult(ctx, metrics, reason) },
+		})
+		if err != nil {
+			return nil, fmt.Errorf("authentication: %w", err)
+		}
+		authPlugin = a.Plugin()
+	default:
+		return nil, usageError{fmt.Errorf("--auth must be jwt or none, got %q", c.auth)}
+	}
+
+	bandwidth := int64(c.bandwidth)
+	if bandwidth == 0 {
+		bandwidth = -1 // ratelimit: a negative bandwidth means unlimited
+	}
+	limiter := ratelimit.New(ratelimit.Options{
+		PerPeer:                ratelimit.Rate{PerSecond: c.ratePeer, Burst: c.burstPeer},
+		Unary:                  ratelimit.Rate{PerSecond: c.rateUnary, Burst: c.burstUnary},
+		Transfer:               ratelimit.Rate{PerSecond: c.rateTransfer, Burst: c.burstTransfer},
+		MaxConcurrentTransfers: c.maxTransfers,
+		Bandwidth:              bandwidth,
+		MaxKeys:                c.limiterKeys,
+		IdleTTL:                c.limiterIdle,
+		OnReject:               func(reason string) { metrics.RateLimited(ctx, telemetry.RateLimitReason(reason)) },
+	})
+	return standard.Chain(standard.Config{
+		Logger:  log,
+		Auth:    authPlugin,
+		Limiter: limiter,
+		OnDeny: func(ctx context.Context, _, _ string) {
+			metrics.AuthFailed(ctx, telemetry.AuthFailureReason("permission_denied"))
+		},
+	}), nil
+}
+
+// authReasons maps the auth plugin's reasons onto the metric's fixed set.
+var authReasons = map[string]telemetry.AuthFailureReason{
+	auth.ReasonMissingToken:          "missing_credentials",
+	auth.ReasonBadScheme:             "malformed_token",
+	auth.ReasonDuplicate:             "malformed_token",
+	auth.ReasonHeaderTooLarge:        "malformed_token",
+	auth.ReasonMalformed:             "malformed_token",
+	auth.ReasonAlgNotAllowed:         "bad_signature",
+	auth.ReasonBadSignature:          "bad_signature",
+	auth.ReasonUnknownKID:            "unknown_key",
+	auth.ReasonExpired:               "expired",
+	auth.ReasonNotYetValid:           "not_yet_valid",
+	auth.ReasonBadIssuer:             "wrong_issuer",
+	auth.ReasonBadAudience:           "wrong_audience",
+	auth.ReasonCertificateNotAllowed: "bad_certificate",
+}
+
+func countAuthResult(ctx context.Context, m *telemetry.Metrics, reason string) {
+	switch reason {
+	case auth.ResultVerified, auth.ResultCached, auth.ResultCertificate:
+		return
+	}
+	r, ok := authReasons[reason]
+	if !ok {
+		r = "other"
+	}
+	m.AuthFailed(ctx, r)
+}

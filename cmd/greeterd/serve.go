@@ -1,0 +1,292 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/greeter/greeter/internal/envflag"
+	"github.com/greeter/greeter/service"
+	"github.com/greeter/greeter/service/diskstore"
+	"github.com/greeter/greeter/telemetry"
+)
+
+// serveConfig is everything greeterd serve can be told.
+type serveConfig struct {
+	configFile      string
+	listen          string
+	dataDir         string
+	stateDir        string
+	maxFileSize     envflag.Size
+	chunkSize       envflag.Size
+	idleTimeout     time.Duration
+	logFormat       string
+	logLevel        string
+	reflection      bool
+	shutdownTimeout time.Duration
+	defaultOwner    string
+	tracesExporter  string
+	metricsListen   string
+
+	transport transportConfig
+	chain     chainConfig
+	limits    limitsConfig
+}
+
+// limitsConfig are the transport hardening knobs (RELIABILITY.md §2).
+type limitsConfig struct {
+	maxConcurrentStreams uint
+	maxRecvMsgSize       envflag.Size
+	maxSendMsgSize       envflag.Size
+	maxHeaderListSize    envflag.Size
+	connectionTimeout    time.Duration
+	keepaliveMinTime     time.Duration
+	keepaliveTime        time.Duration
+	keepaliveTimeout     time.Duration
+	maxConnectionIdle    time.Duration
+	maxConnectionAge     time.Duration
+	maxConnectionGrace   time.Duration
+}
+
+func serveFlags(c *serveConfig) *flag.FlagSet {
+	fs := flag.NewFlagSet("greeterd", flag.ContinueOnError)
+	fs.StringVar(&c.configFile, "config", "", "read settings from this file (\"name = value\" lines, names as flags)")
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:50051", "address to listen on")
+	fs.StringVar(&c.dataDir, "data-dir", "", "where files are stored (default <state-dir>/data)")
+	fs.StringVar(&c.stateDir, "state-dir", ".greeter", "dev mode state: dev PKI, JWT keys, dev token")
+	c.maxFileSize = service.DefaultMaxFileSize
+	fs.Var(&c.maxFileSize, "max-file-size", "largest file an upload may store")
+	c.chunkSize = service.DefaultChunkSize
+	fs.Var(&c.chunkSize, "chunk-size", "bytes per download message")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", service.DefaultIdleTimeout, "end an upload that sends nothing for this long")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.BoolVar(&c.reflection, "reflection", false, "serve gRPC server reflection")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, let in-flight calls finish for this long, then stop")
+	fs.StringVar(&c.defaultOwner, "default-owner", "anonymous", "owner of files when authentication is off")
+	fs.StringVar(&c.tracesExporter, "traces-exporter", "", "span exporter: otlp, stdout or none (default: $OTEL_TRACES_EXPORTER, else none)")
+	fs.StringVar(&c.metricsListen, "metrics-listen", "", "serve Prometheus metrics on this address at /metrics (off when empty)")
+	c.transport.flags(fs)
+	c.chain.flags(fs)
+
+	l := &c.limits
+	fs.UintVar(&l.maxConcurrentStreams, "max-concurrent-streams", 100, "streams per connection")
+	l.maxRecvMsgSize = 2 << 20
+	fs.Var(&l.maxRecvMsgSize, "max-recv-msg-size", "largest message accepted (an upload chunk plus framing)")
+	l.maxSendMsgSize = 2 << 20
+	fs.Var(&l.maxSendMsgSize, "max-send-msg-size", "largest message sent")
+	l.maxHeaderListSize = 16 << 10
+	fs.Var(&l.maxHeaderListSize, "max-header-list-size", "largest header list accepted")
+	fs.DurationVar(&l.connectionTimeout, "connection-timeout", 10*time.Second, "time allowed for a connection's TLS handshake")
+	fs.DurationVar(&l.keepaliveMinTime, "keepalive-min-time", 20*time.Second, "clients pinging more often than this are disconnected")
+	fs.DurationVar(&l.keepaliveTime, "keepalive-time", 60*time.Second, "ping a client after this much silence")
+	fs.DurationVar(&l.keepaliveTimeout, "keepalive-timeout", 20*time.Second, "close a connection whose ping is unanswered for this long")
+	fs.DurationVar(&l.maxConnectionIdle, "max-connection-idle", 5*time.Minute, "close connections without calls for this long")
+	fs.DurationVar(&l.maxConnectionAge, "max-connection-age", 0, "close connections older than this (0: never)")
+	fs.DurationVar(&l.maxConnectionGrace, "max-connection-age-grace", 0, "after max-connection-age, let calls finish for this long (0: forever)")
+	return fs
+}
+
+func (l limitsConfig) serverOptions() []grpc.ServerOption {
+	params := keepalive.ServerParameters{
+		Time:              l.keepaliveTime,
+		Timeout:           l.keepaliveTimeout,
+		MaxConnectionIdle: l.maxConnectionIdle,
+	}
+	if l.maxConnectionAge > 0 {
+		params.MaxConnectionAge = l.maxConnectionAge
+		params.MaxConnectionAgeGrace = l.maxConnectionGrace
+	}
+	return []grpc.ServerOption{
+		grpc.MaxConcurrentStreams(uint32(l.maxConcurrentStreams)),
+		grpc.MaxRecvMsgSize(int(l.maxRecvMsgSize)),
+		grpc.MaxSendMsgSize(int(l.maxSendMsgSize)),
+		grpc.MaxHeaderListSize(uint32(l.maxHeaderListSize)),
+		grpc.ConnectionTimeout(l.connectionTimeout),
+		grpc.KeepaliveParams(params),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: l.keepaliveMinTime}),
+	}
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageError{fmt.Errorf("--log-level: %v", err)}
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(telemetry.NewLogHandler(slog.NewTextHandler(w, opts))), nil
+	case "json":
+		return slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(w, opts))), nil
+	default:
+		return nil, usageError{fmt.Errorf("--log-format must be text or json, got %q", format)}
+	}
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	var c serveConfig
+	fs := serveFlags(&c)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage, "\nFlags:\n"); fs.PrintDefaults() }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	cfgFile := c.configFile
+	if cfgFile == "" {
+		cfgFile = getenv(envflag.EnvName("config"))
+	}
+	if err := envflag.Apply(fs, getenv, cfgFile); err != nil {
+		return usageError{err}
+	}
+	log, err := newLogger(stderr, c.logFormat, c.logLevel)
+	if err != nil {
+		return err
+	}
+	tel, err := telemetry.Setup(ctx, telemetry.Config{TracesExporter: c.tracesExporter, ServiceName: "greeterd", Stdout: stdout})
+	if err != nil {
+		return usageError{fmt.Errorf("telemetry: %v", err)}
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(sctx); err != nil {
+			log.Warn("flushing telemetry failed", slog.Any("error", err))
+		}
+	}()
+	if c.chunkSize <= 0 || int64(c.chunkSize)+1024 > int64(c.limits.maxSendMsgSize) {
+		return usageError{fmt.Errorf("--chunk-size must be positive and at least 1KiB below --max-send-msg-size (%s)", &c.limits.maxSendMsgSize)}
+	}
+	if c.dataDir == "" {
+		c.dataDir = filepath.Join(c.stateDir, "data")
+	}
+
+	sec, err := c.transport.build(ctx, c.listen, c.stateDir, log)
+	if err != nil {
+		return err
+	}
+	defer sec.close()
+
+	store, err := diskstore.Open(c.dataDir)
+	if err != nil {
+		return fmt.Errorf("opening data dir: %w", err)
+	}
+	defer store.Close()
+	if n, err := store.CleanTemporaries(0); err != nil {
+		log.Warn("janitor failed", slog.Any("error", err))
+	} else if n > 0 {
+		log.Info("janitor removed stale temporaries", slog.Int("count", n))
+	}
+
+	metrics, err := telemetry.NewMetrics(tel.MeterProvider(), sec.certExpiry)
+	if err != nil {
+		return err
+	}
+	defer metrics.Close()
+
+	chain, err := c.chain.build(ctx, sec, c.defaultOwner, log, metrics)
+	if err != nil {
+		return err
+	}
+	log.Info("interceptor chain", slog.String("order", strings.Join(chain.Names(), " → ")))
+
+	opts := append(chain.ServerOptions(), c.limits.serverOptions()...)
+	opts = append(opts, sec.serverOptions...)
+	opts = append(opts, grpc.StatsHandler(telemetry.ServerHandler(tel, telemetry.WithFilter(isTelemetryExempt))))
+	srv := grpc.NewServer(opts...)
+	svc := service.New(store, service.Options{
+		MaxFileSize:  int64(c.maxFileSize),
+		ChunkSize:    int(c.chunkSize),
+		IdleTimeout:  c.idleTimeout,
+		DefaultOwner: c.defaultOwner,
+		Logger:       log,
+		Tracer:       tel.TracerProvider().Tracer(telemetry.ScopeName),
+		OnTransfer:   metrics.OnTransfer,
+	})
+	svc.Register(srv)
+	healthSrv := health.NewServer()
+	healthpb.RegisterHealthServer(srv, healthSrv)
+	if c.reflection {
+		reflection.Register(srv)
+	}
+
+	if c.metricsListen != "" {
+		stopMetrics, err := serveMetrics(c.metricsListen, tel.MetricsHandler(), log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
+
+	lis, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		return err
+	}
+	log.Info("greeterd listening", slog.String("addr", lis.Addr().String()), slog.String("data_dir", c.dataDir), slog.String("security", sec.mode))
+	if sec.hint != "" {
+		fmt.Fprintf(stdout, "greeterd is ready. Connect with:\n\n  %s\n\n", strings.ReplaceAll(sec.hint, "ADDR", lis.Addr().String()))
+	}
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(lis) }()
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+
+	log.Info("shutting down: draining in-flight calls", slog.Duration("timeout", c.shutdownTimeout))
+	healthSrv.Shutdown()
+	drained := make(chan struct{})
+	go func() { srv.GracefulStop(); close(drained) }()
+	select {
+	case <-drained:
+		log.Info("drained; stopped")
+	case <-time.After(c.shutdownTimeout):
+		log.Warn("drain timed out; cancelling the remaining calls")
+		srv.Stop()
+		<-drained
+	}
+	return nil
+}
+
+// isTelemetryExempt keeps health checks out of traces and RPC metrics: load
+// balancers poll them every few seconds.
+func isTelemetryExempt(fullMethod string) bool {
+	return strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/")
+}
+
+// serveMetrics serves Prometheus metrics at /metrics on addr and returns a
+// func that stops it.
+func serveMetrics(addr string, h http.Handler, log *slog.Logger) (func(), error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(lis)
+	log.Info("metrics listening", slog.String("addr", lis.Addr().String()))
+	return func() { srv.Close() }, nil
+}
