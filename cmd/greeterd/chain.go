@@ -47,7 +47,7 @@ type chainConfig struct {
 }
 
 func (c *chainConfig) flags(fs *flag.FlagSet) {
-	fs.StringVar(&c.auth, "auth", "jwt", "authentication: jwt (bearer tokens, and certificates listed in --cert-identity) or none")
+	fs.StringVar(&c.auth, "auth", "", "authentication: jwt (bearer tokens, and certificates listed in --cert-identity) or none (default: jwt; none with --plaintext)")
 	fs.Var(&c.publicKeys, "jwt-public-key", "PEM public key(s) that verify tokens, comma-separated; reloaded when changed (dev mode: <state-dir>/jwt-public-key.pem)")
 	fs.StringVar(&c.jwksFile, "jwt-jwks-file", "", "JWK Set file that verifies tokens; reloaded when changed")
 	fs.StringVar(&c.jwksURL, "jwt-jwks-url", "", "JWK Set URL that verifies tokens; refreshed hourly and on unknown key ids (at most every 5m)")
@@ -87,7 +87,14 @@ func (c *chainConfig) certIdentityMap() (map[string][]string, error) {
 // key source is configured (dev mode).
 func (c *chainConfig) build(ctx context.Context, sec *security, defaultOwner string, log *slog.Logger, metrics *telemetry.Metrics) (*middleware.Chain, error) {
 	var authPlugin middleware.Plugin
-	switch c.auth {
+	mode := c.auth
+	if mode == "" {
+		mode = "jwt"
+		if sec.mode == "plaintext" {
+			mode = "none"
+		}
+	}
+	switch mode {
 	case "none":
 		log.Warn("authentication is off: every caller acts as the default owner with every scope", slog.String("owner", defaultOwner))
 		authPlugin = auth.Anonymous(defaultOwner, authz.AllScopes()...)
