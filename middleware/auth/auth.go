@@ -139,6 +139,14 @@ var (
 		err: status.Error(codes.PermissionDenied, "certificate identity not allowed")}
 )
 
+// asymmetricAlgs returns the algorithms any key may be pinned to. The parser
+// refuses every other algorithm ("none", HMAC) before looking at keys; the
+// key function then requires the token's algorithm to be the one pinned to
+// the key it names.
+func asymmetricAlgs() []string {
+	return []string{"EdDSA", "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+}
+
 // Config configures an Authenticator. Issuer, Audience and at least one key
 // source are required; zero durations and sizes take the documented
 // defaults.
@@ -206,6 +214,7 @@ type Config struct {
 // Authenticator verifies callers. It is safe for concurrent use.
 type Authenticator struct {
 	cfg   Config
+	algs  []string
 	keys  *keyStore
 	cache *lru.Cache[[sha256.Size]byte, cachedToken]
 }
@@ -251,7 +260,8 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	a := &Authenticator{
-		cfg: cfg,
+		cfg:  cfg,
+		algs: asymmetricAlgs(),
 		keys: &keyStore{
 			pemFiles:   slices.Clone(cfg.PublicKeyFiles),
 			jwksFile:   cfg.JWKSFile,
@@ -437,7 +447,7 @@ func (a *Authenticator) verify(ctx context.Context, ks *keySet, token string, no
 		return set, nil
 	}
 	parser := jwt.NewParser(
-		jwt.WithValidMethods(ks.algs),
+		jwt.WithValidMethods(a.algs),
 		jwt.WithIssuer(a.cfg.Issuer),
 		jwt.WithAudience(a.cfg.Audience...),
 		jwt.WithExpirationRequired(),
@@ -449,7 +459,7 @@ func (a *Authenticator) verify(ctx context.Context, ks *keySet, token string, no
 	var claims tokenClaims
 	tok, err := parser.ParseWithClaims(token, &claims, keyfunc)
 	if err != nil {
-		return identity.Identity{}, time.Time{}, 0, classify(err, tok, ks.algs)
+		return identity.Identity{}, time.Time{}, 0, classify(err, tok, a.algs)
 	}
 	if claims.Subject == "" {
 		return identity.Identity{}, time.Time{}, 0, errMissingClaim

@@ -45,7 +45,6 @@ type keySet struct {
 	gen   uint64
 	keys  []publicKey
 	byKID map[string]publicKey
-	algs  []string
 }
 
 func newKeySet(gen uint64, groups ...[]publicKey) *keySet {
@@ -59,12 +58,8 @@ func newKeySet(gen uint64, groups ...[]publicKey) *keySet {
 				ks.byKID[k.kid] = k
 			}
 			ks.keys = append(ks.keys, k)
-			if !slices.Contains(ks.algs, k.alg) {
-				ks.algs = append(ks.algs, k.alg)
-			}
 		}
 	}
-	slices.Sort(ks.algs)
 	return ks
 }
 

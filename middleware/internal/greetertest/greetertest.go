@@ -19,6 +19,8 @@ import (
 	"github.com/greeter/greeter/proto/greeterpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/test/bufconn"
 )
 
@@ -114,7 +116,7 @@ func (Server) QueryUpload(ctx context.Context, r *greeterpb.QueryUploadRequest) 
 	return &greeterpb.UploadStatus{UploadId: r.GetUploadId()}, nil
 }
 
-// Start serves the fake Greeter with serverOpts over bufconn and returns a
+// Start serves the fake Greeter (and the standard health service) with serverOpts over bufconn and returns a
 // client connection made with dialOpts (insecure transport unless dialOpts
 // sets other credentials). Both are closed when the test ends.
 func Start(t testing.TB, serverOpts []grpc.ServerOption, dialOpts ...grpc.DialOption) *grpc.ClientConn {
@@ -124,9 +126,21 @@ func Start(t testing.TB, serverOpts []grpc.ServerOption, dialOpts ...grpc.DialOp
 // StartService is Start with a caller-supplied Greeter implementation.
 func StartService(t testing.TB, svc greeterpb.GreeterServer, serverOpts []grpc.ServerOption, dialOpts ...grpc.DialOption) *grpc.ClientConn {
 	t.Helper()
+	cc, stop, err := Serve(svc, serverOpts, dialOpts...)
+	if err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	t.Cleanup(stop)
+	return cc
+}
+
+// Serve is StartService for callers without a testing.TB (examples). stop
+// closes the connection and stops the server.
+func Serve(svc greeterpb.GreeterServer, serverOpts []grpc.ServerOption, dialOpts ...grpc.DialOption) (cc *grpc.ClientConn, stop func(), err error) {
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer(serverOpts...)
 	greeterpb.RegisterGreeterServer(srv, svc)
+	healthpb.RegisterHealthServer(srv, health.NewServer())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -136,14 +150,15 @@ func StartService(t testing.TB, svc greeterpb.GreeterServer, serverOpts []grpc.S
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
 	}, dialOpts...)
-	cc, err := grpc.NewClient("passthrough:///bufnet", opts...)
+	cc, err = grpc.NewClient("passthrough:///bufnet", opts...)
 	if err != nil {
-		t.Fatalf("grpc.NewClient: %v", err)
+		srv.Stop()
+		<-done
+		return nil, nil, err
 	}
-	t.Cleanup(func() {
+	return cc, func() {
 		_ = cc.Close()
 		srv.Stop()
 		<-done
-	})
-	return cc
+	}, nil
 }

@@ -1,0 +1,73 @@
+// Package standard builds greeterd's middleware chain, in the one order the
+// server uses:
+//
+//  1. recovery: outermost, so a panic in any plugin or handler becomes
+//     Internal "internal error".
+//  2. logging: one record per RPC, including rejected and panicked ones.
+//  3. ratelimit-peer: per peer IP, before any signature check.
+//  4. auth: establishes the caller's identity.
+//  5. authz: checks the method's scope.
+//  6. ratelimit: per identity (calls, concurrent transfers, bandwidth).
+//  7. the handler.
+//
+// Public methods (by default health and reflection) skip auth, authz and the
+// per-identity limits; the per-peer limit still applies to them.
+package standard
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/greeter/greeter/middleware"
+	"github.com/greeter/greeter/middleware/authz"
+	"github.com/greeter/greeter/middleware/logging"
+	"github.com/greeter/greeter/middleware/ratelimit"
+	"github.com/greeter/greeter/middleware/recovery"
+)
+
+// Config holds the already-built parts of the chain.
+type Config struct {
+	// Logger receives the access log and panic records. Nil discards them.
+	Logger *slog.Logger
+	// Auth is the authentication plugin: auth.(*Authenticator).Plugin(),
+	// or auth.Anonymous(owner, authz.AllScopes()...) when authentication is
+	// off. Required.
+	Auth middleware.Plugin
+	// Limiter supplies both rate-limit plugins. Nil means
+	// ratelimit.New(ratelimit.Options{}) (the documented defaults).
+	Limiter *ratelimit.Limiter
+	// Policy maps methods to scopes. Nil means authz.DefaultPolicy().
+	Policy authz.Policy
+	// Public reports methods served without authentication. Nil means
+	// middleware.IsHealthOrReflection.
+	Public func(fullMethod string) bool
+	// OnPanic, if set, is called after each recovered panic.
+	OnPanic func(fullMethod string)
+	// OnDeny, if set, is called for each authorization denial.
+	OnDeny func(ctx context.Context, fullMethod, subject string)
+	// Inner plugins run after the per-identity limits, just before the
+	// handler (for example a global upload semaphore).
+	Inner []middleware.Plugin
+}
+
+// Chain returns the chain for c. Pass its ServerOptions to grpc.NewServer
+// before any other interceptor option.
+func Chain(c Config) *middleware.Chain {
+	limiter := c.Limiter
+	if limiter == nil {
+		limiter = ratelimit.New(ratelimit.Options{})
+	}
+	public := c.Public
+	if public == nil {
+		public = middleware.IsHealthOrReflection
+	}
+	plugins := []middleware.Plugin{
+		recovery.New(recovery.Options{Logger: c.Logger, OnPanic: c.OnPanic}),
+		logging.New(logging.Options{Logger: c.Logger}),
+		limiter.PerPeer(),
+		middleware.Skip(c.Auth, public),
+		middleware.Skip(authz.New(authz.Options{Policy: c.Policy, OnDeny: c.OnDeny}), public),
+		middleware.Skip(limiter.PerIdentity(), public),
+	}
+	return middleware.NewChain(append(plugins, c.Inner...)...)
+}
