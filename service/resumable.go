@@ -121,10 +121,13 @@ func (s *Server) uploadResumable(stream pb.Greeter_UploadFileServer, recv *recei
 			break
 		}
 		if err != nil {
+			s.keep(ctx, up, id, err)
 			return s.toStatus(ctx, name, err)
 		}
 		if msg.GetMetadata() != nil {
-			return status.Error(codes.InvalidArgument, "metadata may only be sent in the first message")
+			err := status.Error(codes.InvalidArgument, "metadata may only be sent in the first message")
+			s.keep(ctx, up, id, err)
+			return err
 		}
 		chunk := msg.GetChunkData()
 		if int64(len(chunk)) > want.Size-up.Written() {
@@ -166,6 +169,18 @@ func (s *Server) suspend(ctx context.Context, up ResumableUpload, id string) {
 	if err := up.Suspend(); err != nil {
 		s.log.ErrorContext(ctx, "saving a resumable upload failed", slog.String("upload_id", id), slog.Any("error", err))
 	}
+}
+
+// keep suspends a resumable upload whose stream ended with cause and logs
+// it: a broken stream is routine for a resumable upload, so the log is
+// INFO.
+func (s *Server) keep(ctx context.Context, up ResumableUpload, id string, cause error) {
+	if err := up.Suspend(); err != nil {
+		s.log.ErrorContext(ctx, "saving a resumable upload failed", slog.String("upload_id", id), slog.Any("error", err))
+		return
+	}
+	s.log.InfoContext(ctx, "resumable upload suspended", slog.String("upload_id", id),
+		slog.Int64("bytes", up.Written()), slog.Any("cause", cause))
 }
 
 // QueryUpload reports the committed size of one of the caller's incomplete

@@ -775,3 +775,28 @@ func TestResumableDataDirLayout(t *testing.T) {
 		t.Errorf("objects/ holds %v, want nothing", entries)
 	}
 }
+
+// TestResumableIdleTimeoutKeepsBytes checks that a stream the server gives
+// up on for silence is suspended, not discarded.
+func TestResumableIdleTimeoutKeepsBytes(t *testing.T) {
+	h := newResumableHarness(t, service.Options{IdleTimeout: 250 * time.Millisecond})
+	ctx := testCtx(t)
+	data := randomBytes(t, 1000)
+	reached := h.progress.at(300)
+	stream, err := h.client.UploadFile(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*uploadMsg{resumeMeta("idle", "f", data, 0), chunk(data[:300])} {
+		if err := stream.Send(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-reached
+	// Send nothing more: the server must give up on its own.
+	err = stream.RecvMsg(new(pb.StringResponse))
+	wantCode(t, err, codes.DeadlineExceeded, "idle")
+	h.waitHandled(pb.Greeter_UploadFile_FullMethodName)
+	h.wantCommitted(ctx, "idle", 300)
+	h.assertInvisible(ctx, "f")
+}

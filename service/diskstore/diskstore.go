@@ -104,8 +104,8 @@ var ErrInvalidOwner = service.ErrInvalidOwner
 
 var _ service.Store = (*Store)(nil)
 
-// Store is a service.Store on a local data directory. It is safe for
-// concurrent use.
+// Store is a service.ResumableStore on a local data directory. It is safe
+// for concurrent use.
 type Store struct {
 	root *os.Root
 	opts options
