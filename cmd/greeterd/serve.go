@@ -39,6 +39,7 @@ type serveConfig struct {
 	reflection      bool
 	shutdownTimeout time.Duration
 	defaultOwner    string
+	resumableTTL    time.Duration
 	tracesExporter  string
 	metricsListen   string
 
@@ -77,6 +78,7 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&c.reflection, "reflection", false, "serve gRPC server reflection")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, let in-flight calls finish for this long, then stop")
+	fs.DurationVar(&c.resumableTTL, "resumable-ttl", service.DefaultResumableTTL, "incomplete resumable uploads are deleted after this long without progress")
 	fs.StringVar(&c.defaultOwner, "default-owner", "anonymous", "owner of files when authentication is off")
 	fs.StringVar(&c.tracesExporter, "traces-exporter", "", "span exporter: otlp, stdout or none (default: $OTEL_TRACES_EXPORTER, else none)")
 	fs.StringVar(&c.metricsListen, "metrics-listen", "", "serve Prometheus metrics on this address at /metrics (off when empty)")
@@ -197,6 +199,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	} else if n > 0 {
 		log.Info("janitor removed stale temporaries", slog.Int("count", n))
 	}
+	go expireUploads(ctx, store, c.resumableTTL, log)
 
 	metrics, err := telemetry.NewMetrics(tel.MeterProvider(), sec.certExpiry)
 	if err != nil {
@@ -212,7 +215,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 
 	opts := append(chain.ServerOptions(), c.limits.serverOptions()...)
 	opts = append(opts, sec.serverOptions...)
-	opts = append(opts, grpc.StatsHandler(telemetry.ServerHandler(tel, telemetry.WithFilter(isTelemetryExempt))))
+	opts = append(opts, grpc.StatsHandler(telemetry.ServerHandler(tel, telemetry.WithFilter(isTraced))))
 	srv := grpc.NewServer(opts...)
 	svc := service.New(store, service.Options{
 		MaxFileSize:  int64(c.maxFileSize),
@@ -222,6 +225,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		Logger:       log,
 		Tracer:       tel.TracerProvider().Tracer(telemetry.ScopeName),
 		OnTransfer:   metrics.OnTransfer,
+		ResumableTTL: c.resumableTTL,
 	})
 	svc.Register(srv)
 	healthSrv := health.NewServer()
@@ -270,10 +274,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	return nil
 }
 
-// isTelemetryExempt keeps health checks out of traces and RPC metrics: load
-// balancers poll them every few seconds.
-func isTelemetryExempt(fullMethod string) bool {
-	return strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/")
+// isTraced keeps health checks out of traces and RPC metrics (load
+// balancers poll them every few seconds) and keeps everything else in.
+func isTraced(fullMethod string) bool {
+	return !strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/")
 }
 
 // serveMetrics serves Prometheus metrics at /metrics on addr and returns a
@@ -289,4 +293,22 @@ func serveMetrics(addr string, h http.Handler, log *slog.Logger) (func(), error)
 	go srv.Serve(lis)
 	log.Info("metrics listening", slog.String("addr", lis.Addr().String()))
 	return func() { srv.Close() }, nil
+}
+
+// expireUploads deletes incomplete resumable uploads older than ttl, at
+// start-up and then every tenth of ttl (at most hourly), until ctx ends.
+func expireUploads(ctx context.Context, store *diskstore.Store, ttl time.Duration, log *slog.Logger) {
+	every := min(ttl/10, time.Hour)
+	for {
+		if n, err := store.CleanExpiredUploads(ttl); err != nil {
+			log.Warn("expiring incomplete uploads failed", slog.Any("error", err))
+		} else if n > 0 {
+			log.Info("expired incomplete uploads", slog.Int("count", n))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+	}
 }
