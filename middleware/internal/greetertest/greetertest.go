@@ -18,9 +18,11 @@ import (
 	"github.com/greeter/greeter/middleware/identity"
 	"github.com/greeter/greeter/proto/greeterpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 )
 
@@ -106,8 +108,13 @@ func (Server) StatFile(ctx context.Context, m *greeterpb.MetaData) (*greeterpb.F
 	return &greeterpb.FileInfo{Name: Who(ctx)}, nil
 }
 
-// DeleteFile implements greeterpb.GreeterServer.
-func (Server) DeleteFile(ctx context.Context, _ *greeterpb.MetaData) (*greeterpb.StringResponse, error) {
+// DeleteFile implements greeterpb.GreeterServer. A filename starting with
+// "missing" gives NotFound with the raw filename in the message, as a
+// careless handler might.
+func (Server) DeleteFile(ctx context.Context, m *greeterpb.MetaData) (*greeterpb.StringResponse, error) {
+	if strings.HasPrefix(m.GetFilename(), "missing") {
+		return nil, status.Error(codes.NotFound, "no such file: "+m.GetFilename())
+	}
 	return &greeterpb.StringResponse{Message: "deleted by " + Who(ctx)}, nil
 }
 

@@ -1,0 +1,159 @@
+package logging_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/greeter/greeter/middleware"
+	"github.com/greeter/greeter/middleware/auth"
+	"github.com/greeter/greeter/middleware/internal/authtest"
+	"github.com/greeter/greeter/middleware/internal/greetertest"
+	"github.com/greeter/greeter/middleware/logging"
+	"github.com/greeter/greeter/middleware/ratelimit"
+	"github.com/greeter/greeter/middleware/standard"
+	"github.com/greeter/greeter/proto/greeterpb"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+func records(t *testing.T, logs *greetertest.LogBuffer) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for line := range strings.Lines(logs.String()) {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line is not JSON: %v: %q", err, line)
+		}
+		if rec["msg"] == "rpc" {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+func TestOneRecordPerRPC(t *testing.T) {
+	ed := authtest.NewKey(t, t.TempDir(), "ed25519", "k1")
+	a, err := auth.New(context.Background(), authtest.Config(ed))
+	if err != nil {
+		t.Fatalf("auth.New: %v", err)
+	}
+	var logs greetertest.LogBuffer
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+	traceID := trace.TraceID{0xaa, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}
+	tracer := middleware.FromFunc("tracer", func(ctx context.Context, _ *middleware.Call, next middleware.Next) error {
+		sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID, SpanID: trace.SpanID{1}})
+		return next(trace.ContextWithSpanContext(ctx, sc))
+	})
+	chain := standard.Chain(standard.Config{Logger: logger, Auth: a.Plugin(), Limiter: ratelimit.New(ratelimit.Options{})})
+	cc := greetertest.Start(t, append(middleware.NewChain(tracer).ServerOptions(), chain.ServerOptions()...))
+	c := greeterpb.NewGreeterClient(cc)
+	token := ed.Token(t, "alice", "files:read files:delete")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	authed := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token, "x-api-key", "eyJsecret-in-metadata")
+
+	req := &greeterpb.HelloRequest{Name: "bob", Age: 7}
+	resp, err := c.SayHello(authed, req)
+	if err != nil {
+		t.Fatalf("SayHello: %v", err)
+	}
+	if _, err := c.SayHello(ctx, req); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("SayHello without a token: got %v, want Unauthenticated", err)
+	}
+	s, err := c.DownloadFile(authed, &greeterpb.MetaData{Filename: "f", Limit: 100_000})
+	if err != nil {
+		t.Fatalf("DownloadFile: %v", err)
+	}
+	downloaded := 0
+	for {
+		m, err := s.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("download: %v", err)
+		}
+		downloaded += proto.Size(m)
+	}
+	forged := "missing\n{\"msg\":\"rpc\",\"level\":\"ERROR\",\"forged\":true}"
+	if _, err := c.DeleteFile(authed, &greeterpb.MetaData{Filename: forged}); status.Code(err) != codes.NotFound {
+		t.Fatalf("DeleteFile: got %v, want NotFound", err)
+	}
+
+	recs := records(t, &logs)
+	if len(recs) != 4 {
+		t.Fatalf("rpc records: got %d, want 4:\n%s", len(recs), logs.String())
+	}
+	tests := []struct {
+		field string
+		rec   int
+		want  any
+	}{
+		{"method", 0, "/Greeter/SayHello"},
+		{"code", 0, "OK"},
+		{"level", 0, "INFO"},
+		{"bytes_in", 0, float64(proto.Size(req))},
+		{"bytes_out", 0, float64(proto.Size(resp))},
+		{"subject", 0, "alice"},
+		{"identity_source", 0, "token"},
+		{"trace_id", 0, traceID.String()},
+		{"peer", 0, "bufconn"},
+		{"code", 1, "Unauthenticated"},
+		{"level", 1, "WARN"},
+		{"error", 1, "missing bearer token"},
+		{"subject", 1, nil},
+		{"method", 2, "/Greeter/DownloadFile"},
+		{"bytes_in", 2, float64(proto.Size(&greeterpb.MetaData{Filename: "f", Limit: 100_000}))},
+		{"bytes_out", 2, float64(downloaded)},
+		{"code", 3, "NotFound"},
+		{"error", 3, "no such file: " + forged},
+	}
+	for _, tc := range tests {
+		if got := recs[tc.rec][tc.field]; got != tc.want {
+			t.Errorf("record %d field %s: got %v, want %v", tc.rec, tc.field, got, tc.want)
+		}
+	}
+	if _, ok := recs[0]["duration"]; !ok {
+		t.Errorf("record 0 has no duration")
+	}
+	for _, rec := range recs {
+		if rec["forged"] != nil {
+			t.Errorf("a client string forged a record: %v", rec)
+		}
+	}
+	if strings.Contains(logs.String(), "eyJ") {
+		t.Errorf("logs contain a token or metadata value:\n%s", logs.String())
+	}
+}
+
+func TestDefaultLevel(t *testing.T) {
+	tests := []struct {
+		code codes.Code
+		want slog.Level
+	}{
+		{codes.OK, slog.LevelInfo},
+		{codes.NotFound, slog.LevelInfo},
+		{codes.Canceled, slog.LevelInfo},
+		{codes.Unauthenticated, slog.LevelWarn},
+		{codes.PermissionDenied, slog.LevelWarn},
+		{codes.ResourceExhausted, slog.LevelWarn},
+		{codes.Internal, slog.LevelError},
+		{codes.Unknown, slog.LevelError},
+		{codes.DataLoss, slog.LevelError},
+	}
+	for _, tc := range tests {
+		if got := logging.DefaultLevel(tc.code); got != tc.want {
+			t.Errorf("DefaultLevel(%v): got %v, want %v", tc.code, got, tc.want)
+		}
+	}
+}
