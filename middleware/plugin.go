@@ -13,6 +13,12 @@ import (
 // neither a status error nor a context error.
 var errInternal = status.Error(codes.Internal, "internal error")
 
+// Context errors from a plugin, with fixed messages.
+var (
+	errDeadline = status.Error(codes.DeadlineExceeded, context.DeadlineExceeded.Error())
+	errCanceled = status.Error(codes.Canceled, context.Canceled.Error())
+)
+
 // errNextTwice is returned when a Func calls next more than once.
 var errNextTwice = status.Error(codes.Internal, "internal error")
 
@@ -206,8 +212,11 @@ func normalize(err error, called bool, nextErr error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return status.FromContextError(err).Err()
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return errDeadline
+	case errors.Is(err, context.Canceled):
+		return errCanceled
 	}
 	return errInternal
 }

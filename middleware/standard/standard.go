@@ -53,6 +53,11 @@ type Config struct {
 // Chain returns the chain for c. Pass its ServerOptions to grpc.NewServer
 // before any other interceptor option.
 func Chain(c Config) *middleware.Chain {
+	return middleware.NewChain(Plugins(c)...)
+}
+
+// Plugins returns the plugins of Chain(c), in chain order.
+func Plugins(c Config) []middleware.Plugin {
 	limiter := c.Limiter
 	if limiter == nil {
 		limiter = ratelimit.New(ratelimit.Options{})
@@ -69,5 +74,5 @@ func Chain(c Config) *middleware.Chain {
 		middleware.Skip(authz.New(authz.Options{Policy: c.Policy, OnDeny: c.OnDeny}), public),
 		middleware.Skip(limiter.PerIdentity(), public),
 	}
-	return middleware.NewChain(append(plugins, c.Inner...)...)
+	return append(plugins, c.Inner...)
 }
