@@ -435,3 +435,19 @@ func TestNewRejectsIncompleteConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestMalformedPathCannotSkipAuthentication pins CVE-2026-33186: a :path
+// without its leading slash must not reach the handler unauthenticated.
+func TestMalformedPathCannotSkipAuthentication(t *testing.T) {
+	ed := authtest.NewKey(t, t.TempDir(), "ed25519", "k1")
+	cc, _, _ := start(t, authtest.Config(ed))
+	for _, method := range []string{"Greeter/SayHello", "//Greeter/SayHello"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var resp greeterpb.StringResponse
+		err := cc.Invoke(ctx, method, &greeterpb.HelloRequest{Name: "bob"}, &resp)
+		cancel()
+		if code := status.Code(err); code != codes.Unimplemented && code != codes.Unauthenticated {
+			t.Errorf("Invoke(%q) without a token: got %v (reply %q), want Unimplemented or Unauthenticated", method, err, resp.GetMessage())
+		}
+	}
+}
