@@ -181,7 +181,6 @@ func BenchmarkUpload(b *testing.B) {
 			e := newEnv(b, transferSize, chunk)
 			ctx := context.Background()
 			var svc, base time.Duration
-			b.SetBytes(transferSize)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				svc += timeIt(b, func() error { _, err := e.svc.UploadFile(ctx, e.payload, "f.bin", nil); return err })
@@ -207,7 +206,6 @@ func BenchmarkDownload(b *testing.B) {
 			}
 			out := filepath.Join(b.TempDir(), "out.bin")
 			var svc, base time.Duration
-			b.SetBytes(transferSize)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				svc += timeIt(b, func() error { _, err := e.svc.DownloadFile(ctx, "f.bin", out, nil); return err })
