@@ -1,0 +1,222 @@
+package client
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"strconv"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/greeter/greeter/proto/greeterpb"
+)
+
+// UploadID returns the upload ID UploadFile uses for a file: the first 32
+// hex digits of SHA-256(name NUL size NUL sha256). It is the same in every
+// process, so a later run uploading the same bytes under the same name
+// resumes where an earlier one stopped, and it changes when the file does.
+func UploadID(name string, size int64, sha256Hex string) string {
+	sum := sha256.Sum256([]byte(name + "\x00" + strconv.FormatInt(size, 10) + "\x00" + sha256Hex))
+	return hex.EncodeToString(sum[:])[:32]
+}
+
+// UploadFile stores the file at path under name, retrying transient
+// failures as the transfer's RetryPolicy says.
+//
+// It first reads the whole file for its size and SHA-256, then asks the
+// server (QueryUpload) how much of the upload UploadID names it already
+// holds, and sends the rest; after a failure it continues from what the
+// server committed. With NoResume, or against a server that cannot resume
+// uploads, every attempt sends the whole file as a plain upload.
+//
+// If an attempt sent every byte but lost the server's answer, and the
+// server no longer knows the upload, UploadFile asks StatFile whether the
+// file is stored with this size and SHA-256 before starting over.
+func (c *Client) UploadFile(ctx context.Context, path, name string, progress Progress, opts ...TransferOption) (Result, error) {
+	t := c.transferOptions(opts)
+	res := Result{Name: name}
+	f, err := os.Open(path)
+	if err != nil {
+		return res, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return res, err
+	}
+	if !st.Mode().IsRegular() {
+		return res, fmt.Errorf("%s is not a regular file", path)
+	}
+	u := &fileUpload{c: c, f: f, name: name, size: st.Size(), res: &res, progress: progress, furthest: -1, committed: -1}
+	if !t.noResume {
+		sum, err := hashFile(ctx, f, u.size)
+		if err != nil {
+			return res, err
+		}
+		u.sha256, u.id = sum, UploadID(name, u.size, sum)
+	}
+	res.Attempts, err = c.retry(ctx, t.retry, u.attempt)
+	if err != nil {
+		return res, err
+	}
+	res.Size, res.SHA256 = u.size, u.sha256
+	return res, nil
+}
+
+// fileUpload is the state one UploadFile keeps across its attempts.
+type fileUpload struct {
+	c        *Client
+	f        io.ReaderAt
+	name     string
+	size     int64
+	sha256   string // empty for a plain upload until one succeeds
+	id       string // empty for a plain upload
+	res      *Result
+	progress Progress
+	// furthest is the furthest position any attempt reached.
+	furthest int64
+	// committed is the committed size the server reported with the last
+	// failure, or -1 when QueryUpload must tell.
+	committed int64
+	// sentAll is set once an attempt sent every byte.
+	sentAll bool
+}
+
+func (u *fileUpload) report(n int64) {
+	if u.progress != nil {
+		u.progress(n, u.size)
+	}
+}
+
+// reached records that an attempt got to position pos and reports whether
+// that is further than any attempt before.
+func (u *fileUpload) reached(pos int64) bool {
+	if pos > u.furthest {
+		u.furthest = pos
+		return true
+	}
+	return false
+}
+
+// attempt runs one attempt: resumable when the upload has an ID, plain
+// otherwise.
+func (u *fileUpload) attempt(ctx context.Context) (bool, verdict, error) {
+	if u.id == "" {
+		return u.plain(ctx)
+	}
+	offset := u.committed
+	u.committed = -1
+	if offset < 0 {
+		qctx, cancel := u.c.withCallTimeout(ctx)
+		st, err := u.c.rpc.QueryUpload(qctx, &pb.QueryUploadRequest{UploadId: u.id})
+		cancel()
+		switch status.Code(err) {
+		case codes.OK:
+			offset = st.GetCommittedSize()
+		case codes.NotFound:
+			offset = 0
+			if u.sentAll && u.alreadyStored(ctx) {
+				return true, verdict{}, nil
+			}
+		case codes.Unimplemented:
+			return u.fallBack(ctx)
+		default:
+			return false, classify(err), err
+		}
+	}
+	if offset > u.size {
+		return false, verdict{committed: -1}, status.Errorf(codes.Internal, "server committed %d bytes of a %d-byte upload", offset, u.size)
+	}
+	u.report(offset)
+	md := &pb.MetaData{Filename: u.name, Size: &u.size, Sha256: u.sha256, UploadId: u.id, Offset: offset}
+	var sent int64
+	resp, end, err := u.c.send(ctx, md, io.NewSectionReader(u.f, offset, u.size-offset), u.size-offset, nil, &sent,
+		func(n int64) { u.report(offset + n) })
+	u.res.Sent += sent
+	u.sentAll = u.sentAll || end
+	progressed := u.reached(offset + sent)
+	if status.Code(err) == codes.Unimplemented && offset == 0 {
+		return u.fallBack(ctx)
+	}
+	if err != nil {
+		v := classify(err)
+		u.committed = v.committed
+		return progressed, v, err
+	}
+	return true, verdict{}, checkStored(resp, u.size, u.sha256)
+}
+
+// fallBack turns the upload into a plain one, for a server that cannot
+// resume uploads, and runs its first attempt.
+func (u *fileUpload) fallBack(ctx context.Context) (bool, verdict, error) {
+	u.id, u.sha256 = "", ""
+	return u.plain(ctx)
+}
+
+// plain sends the whole file without an upload ID.
+func (u *fileUpload) plain(ctx context.Context) (bool, verdict, error) {
+	u.report(0)
+	h := sha256.New()
+	var sent int64
+	resp, _, err := u.c.send(ctx, &pb.MetaData{Filename: u.name, Size: &u.size}, io.NewSectionReader(u.f, 0, u.size), u.size, h, &sent, u.report)
+	u.res.Sent += sent
+	progressed := u.reached(sent)
+	if err != nil {
+		return progressed, classify(err), err
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	if err := checkStored(resp, u.size, sum); err != nil {
+		return true, verdict{committed: -1}, err
+	}
+	u.sha256 = sum
+	return true, verdict{}, nil
+}
+
+// alreadyStored reports whether the server holds the file under its name
+// with this upload's size and SHA-256: what an upload whose final answer
+// was lost leaves behind.
+func (u *fileUpload) alreadyStored(ctx context.Context) bool {
+	ctx, cancel := u.c.withCallTimeout(ctx)
+	defer cancel()
+	info, err := u.c.rpc.StatFile(ctx, &pb.MetaData{Filename: u.name})
+	return err == nil && info.GetSize() == u.size && info.GetSha256() == u.sha256
+}
+
+// hashFile returns the hex SHA-256 of the first size bytes of r, which must
+// hold that many.
+func hashFile(ctx context.Context, r io.ReaderAt, size int64) (string, error) {
+	h := sha256.New()
+	n, err := copyContext(ctx, h, io.NewSectionReader(r, 0, size))
+	if err != nil {
+		return "", err
+	}
+	if n != size {
+		return "", fmt.Errorf("file changed while hashing: read %d bytes, expected %d", n, size)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// copyContext copies r to h until EOF, checking ctx between reads.
+func copyContext(ctx context.Context, h hash.Hash, r io.Reader) (int64, error) {
+	buf := make([]byte, 1<<20)
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, status.FromContextError(err).Err()
+		}
+		k, err := r.Read(buf)
+		h.Write(buf[:k])
+		n += int64(k)
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
