@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -176,6 +177,7 @@ func (s *Server) expectation(md *pb.MetaData) (Expect, error) {
 // byte arrived, matched what was declared, and was made durable.
 func (s *Server) UploadFile(stream pb.Greeter_UploadFileServer) (err error) {
 	ctx := stream.Context()
+	defer recordOutcome(ctx, &err)
 	owner, err := s.owner(ctx)
 	if err != nil {
 		return err
@@ -264,8 +266,9 @@ func (s *Server) UploadFile(stream pb.Greeter_UploadFileServer) (err error) {
 // DownloadFile streams a stored file, or the range offset..offset+limit of
 // it. The size and SHA-256 of the whole file are sent as header metadata
 // before the first chunk.
-func (s *Server) DownloadFile(md *pb.MetaData, stream pb.Greeter_DownloadFileServer) error {
+func (s *Server) DownloadFile(md *pb.MetaData, stream pb.Greeter_DownloadFileServer) (err error) {
 	ctx := stream.Context()
+	defer recordOutcome(ctx, &err)
 	owner, err := s.owner(ctx)
 	if err != nil {
 		return err
@@ -414,6 +417,33 @@ func fileInfo(info FileInfo) *pb.FileInfo {
 		out.Sha256 = hex.EncodeToString(info.SHA256[:])
 	}
 	return out
+}
+
+// recordOutcome sets the greeter.outcome span attribute of a transfer:
+// "ok", or the status code's name ("invalid_argument", ...).
+func recordOutcome(ctx context.Context, err *error) {
+	span := trace.SpanFromContext(ctx)
+	if !span.IsRecording() {
+		return
+	}
+	outcome := "ok"
+	if *err != nil {
+		outcome = strings.ToLower(strings.ReplaceAll(codeName(status.Code(*err)), " ", "_"))
+	}
+	span.SetAttributes(attribute.String("greeter.outcome", outcome))
+}
+
+// codeName returns the snake_case name of a code, as in the gRPC spec.
+func codeName(c codes.Code) string {
+	name := c.String()
+	var b strings.Builder
+	for i, r := range name {
+		if i > 0 && r >= 'A' && r <= 'Z' {
+			b.WriteByte('_')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
