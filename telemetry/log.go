@@ -50,6 +50,15 @@ func (h *logHandler) Handle(ctx context.Context, r slog.Record) error {
 		slog.String(LogKeyTraceID, sc.TraceID().String()),
 		slog.String(LogKeySpanID, sc.SpanID().String()),
 	}
+	// A record that already names its trace (the logging plugin's access
+	// line does) keeps its own trace_id rather than getting a second one.
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == LogKeyTraceID {
+			ids = ids[1:]
+			return false
+		}
+		return true
+	})
 	if !h.grouped {
 		r = r.Clone()
 		r.AddAttrs(ids...)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel/trace"
@@ -85,5 +86,19 @@ func TestLogHandlerEnabled(t *testing.T) {
 		if got := h.Enabled(context.Background(), tt.level); got != tt.want {
 			t.Errorf("Enabled(%v): got %v, want %v", tt.level, got, tt.want)
 		}
+	}
+}
+
+func TestLogHandlerDoesNotRepeatTraceID(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(&buf, nil)))
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled})
+	ctx := trace.ContextWithSpanContext(context.Background(), sc)
+	log.InfoContext(ctx, "rpc", slog.String(telemetry.LogKeyTraceID, sc.TraceID().String()))
+	if got := strings.Count(buf.String(), `"`+telemetry.LogKeyTraceID+`"`); got != 1 {
+		t.Fatalf("trace_id appears %d times in %s, want once", got, buf.String())
+	}
+	if !strings.Contains(buf.String(), `"`+telemetry.LogKeySpanID+`"`) {
+		t.Fatalf("span_id missing from %s", buf.String())
 	}
 }
