@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
@@ -96,8 +95,7 @@ func (s *Server) uploadResumable(stream pb.Greeter_UploadFileServer, recv *recei
 	if !want.HasSize || !want.HasSHA256 {
 		return status.Error(codes.InvalidArgument, "resumable uploads must declare size and sha256")
 	}
-	span := trace.SpanFromContext(ctx)
-	span.SetAttributes(attribute.String("greeter.owner", owner), attribute.String("greeter.object", truncate(name, 128)),
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("greeter.owner", owner), attribute.String("greeter.object", truncate(name, 128)),
 		attribute.String("greeter.upload_id", id), attribute.Int64("greeter.offset", offset))
 
 	var moved int64
@@ -152,15 +150,7 @@ func (s *Server) uploadResumable(stream pb.Greeter_UploadFileServer, recv *recei
 		return withErrorInfo(st, ReasonUploadIncomplete, got)
 	}
 
-	cctx, commitSpan := s.tracer.Start(ctx, "storage.commit")
-	info, err := up.Commit(cctx, want)
-	commitSpan.End()
-	if err != nil {
-		return s.toStatus(ctx, name, err)
-	}
-	sum := hex.EncodeToString(info.SHA256[:])
-	span.SetAttributes(attribute.Int64("greeter.bytes", info.Size), attribute.Int("greeter.chunks", chunks), attribute.String("greeter.sha256", sum))
-	return stream.SendAndClose(&pb.StringResponse{Message: "Success!", Size: info.Size, Sha256: sum})
+	return s.commit(stream, up, name, want, chunks)
 }
 
 // suspend keeps a resumable upload's bytes for a later stream. It does

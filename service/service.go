@@ -207,8 +207,7 @@ func (s *Server) UploadFile(stream pb.Greeter_UploadFileServer) (err error) {
 	if md.GetUploadId() != "" || md.GetOffset() != 0 {
 		return s.uploadResumable(stream, recv, owner, name, md, want)
 	}
-	span := trace.SpanFromContext(ctx)
-	span.SetAttributes(attribute.String("greeter.owner", owner), attribute.String("greeter.object", truncate(name, 128)))
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("greeter.owner", owner), attribute.String("greeter.object", truncate(name, 128)))
 
 	var moved int64
 	if s.opts.OnTransfer != nil {
@@ -252,6 +251,13 @@ func (s *Server) UploadFile(stream pb.Greeter_UploadFileServer) (err error) {
 		chunks++
 	}
 
+	return s.commit(stream, up, name, want, chunks)
+}
+
+// commit verifies and publishes a received upload, under a storage.commit
+// span, and answers the client with what was stored.
+func (s *Server) commit(stream pb.Greeter_UploadFileServer, up Upload, name string, want Expect, chunks int) error {
+	ctx := stream.Context()
 	cctx, commitSpan := s.tracer.Start(ctx, "storage.commit")
 	info, err := up.Commit(cctx, want)
 	commitSpan.End()
@@ -259,7 +265,7 @@ func (s *Server) UploadFile(stream pb.Greeter_UploadFileServer) (err error) {
 		return s.toStatus(ctx, name, err)
 	}
 	sum := hex.EncodeToString(info.SHA256[:])
-	span.SetAttributes(attribute.Int64("greeter.bytes", info.Size), attribute.Int("greeter.chunks", chunks), attribute.String("greeter.sha256", sum))
+	trace.SpanFromContext(ctx).SetAttributes(attribute.Int64("greeter.bytes", info.Size), attribute.Int("greeter.chunks", chunks), attribute.String("greeter.sha256", sum))
 	return stream.SendAndClose(&pb.StringResponse{Message: "Success!", Size: info.Size, Sha256: sum})
 }
 
