@@ -101,7 +101,7 @@ type fileDownload struct {
 // attempt runs one attempt from the end of the partial file. If the
 // partial file turns out not to be the start of the file the server holds,
 // it truncates it and starts over, once.
-func (d *fileDownload) attempt(ctx context.Context) (bool, verdict, error) {
+func (d *fileDownload) attempt(ctx context.Context, progressed func()) (verdict, error) {
 	for {
 		offset := d.got
 		want, err := d.c.receive(ctx, d.name, offset, d.want, d.f, d.h, &d.got, &d.res.Received, d.progress)
@@ -111,7 +111,7 @@ func (d *fileDownload) attempt(ctx context.Context) (bool, verdict, error) {
 		if err == nil {
 			err = checkFetched(want, d.got, d.h)
 			if err == nil {
-				return true, verdict{}, nil
+				return verdict{}, nil
 			}
 		}
 		// A partial file longer than the file (OutOfRange), a file that
@@ -121,7 +121,7 @@ func (d *fileDownload) attempt(ctx context.Context) (bool, verdict, error) {
 		if stale && !d.restarted {
 			d.restarted = true
 			if err := d.reset(); err != nil {
-				return false, verdict{committed: -1}, err
+				return verdict{}, err
 			}
 			continue
 		}
@@ -129,9 +129,11 @@ func (d *fileDownload) attempt(ctx context.Context) (bool, verdict, error) {
 		case codes.NotFound, codes.DataLoss, codes.OutOfRange:
 			d.discard = true
 		}
-		progressed := d.got > d.furthest
-		d.furthest = max(d.furthest, d.got)
-		return progressed, classify(err), err
+		if d.got > d.furthest {
+			d.furthest = d.got
+			progressed()
+		}
+		return classify(err), err
 	}
 }
 

@@ -153,10 +153,13 @@ func committedSize(st *status.Status) (int64, bool) {
 	return 0, false
 }
 
-// attemptFunc runs one attempt of a transfer. It reports whether the
-// attempt moved the transfer past the furthest point any earlier attempt
-// reached, and the verdict of its failure.
-type attemptFunc func(ctx context.Context) (progressed bool, v verdict, err error)
+// attemptFunc runs one attempt of a transfer and returns the verdict of
+// its failure. It calls progressed when it finds the transfer further than
+// any earlier attempt got: more bytes written to the partial file, or a
+// larger committed size on the server. A committed size is learnt when the
+// next attempt starts, so an upload's progress resets the count of
+// failures one attempt late.
+type attemptFunc func(ctx context.Context, progressed func()) (verdict, error)
 
 // retry runs try until it succeeds, fails for good, or p gives up, waiting
 // between attempts as p says. It returns the number of attempts made and
@@ -168,9 +171,10 @@ func (c *Client) retry(ctx context.Context, p RetryPolicy, try attemptFunc) (int
 		failures  int // in a row, without progress
 		throttled time.Duration
 	)
+	progressed := func() { failures = 0 }
 	for {
 		attempts++
-		progressed, v, err := try(ctx)
+		v, err := try(ctx, progressed)
 		if err == nil {
 			return attempts, nil
 		}
@@ -187,9 +191,6 @@ func (c *Client) retry(ctx context.Context, p RetryPolicy, try attemptFunc) (int
 			delay = v.delay + rand.N(v.delay/10+1)
 			throttled += delay
 		} else {
-			if progressed {
-				failures = 0
-			}
 			failures++
 			if failures >= p.MaxAttempts {
 				return attempts, err

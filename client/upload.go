@@ -78,7 +78,8 @@ type fileUpload struct {
 	id       string // empty for a plain upload
 	res      *Result
 	progress Progress
-	// furthest is the furthest position any attempt reached.
+	// furthest is the largest committed size the server reported, or for
+	// a plain upload the most bytes an attempt sent.
 	furthest int64
 	// committed is the committed size the server reported with the last
 	// failure, or -1 when QueryUpload must tell.
@@ -93,21 +94,20 @@ func (u *fileUpload) report(n int64) {
 	}
 }
 
-// reached records that an attempt got to position pos and reports whether
-// that is further than any attempt before.
-func (u *fileUpload) reached(pos int64) bool {
+// reached records that the upload got to position pos and calls
+// progressed if that is further than ever before.
+func (u *fileUpload) reached(pos int64, progressed func()) {
 	if pos > u.furthest {
 		u.furthest = pos
-		return true
+		progressed()
 	}
-	return false
 }
 
 // attempt runs one attempt: resumable when the upload has an ID, plain
 // otherwise.
-func (u *fileUpload) attempt(ctx context.Context) (bool, verdict, error) {
+func (u *fileUpload) attempt(ctx context.Context, progressed func()) (verdict, error) {
 	if u.id == "" {
-		return u.plain(ctx)
+		return u.plain(ctx, progressed)
 	}
 	offset := u.committed
 	u.committed = -1
@@ -121,17 +121,18 @@ func (u *fileUpload) attempt(ctx context.Context) (bool, verdict, error) {
 		case codes.NotFound:
 			offset = 0
 			if u.sentAll && u.alreadyStored(ctx) {
-				return true, verdict{}, nil
+				return verdict{}, nil
 			}
 		case codes.Unimplemented:
-			return u.fallBack(ctx)
+			return u.fallBack(ctx, progressed)
 		default:
-			return false, classify(err), err
+			return classify(err), err
 		}
 	}
 	if offset > u.size {
-		return false, verdict{committed: -1}, status.Errorf(codes.Internal, "server committed %d bytes of a %d-byte upload", offset, u.size)
+		return verdict{}, status.Errorf(codes.Internal, "server committed %d bytes of a %d-byte upload", offset, u.size)
 	}
+	u.reached(offset, progressed)
 	u.report(offset)
 	md := &pb.MetaData{Filename: u.name, Size: &u.size, Sha256: u.sha256, UploadId: u.id, Offset: offset}
 	var sent int64
@@ -139,42 +140,41 @@ func (u *fileUpload) attempt(ctx context.Context) (bool, verdict, error) {
 		func(n int64) { u.report(offset + n) })
 	u.res.Sent += sent
 	u.sentAll = u.sentAll || end
-	progressed := u.reached(offset + sent)
 	if status.Code(err) == codes.Unimplemented && offset == 0 {
-		return u.fallBack(ctx)
+		return u.fallBack(ctx, progressed)
 	}
 	if err != nil {
 		v := classify(err)
 		u.committed = v.committed
-		return progressed, v, err
+		return v, err
 	}
-	return true, verdict{}, checkStored(resp, u.size, u.sha256)
+	return verdict{}, checkStored(resp, u.size, u.sha256)
 }
 
 // fallBack turns the upload into a plain one, for a server that cannot
 // resume uploads, and runs its first attempt.
-func (u *fileUpload) fallBack(ctx context.Context) (bool, verdict, error) {
-	u.id, u.sha256 = "", ""
-	return u.plain(ctx)
+func (u *fileUpload) fallBack(ctx context.Context, progressed func()) (verdict, error) {
+	u.id, u.sha256, u.furthest = "", "", -1
+	return u.plain(ctx, progressed)
 }
 
-// plain sends the whole file without an upload ID.
-func (u *fileUpload) plain(ctx context.Context) (bool, verdict, error) {
+// plain sends the whole file without an upload ID. Nothing it sends
+// survives a failure, so it never counts as progress.
+func (u *fileUpload) plain(ctx context.Context, _ func()) (verdict, error) {
 	u.report(0)
 	h := sha256.New()
 	var sent int64
 	resp, _, err := u.c.send(ctx, &pb.MetaData{Filename: u.name, Size: &u.size}, io.NewSectionReader(u.f, 0, u.size), u.size, h, &sent, u.report)
 	u.res.Sent += sent
-	progressed := u.reached(sent)
 	if err != nil {
-		return progressed, classify(err), err
+		return classify(err), err
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
 	if err := checkStored(resp, u.size, sum); err != nil {
-		return true, verdict{committed: -1}, err
+		return verdict{}, err
 	}
 	u.sha256 = sum
-	return true, verdict{}, nil
+	return verdict{}, nil
 }
 
 // alreadyStored reports whether the server holds the file under its name
