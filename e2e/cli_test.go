@@ -19,20 +19,7 @@ import (
 
 var bins e2etest.Binaries
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "greeter-e2e")
-	if err != nil {
-		panic(err)
-	}
-	bins, err = e2etest.Build(dir)
-	if err != nil {
-		os.RemoveAll(dir)
-		panic(err)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(e2etest.Main(m, &bins)) }
 
 func writeRandom(t *testing.T, path string, n int) []byte {
 	t.Helper()

@@ -201,3 +201,21 @@ func runToEnd(t testing.TB, bin string, env, args []string) Result {
 	}
 	return res
 }
+
+// Main builds the binaries into a temporary directory, stores their paths
+// in bins, runs the tests and removes the directory. Call it from TestMain:
+//
+//	func TestMain(m *testing.M) { os.Exit(e2etest.Main(m, &bins)) }
+func Main(m *testing.M, bins *Binaries) int {
+	dir, err := os.MkdirTemp("", "greeter-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if *bins, err = Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}

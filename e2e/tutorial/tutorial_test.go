@@ -21,20 +21,7 @@ import (
 
 var bins e2etest.Binaries
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "greeter-tutorial-e2e")
-	if err != nil {
-		panic(err)
-	}
-	bins, err = e2etest.Build(dir)
-	if err != nil {
-		os.RemoveAll(dir)
-		panic(err)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(e2etest.Main(m, &bins)) }
 
 // TestTutorialClient runs the tutorial's client flow against a plaintext
 // greeterd on loopback: SayHello, an upload in 1024-byte chunks with the
