@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -122,45 +120,45 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			return out.print(map[string]any{"message": msg}, msg)
 		}
 	case "upload":
-		as := fs.String("as", "", "name to store the file under (default: the file's base name)")
+		as := fs.String("as", "", "name to store a single file under, or with -r or a directory the prefix of every name")
+		recursive := fs.Bool("r", false, "upload directories recursively, --as being the prefix of every name")
+		var tf transferFlags
+		tf.register(fs)
 		runCmd = func(ctx context.Context, c *client.Client) error {
-			if fs.NArg() != 1 {
-				return usageError{fmt.Errorf("upload takes one FILE, got %d arguments", fs.NArg())}
+			if err := tf.check(); err != nil {
+				return err
 			}
-			path := fs.Arg(0)
-			name := *as
-			if name == "" {
-				name = filepath.Base(path)
-			}
-			bar := out.progress(name)
-			res, err := c.UploadFile(ctx, path, name, bar.update)
-			bar.finish(err)
+			jobs, single, err := uploadJobs(fs.Args(), *as, *recursive)
 			if err != nil {
 				return err
 			}
-			return out.print(res, fmt.Sprintf("uploaded %s: %d bytes, sha256 %s", res.Name, res.Size, res.SHA256))
+			opts := tf.options()
+			outcomes := runJobs(ctx, jobs, tf.jobs, out.progress(len(jobs)), func(ctx context.Context, j job, p client.Progress) (client.Result, error) {
+				return c.UploadFile(ctx, j.path, j.name, p, opts...)
+			})
+			return report(out, "upload", outcomes, single, func(o outcome) string {
+				return fmt.Sprintf("uploaded %s: %d bytes, sha256 %s", o.res.Name, o.res.Size, o.res.SHA256)
+			})
 		}
 	case "download":
-		dest := fs.String("o", "", "where to write the file (default: the name's base name in the current directory)")
+		dest := fs.String("o", "", "where to write the file, or the directory for several (default: base names in the current directory)")
+		var tf transferFlags
+		tf.register(fs)
 		runCmd = func(ctx context.Context, c *client.Client) error {
-			if fs.NArg() != 1 {
-				return usageError{fmt.Errorf("download takes one NAME, got %d arguments", fs.NArg())}
+			if err := tf.check(); err != nil {
+				return err
 			}
-			name := fs.Arg(0)
-			path := *dest
-			if path == "" {
-				path = filepath.Base(name)
-			} else if st, err := os.Stat(path); err == nil && st.IsDir() {
-				path = filepath.Join(path, filepath.Base(name))
-			}
-			bar := out.progress(name)
-			res, err := c.DownloadFile(ctx, name, path, bar.update)
-			bar.finish(err)
+			jobs, err := downloadJobs(fs.Args(), *dest)
 			if err != nil {
 				return err
 			}
-			return out.print(map[string]any{"name": res.Name, "size": res.Size, "sha256": res.SHA256, "path": path},
-				fmt.Sprintf("downloaded %s to %s: %d bytes, sha256 %s", res.Name, path, res.Size, res.SHA256))
+			opts := tf.options()
+			outcomes := runJobs(ctx, jobs, tf.jobs, out.progress(len(jobs)), func(ctx context.Context, j job, p client.Progress) (client.Result, error) {
+				return c.DownloadFile(ctx, j.name, j.path, p, opts...)
+			})
+			return report(out, "download", outcomes, len(jobs) == 1, func(o outcome) string {
+				return fmt.Sprintf("downloaded %s to %s: %d bytes, sha256 %s", o.res.Name, o.path, o.res.Size, o.res.SHA256)
+			})
 		}
 	case "ls":
 		runCmd = func(ctx context.Context, c *client.Client) error {

@@ -48,11 +48,23 @@ Usage:
 
 Commands:
   hello [--name NAME] [--age N]     say hello
-  upload FILE [--as NAME]           store FILE (under NAME, default its base name)
-  download NAME [-o PATH]           fetch NAME into PATH (default its base name)
+  upload FILE|DIR... [flags]        store files (a directory: every file in it)
+      --as NAME        name of a single FILE (default its base name); with -r
+                       or a DIR, the prefix of every name
+      -r               upload recursively: names are paths relative to each DIR
+  download NAME... [-o PATH]        fetch files into PATH (default: base names here;
+                                    with several NAMEs, PATH must be a directory)
   ls [PREFIX]                       list files
   stat NAME                         describe a file
   rm NAME                           delete a file
+
+Transfer flags (upload and download):
+  -j, --jobs N         transfers at once (default 4), with one progress display
+  --no-resume          start every transfer and retry from the first byte
+  --retries N          retries of a transfer failing without progress (default 7)
+Transfers retry broken connections, server restarts and rate limits with
+backoff and resume where they stopped, also in a later run: an upload from the
+bytes the server committed, a download from its .NAME.greeter-part file.
 
 Connection flags (also GREETER_ADDR, GREETER_CA, ... in the environment):
   --addr HOST:PORT     server address (default localhost:50051)
@@ -65,8 +77,13 @@ Connection flags (also GREETER_ADDR, GREETER_CA, ... in the environment):
   --json               print results as JSON
   --timeout D          deadline for non-transfer calls (default 30s)
 
+With --json, upload and download print an array of per-file results (name,
+path, size, sha256, bytes_sent, bytes_received, attempts, error); with a
+single FILE or NAME argument, that one object.
+
 Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 unauthenticated or denied,
 5 invalid argument, 6 unavailable or timed out, 7 integrity failure, 8 resource exhausted.
+When several transfers fail, stderr lists each and the exit code is the first's.
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -111,6 +128,9 @@ func exitCode(err error) int {
 
 // describe turns a status error into "Code: message" for people.
 func describe(err error) string {
+	if errors.As(err, new(*transferFailures)) {
+		return err.Error()
+	}
 	if st, ok := status.FromError(err); ok && !errors.As(err, new(usageError)) {
 		return fmt.Sprintf("%s: %s", st.Code(), st.Message())
 	}

@@ -19,7 +19,7 @@ const maxTokenFileSize = 16 << 10
 // --state-dir, the dev CA, client certificate and token written by greeterd
 // fill in whatever was not given explicitly.
 func (c *connection) clientOptions() (client.Options, error) {
-	opts := client.Options{ChunkSize: int(c.chunkSize)}
+	opts := client.Options{ChunkSize: int(c.chunkSize), CallTimeout: c.timeout}
 	if c.stateDir != "" {
 		fill := func(p *string, name string) {
 			if *p == "" {
