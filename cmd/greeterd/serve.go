@@ -43,6 +43,7 @@ type serveConfig struct {
 	tracesExporter  string
 	metricsListen   string
 
+	health    healthConfig
 	transport transportConfig
 	chain     chainConfig
 	limits    limitsConfig
@@ -84,6 +85,7 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.metricsListen, "metrics-listen", "", "serve Prometheus metrics on this address at /metrics (off when empty)")
 	c.transport.flags(fs)
 	c.chain.flags(fs)
+	c.health.flags(fs)
 
 	l := &c.limits
 	fs.UintVar(&l.maxConcurrentStreams, "max-concurrent-streams", 100, "streams per connection")
@@ -189,7 +191,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	defer sec.close()
 
-	store, err := diskstore.Open(c.dataDir)
+	store, err := diskstore.OpenLive(c.dataDir)
 	if err != nil {
 		return fmt.Errorf("opening data dir: %w", err)
 	}
@@ -230,6 +232,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	svc.Register(srv)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(srv, healthSrv)
+	stopHealth := watchStorage(ctx, store, healthSrv, c.health.interval, log)
+	defer stopHealth()
 	if c.reflection {
 		reflection.Register(srv)
 	}
@@ -297,7 +301,7 @@ func serveMetrics(addr string, h http.Handler, log *slog.Logger) (func(), error)
 
 // expireUploads deletes incomplete resumable uploads older than ttl, at
 // start-up and then every tenth of ttl (at most hourly), until ctx ends.
-func expireUploads(ctx context.Context, store *diskstore.Store, ttl time.Duration, log *slog.Logger) {
+func expireUploads(ctx context.Context, store *diskstore.Live, ttl time.Duration, log *slog.Logger) {
 	every := min(ttl/10, time.Hour)
 	for {
 		if n, err := store.CleanExpiredUploads(ttl); err != nil {
