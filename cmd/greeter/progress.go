@@ -41,6 +41,7 @@ type progressBoard struct {
 	done    int
 	failed  int
 	moved   int64 // bytes moved by finished transfers
+	now     func() time.Time
 }
 
 // progressBar is one transfer's line on a progressBoard.
@@ -55,19 +56,19 @@ type progressBar struct {
 }
 
 func (o *output) progress(files int) *progressBoard {
-	return &progressBoard{w: o.stderr, enabled: o.interactive, files: files, start: time.Now()}
+	return &progressBoard{w: o.stderr, enabled: o.interactive, files: files, start: time.Now(), now: time.Now}
 }
 
 // add puts a new transfer's line on the board.
 func (b *progressBoard) add(name string) *progressBar {
-	p := &progressBar{b: b, name: name, start: time.Now()}
 	if !b.enabled {
-		return p
+		return &progressBar{b: b, name: name}
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	p := &progressBar{b: b, name: name, start: b.now()}
 	b.active = append(b.active, p)
-	b.redraw(time.Now(), false)
+	b.redraw(p.start, false)
 	return p
 }
 
@@ -85,7 +86,7 @@ func (p *progressBar) update(done, total int64) {
 	// A transfer that starts over moves its bytes again.
 	p.base = min(p.base, done)
 	p.done, p.total = done, total
-	b.redraw(time.Now(), false)
+	b.redraw(b.now(), false)
 }
 
 // finish takes the transfer's line off the board.
@@ -107,7 +108,7 @@ func (p *progressBar) finish(err error) {
 		b.failed++
 	}
 	b.moved += p.done - p.base
-	b.redraw(time.Now(), true)
+	b.redraw(b.now(), true)
 }
 
 // close clears the board.
