@@ -367,3 +367,20 @@ func TestDownloadOfMissingFileLeavesNothing(t *testing.T) {
 		t.Fatalf("a failed download left %v behind (%v)", entries, err)
 	}
 }
+
+func TestEmptyFileRoundTrip(t *testing.T) {
+	ctx := testContext(t)
+	srv := startServer(t, serverConfig{})
+	c, _ := srv.client(Options{}, nil)
+	path, data := randomFile(t, 0)
+	res, err := c.UploadFile(ctx, path, "empty", nil)
+	if err != nil || res.Size != 0 || res.SHA256 != sum(data) {
+		t.Fatalf("UploadFile of an empty file: %+v, %v", res, err)
+	}
+	dst := filepath.Join(t.TempDir(), "empty")
+	res, err = c.DownloadFile(ctx, "empty", dst, nil)
+	if err != nil || res.Size != 0 || res.SHA256 != sum(data) {
+		t.Fatalf("DownloadFile of an empty file: %+v, %v", res, err)
+	}
+	wantFile(t, dst, data)
+}

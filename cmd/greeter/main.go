@@ -59,7 +59,7 @@ Commands:
   rm NAME                           delete a file
 
 Transfer flags (upload and download):
-  -j, --jobs N         transfers at once (default 4), with one progress display
+  -j N                 transfers at once (default 4), with one progress display
   --no-resume          start every transfer and retry from the first byte
   --retries N          retries of a transfer failing without progress (default 7)
 Transfers retry broken connections, server restarts and rate limits with
