@@ -331,9 +331,14 @@ func (a *Authenticator) authenticate(ctx context.Context) (identity.Identity, st
 	if !strings.EqualFold(scheme, "bearer") {
 		return fail(errBadScheme)
 	}
-	token = strings.TrimSpace(token)
+	// RFC 6750: credentials = "Bearer" 1*SP b64token. Only spaces separate
+	// the scheme from the token, and the token is b64token characters only.
+	token = strings.TrimLeft(token, " ")
 	if token == "" {
 		return fail(errMissingToken)
+	}
+	if !isB64Token(token) {
+		return fail(errMalformed)
 	}
 	if !a.cfg.AllowInsecureTransport {
 		p, ok := peer.FromContext(ctx)
@@ -538,4 +543,22 @@ func Anonymous(subject string, scopes ...string) middleware.Plugin {
 			Scopes:  slices.Clone(scopes),
 		}))
 	})
+}
+
+// isB64Token reports whether s is an RFC 6750 b64token:
+// 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+func isB64Token(s string) bool {
+	body := strings.TrimRight(s, "=")
+	if body == "" {
+		return false
+	}
+	for i := 0; i < len(body); i++ {
+		switch c := body[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '-', c == '.', c == '_', c == '~', c == '+', c == '/':
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -71,9 +71,9 @@ func tlsPeer(ctx context.Context) context.Context {
 // FuzzBearer feeds arbitrary authorization values to the real
 // authenticator (two trusted Ed25519 keys, TLS required). A value is
 // accepted only if it is the Bearer scheme (any case), a space and one of
-// the genuine tokens below, byte for byte; the authenticator trims
-// whitespace around the token (strings.TrimSpace), which does not change
-// the bytes that are verified. Every rejection is Unauthenticated and its
+// the genuine tokens below, byte for byte (RFC 6750: "Bearer" 1*SP
+// b64token, so only spaces may precede the token and nothing may follow
+// it). Every rejection is Unauthenticated and its
 // message holds no part of the token.
 func FuzzBearer(f *testing.F) {
 	dir := f.TempDir()
@@ -165,7 +165,7 @@ func FuzzBearer(f *testing.F) {
 		id, err := a.Authenticate(ctx)
 
 		scheme, rest, spaced := strings.Cut(hdr, " ")
-		token := strings.TrimSpace(rest)
+		token := strings.TrimLeft(rest, " ")
 		subject, isGenuine := genuine[token]
 		isGenuine = isGenuine && spaced && strings.EqualFold(scheme, "bearer")
 
@@ -213,5 +213,23 @@ func TestFuzzBearerTokensAreDeterministic(t *testing.T) {
 	b := fuzzKey(t, t.TempDir(), "k1", 1).Sign(t, fuzzClaims("alice"), nil)
 	if a != b {
 		t.Fatalf("two mints of the same token differ:\n%s\n%s", a, b)
+	}
+}
+
+// TestBearerTokenWhitespace pins RFC 6750's grammar: whitespace other than
+// the spaces after the scheme is not part of a bearer credential.
+func TestBearerTokenWhitespace(t *testing.T) {
+	ed := authtest.NewKey(t, t.TempDir(), "ed25519", "k1")
+	a, _ := newAuthenticator(t, authtest.Config(ed))
+	tok := ed.Token(t, "alice", "")
+	for _, h := range []string{"Bearer " + tok + "\u00a0", "Bearer \u0085" + tok, "Bearer \v" + tok, "Bearer " + tok + "\n", "Bearer " + tok + " "} {
+		ctx := metadata.NewIncomingContext(tlsPeer(context.Background()), metadata.MD{"authorization": {h}})
+		if _, err := a.Authenticate(ctx); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("Authenticate(%q): got %v, want Unauthenticated", h, err)
+		}
+	}
+	ctx := metadata.NewIncomingContext(tlsPeer(context.Background()), metadata.MD{"authorization": {"bearer   " + tok}})
+	if _, err := a.Authenticate(ctx); err != nil {
+		t.Errorf("several spaces after the scheme: %v, want accepted", err)
 	}
 }
