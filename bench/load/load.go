@@ -56,10 +56,13 @@ func (s *kindStats) merge(o *kindStats) {
 
 // result is what a run produced.
 type result struct {
-	elapsed  time.Duration
-	kinds    [numKinds]kindStats
-	verified int // downloads whose SHA-256 matched the one recorded at upload
-	samples  []string
+	// loaded is how long users started operations: -duration, or less
+	// when interrupted. elapsed adds the operations in flight at the end.
+	loaded, elapsed time.Duration
+	interrupted     bool
+	kinds           [numKinds]kindStats
+	verified        int // downloads whose SHA-256 matched the one recorded at upload
+	samples         []string
 }
 
 // counters are shared by all users for the progress line.
@@ -121,13 +124,27 @@ func runLoad(ctx context.Context, cfg *config, creds *credentials, stderr io.Wri
 		}
 	}
 
+	if err := preflight(ctx, users[:len(creds.tokens)], cfg.opTimeout); err != nil {
+		return nil, err
+	}
+
+	start := time.Now()
 	soft, cancel := context.WithTimeout(ctx, cfg.duration)
 	defer cancel()
-	start := time.Now()
 	var wg sync.WaitGroup
 	for _, u := range users {
 		wg.Go(func() { u.loop(soft) })
 	}
+	var (
+		loaded      time.Duration
+		interrupted bool
+		stopped     = make(chan struct{})
+	)
+	go func() {
+		<-soft.Done()
+		loaded, interrupted = time.Since(start), ctx.Err() != nil
+		close(stopped)
+	}()
 	progressDone := make(chan struct{})
 	if cfg.progress > 0 {
 		go func() {
@@ -148,9 +165,11 @@ func runLoad(ctx context.Context, cfg *config, creds *credentials, stderr io.Wri
 		close(progressDone)
 	}
 	wg.Wait()
-	res := &result{elapsed: time.Since(start)}
+	elapsed := time.Since(start)
 	cancel()
+	<-stopped
 	<-progressDone
+	res := &result{loaded: loaded, elapsed: elapsed, interrupted: interrupted}
 	for _, u := range users {
 		for k := range res.kinds {
 			res.kinds[k].merge(&u.stats[k])
@@ -163,6 +182,21 @@ func runLoad(ctx context.Context, cfg *config, creds *credentials, stderr io.Wri
 		}
 	}
 	return res, nil
+}
+
+// preflight says hello once with each subject's token, so a wrong address
+// or a rejected token fails at once instead of as thousands of errors.
+// These calls are not part of the report.
+func preflight(ctx context.Context, users []*user, timeout time.Duration) error {
+	for i, u := range users {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		_, err := u.c.Hello(ctx, "preflight", 0)
+		cancel()
+		if _, limited := rateLimited(err); err != nil && !limited {
+			return fmt.Errorf("preflight hello with token %d of %d: %w", i+1, len(users), err)
+		}
+	}
+	return nil
 }
 
 // loop performs operations until stop ends. Operations run under their own

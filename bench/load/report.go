@@ -5,6 +5,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,16 +14,21 @@ import (
 // report is what the command prints, as a table or as JSON. MB are 10^6
 // bytes; latencies are in milliseconds.
 type report struct {
-	Addr           string         `json:"addr"`
-	Users          int            `json:"users"`
-	Connections    string         `json:"connections"`
-	Subjects       int            `json:"subjects"`
-	Tokens         string         `json:"tokens"`
-	Mix            string         `json:"mix"`
-	Size           string         `json:"size"`
-	Keep           int            `json:"keep"`
-	DurationS      float64        `json:"duration_s"`
+	Addr        string  `json:"addr"`
+	Users       int     `json:"users"`
+	Connections string  `json:"connections"`
+	Subjects    int     `json:"subjects"`
+	Tokens      string  `json:"tokens"`
+	Mix         string  `json:"mix"`
+	Size        string  `json:"size"`
+	Keep        int     `json:"keep"`
+	DurationS   float64 `json:"duration_s"`
+	// LoadS is how long users started operations: DurationS unless
+	// Interrupted. ElapsedS adds the operations in flight at the end; rates
+	// are per second of ElapsedS.
+	LoadS          float64        `json:"load_s"`
 	ElapsedS       float64        `json:"elapsed_s"`
+	Interrupted    bool           `json:"interrupted"`
 	Kinds          []kindRow      `json:"kinds"`
 	Total          kindRow        `json:"total"`
 	ThroughputMBps float64        `json:"throughput_mb_per_s"`
@@ -68,6 +74,8 @@ func newReport(cfg *config, creds *credentials, res *result) *report {
 		Size:              cfg.sizes.String(),
 		Keep:              cfg.keep,
 		DurationS:         cfg.duration.Seconds(),
+		LoadS:             res.loaded.Seconds(),
+		Interrupted:       res.interrupted,
 		ElapsedS:          secs,
 		ErrorsByCode:      map[string]int{},
 		DownloadsVerified: res.verified,
@@ -134,7 +142,11 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func (r *report) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "greeterd load: %d users, %s; %d subjects: %s\n", r.Users, r.Connections, r.Subjects, r.Tokens)
 	fmt.Fprintf(w, "mix %s, upload size %s, keep %d files per user, against %s\n", r.Mix, r.Size, r.Keep, r.Addr)
-	fmt.Fprintf(w, "ran %gs; %.1fs until the operations in flight finished\n\n", r.DurationS, r.ElapsedS)
+	stop := "-duration " + strconv.FormatFloat(r.DurationS, 'g', -1, 64) + "s"
+	if r.Interrupted {
+		stop = "interrupted"
+	}
+	fmt.Fprintf(w, "operations started for %.1fs (%s), finished after %.1fs; rates are per second of that\n\n", r.LoadS, stop, r.ElapsedS)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "kind\tok\tops/s\tMB/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\trate-limited\terrors\tintegrity\t")
 	for _, k := range append(slices.Clone(r.Kinds), r.Total) {

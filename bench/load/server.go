@@ -58,6 +58,7 @@ func startServer(ctx context.Context, argv []string, logPath, addr string) (*ser
 		s.out = io.MultiWriter(f, s.tail)
 	}
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	s.cmd.SysProcAttr = serverSysProcAttr()
 	if err := s.cmd.Start(); err != nil {
 		s.closeLog()
 		return nil, err
