@@ -1,0 +1,392 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// harness owns everything a run creates: directories, binaries and server
+// processes. close undoes all of it.
+type harness struct {
+	opts      options
+	root      string // the module
+	work      string // keys, configs, state and logs (temp dir)
+	files     string // the source file and the downloads
+	fileKind  string // what backs files, for the report
+	serverDir string // where the servers store files
+	serverFS  string
+	bin       string // greeterd and greeter built from root
+	minio     string // the MinIO binary
+	otlp      string // OTLP/HTTP endpoint for greeterd's spans
+	source    string // the file every target moves
+	sourceSum string // its hex SHA-256
+	closers   []func()
+	started   time.Time
+}
+
+func newHarness(ctx context.Context, o options) (_ *harness, err error) {
+	h := &harness{opts: o, started: time.Now()}
+	defer func() {
+		if err != nil {
+			h.close()
+		}
+	}()
+	if h.root, err = moduleRoot(ctx); err != nil {
+		return nil, err
+	}
+	needSCP, needMinIO := o.sweep, o.sweep
+	for _, t := range o.targets {
+		needSCP = needSCP || t == targetSCP
+		needMinIO = needMinIO || t == targetMinIO
+	}
+	if err := h.ensureTools(ctx, needSCP, needMinIO); err != nil {
+		return nil, err
+	}
+	if h.work, err = os.MkdirTemp("", "greeter-compare-"); err != nil {
+		return nil, err
+	}
+	h.onClose(func() { h.removeAll(h.work) })
+	serverBase := o.serverDir
+	if serverBase == "" {
+		serverBase = os.TempDir()
+	}
+	if h.serverDir, err = os.MkdirTemp(serverBase, "greeter-compare-data-"); err != nil {
+		return nil, err
+	}
+	h.onClose(func() { h.removeAll(h.serverDir) })
+	h.serverFS = fsKind(h.serverDir)
+	fileBase, kind := o.fileDir, ""
+	if fileBase == "" {
+		fileBase, kind = defaultFileDir(o.size)
+	}
+	if h.files, err = os.MkdirTemp(fileBase, "greeter-compare-files-"); err != nil {
+		return nil, err
+	}
+	h.onClose(func() { h.removeAll(h.files) })
+	if kind == "" {
+		kind = fsKind(h.files)
+		if kind != "tmpfs" {
+			kind += ", read from the page cache (written just before)"
+		}
+	}
+	h.fileKind = kind
+	h.bin = filepath.Join(h.work, "bin")
+	h.logf("building greeterd and greeter")
+	if err := h.build(ctx); err != nil {
+		return nil, err
+	}
+	switch o.traces {
+	case "down":
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		h.otlp = "http://127.0.0.1:" + strconv.Itoa(port)
+	case "jaeger":
+		if h.otlp, err = h.startJaeger(ctx); err != nil {
+			return nil, err
+		}
+	}
+	h.logf("writing a %s source file to %s (%s)", sizeName(o.size), h.files, h.fileKind)
+	h.source = filepath.Join(h.files, "source.bin")
+	if h.sourceSum, err = writeSource(h.source, o.size); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// onClose registers f to run at close, in reverse order of registration.
+func (h *harness) onClose(f func()) { h.closers = append(h.closers, f) }
+
+func (h *harness) close() {
+	for i := len(h.closers) - 1; i >= 0; i-- {
+		h.closers[i]()
+	}
+	h.closers = nil
+}
+
+func (h *harness) removeAll(dir string) {
+	if h.opts.keep {
+		h.logf("kept %s", dir)
+		return
+	}
+	os.RemoveAll(dir)
+}
+
+func (h *harness) logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "compare %6.1fs: %s\n", time.Since(h.started).Seconds(), fmt.Sprintf(format, args...))
+}
+
+// tracesEnv is the environment that makes greeterd export spans.
+func (h *harness) tracesEnv() []string {
+	if h.otlp == "" {
+		return []string{"OTEL_TRACES_EXPORTER=none"}
+	}
+	return []string{"OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
+		"OTEL_EXPORTER_OTLP_ENDPOINT=" + h.otlp}
+}
+
+// describe prints the machine and the setup.
+func (h *harness) describe(w io.Writer) {
+	fmt.Fprintf(w, "\nmachine:   %s, %d CPUs, %s RAM, %s, Go %s\n", cpuModel(), runtime.NumCPU(), memTotal(), kernel(), strings.TrimPrefix(runtime.Version(), "go"))
+	fmt.Fprintf(w, "load:      %s (1, 5, 15 min) at the end of the run\n", loadAvg())
+	fmt.Fprintf(w, "file:      %s of random bytes; source and downloads on %s\n", sizeName(h.opts.size), h.fileKind)
+	fmt.Fprintf(w, "servers:   store on %s (%s)\n", h.serverFS, h.serverDir)
+	traces := map[string]string{"down": "OTLP/HTTP to a closed loopback port (exports fail and are dropped)",
+		"jaeger": "OTLP/HTTP to a private Jaeger all-in-one", "none": "off"}[h.opts.traces]
+	fmt.Fprintf(w, "greeter:   greeterd dev mode (TLS 1.3, mTLS requested, JWT, rate limits with --rate-transfer 1000, tracing %s, /metrics served); the CLI verifies SHA-256\n", traces)
+	fmt.Fprintf(w, "nochain:   greeterd dev mode (TLS 1.3) --auth none, every rate limit off, tracing off, no /metrics; recovery and logging cannot be switched off\n")
+	fmt.Fprintf(w, "scp:       OpenSSH %s, scp (SFTP protocol) with %s, key auth, to a private sshd\n", sshVersion(), sshCipher)
+	fmt.Fprintf(w, "minio:     MinIO (single drive) over TLS, curl %s --aws-sigv4 single PUT/GET (UNSIGNED-PAYLOAD)\n", curlVersion())
+	fmt.Fprintf(w, "duration:  %s\n", time.Since(h.started).Round(time.Second))
+}
+
+// writeSource writes size pseudo-random (incompressible) bytes to path and
+// returns their hex SHA-256.
+func writeSource(path string, size int64) (string, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	rng := rand.NewChaCha8([32]byte{'g', 'r', 'e', 'e', 't', 'e', 'r'})
+	h := sha256.New()
+	buf := make([]byte, 1<<20)
+	for left := size; left > 0; {
+		n := int(min(left, int64(len(buf))))
+		rng.Read(buf[:n])
+		h.Write(buf[:n])
+		if _, err := f.Write(buf[:n]); err != nil {
+			return "", err
+		}
+		left -= int64(n)
+	}
+	return hex.EncodeToString(h.Sum(nil)), f.Close()
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// sample is one timed transfer.
+type sample struct {
+	Round      int
+	Op         string // "upload" or "download"
+	Target     string
+	Bytes      int64
+	Wall       time.Duration
+	ClientCPU  time.Duration // user + system of the client and its children
+	ClientRSS  int64         // the client's peak RSS
+	ServerCPU  time.Duration // user + system of the server during the transfer
+	ServerPeak int64         // the server's VmHWM during the transfer; 0 if unknown
+}
+
+// MBps is the throughput in decimal megabytes per second.
+func (s sample) MBps() float64 { return float64(s.Bytes) / 1e6 / s.Wall.Seconds() }
+
+// measureRounds runs the interleaved rounds and returns every sample.
+func (h *harness) measureRounds(ctx context.Context, targets []target) ([]sample, error) {
+	var samples []sample
+	for r := 0; r < h.opts.rounds; r++ {
+		order := append(append([]target(nil), targets[r%len(targets):]...), targets[:r%len(targets)]...)
+		object := fmt.Sprintf("bench-%d.bin", r)
+		for _, op := range []string{"upload", "download"} {
+			for _, t := range order {
+				dst := filepath.Join(h.files, "download-"+strconv.Itoa(r)+".bin")
+				argv := t.Upload(h.source, object)
+				if op == "download" {
+					argv = t.Download(object, dst)
+				}
+				s, err := h.measure(ctx, t, argv)
+				if err != nil {
+					return samples, fmt.Errorf("round %d, %s %s: %w", r+1, op, t.Name(), err)
+				}
+				s.Round, s.Op, s.Target, s.Bytes = r+1, op, t.Name(), h.opts.size
+				samples = append(samples, s)
+				peak := ""
+				if s.ServerPeak > 0 {
+					peak = fmt.Sprintf(", server peak RSS %s", mib(s.ServerPeak))
+				}
+				h.logf("round %d/%d %-8s %-16s %6.2f s %7.1f MB/s (CPU client %.2f s, server %.2f s%s)",
+					r+1, h.opts.rounds, op, t.Name(), s.Wall.Seconds(), s.MBps(), s.ClientCPU.Seconds(), s.ServerCPU.Seconds(), peak)
+				if op == "download" {
+					// Not timed: every tool's result must be the source's bytes.
+					sum, err := fileSHA256(dst)
+					if err != nil {
+						return samples, err
+					}
+					if sum != h.sourceSum {
+						return samples, fmt.Errorf("round %d: %s downloaded a file with SHA-256 %s, want %s", r+1, t.Name(), sum, h.sourceSum)
+					}
+					if err := os.Remove(dst); err != nil {
+						return samples, err
+					}
+				}
+			}
+		}
+		for _, t := range targets {
+			if err := t.Remove(ctx, object); err != nil {
+				return samples, fmt.Errorf("removing %s from %s: %w", object, t.Name(), err)
+			}
+		}
+	}
+	return samples, nil
+}
+
+// measure runs one client command and reads the server's CPU time and peak
+// RSS around it.
+func (h *harness) measure(ctx context.Context, t target, argv []string) (sample, error) {
+	srv := t.Server()
+	peakOK := srv.resetPeak() == nil
+	cpu0 := srv.cpu()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = cleanEnv()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	wall := time.Since(start)
+	if err != nil {
+		return sample{}, fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, lastLines(out.String(), 10))
+	}
+	// sshd forks a session per connection: wait until it is reaped so its
+	// CPU time reaches the listener's child times.
+	srv.settle(3 * time.Second)
+	s := sample{Wall: wall, ServerCPU: srv.cpu() - cpu0}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		s.ClientCPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		s.ClientRSS = ru.Maxrss << 10
+	}
+	if peakOK {
+		s.ServerPeak, _ = srv.peakRSS()
+	}
+	return s, nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// defaultFileDir is /dev/shm when it and the memory left can hold the
+// source and one download with room to spare; otherwise the temp dir.
+func defaultFileDir(size int64) (string, string) {
+	var st syscall.Statfs_t
+	if syscall.Statfs("/dev/shm", &st) == nil && int64(st.Bavail)*st.Bsize > 2*size+(512<<20) && memAvailable() > 2*size+(4<<30) {
+		return "/dev/shm", "tmpfs (/dev/shm)"
+	}
+	return os.TempDir(), ""
+}
+
+func fsKind(dir string) string {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return "unknown filesystem"
+	}
+	switch st.Type {
+	case 0x01021994:
+		return "tmpfs"
+	case 0xEF53:
+		return "ext4"
+	case 0x58465342:
+		return "xfs"
+	case 0x9123683E:
+		return "btrfs"
+	case 0x794c7630:
+		return "overlayfs"
+	}
+	return fmt.Sprintf("filesystem 0x%x", st.Type)
+}
+
+func meminfo(key string) int64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), key+":"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func memAvailable() int64 { return meminfo("MemAvailable") }
+func memTotal() string    { return fmt.Sprintf("%.0f GiB", float64(meminfo("MemTotal"))/(1<<30)) }
+
+func cpuModel() string {
+	data, _ := os.ReadFile("/proc/cpuinfo")
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(line, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+		}
+	}
+	return runtime.GOARCH
+}
+
+func kernel() string {
+	data, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return "Linux " + strings.TrimSpace(string(data))
+}
+
+func loadAvg() string {
+	data, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func sshVersion() string {
+	out, _ := exec.Command("ssh", "-V").CombinedOutput()
+	v, _, _ := strings.Cut(strings.TrimSpace(string(out)), ",")
+	return strings.TrimPrefix(v, "OpenSSH_")
+}
+
+func curlVersion() string {
+	out, _ := exec.Command("curl", "--version").Output()
+	f := strings.Fields(string(out))
+	if len(f) < 2 {
+		return "?"
+	}
+	return f[1]
+}
+
+func sizeName(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

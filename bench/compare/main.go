@@ -1,0 +1,268 @@
+// Command compare measures the greeter CLI against what users would run
+// instead, file to file over loopback: scp to an OpenSSH server, and curl
+// (SigV4) to MinIO. It also compares greeterd with every middleware plugin
+// on against greeterd with every plugin that can be switched off switched
+// off.
+//
+//	go run ./bench/compare -size 1GiB -rounds 5
+//	go run ./bench/compare -sweep -csv sweep.csv -chart docs/throughput.png
+//	go run ./bench/compare -plot sweep.csv -chart docs/throughput.png
+//
+// It installs what is missing (openssh-server, openssh-client and curl with
+// apt-get; MinIO with go install into a cache directory), builds greeterd
+// and greeter from this module, and starts every server on 127.0.0.1 with
+// private ports, keys and certificates. Rounds are interleaved: in each
+// round every target uploads the same file, then every target downloads
+// it, in an order rotated from round to round. Every downloaded file is
+// checked against the source's SHA-256 after the timed run; the greeter CLI
+// also verifies SHA-256 end to end inside its timed run, the baselines do
+// not. The report gives medians, ratios, client and server CPU time, and
+// greeterd's peak RSS (VmHWM) per transfer. Everything the run starts is
+// stopped and everything it writes is removed when it ends.
+//
+// It is not part of go test ./... and needs Linux (/proc).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/greeter/greeter/internal/envflag"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := runCompare(ctx, os.Args[1:])
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "compare: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// options are the command's flags.
+type options struct {
+	size      int64
+	rounds    int
+	targets   []string
+	chunk     int64
+	fileDir   string
+	serverDir string
+	traces    string
+	sweep     bool
+	csvPath   string
+	chartPath string
+	plotFrom  string
+	cacheDir  string
+	keep      bool
+	timeout   time.Duration
+}
+
+// Target names.
+const (
+	targetGreeter = "greeter"         // greeterd with the whole chain on
+	targetNoChain = "greeter-nochain" // greeterd with the plugins off
+	targetSCP     = "scp"
+	targetMinIO   = "minio"
+)
+
+func parseFlags(args []string) (options, error) {
+	o := options{}
+	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
+	size := envflag.Size(1 << 30)
+	fs.Var(&size, "size", "size of the file moved (1GiB; 256MiB with -sweep)")
+	fs.IntVar(&o.rounds, "rounds", 5, "interleaved rounds (3 with -sweep)")
+	targets := fs.String("targets", "greeter,greeter-nochain,scp,minio", "targets to run, comma-separated")
+	chunk := envflag.Size(0)
+	fs.Var(&chunk, "chunk", "greeter chunk size, client and server (0: the defaults, 256KiB)")
+	fs.StringVar(&o.fileDir, "file-dir", "", "where the source file and downloads go (default /dev/shm if it has room, else the temp dir)")
+	fs.StringVar(&o.serverDir, "server-dir", "", "where the servers store files (default the temp dir)")
+	fs.StringVar(&o.traces, "traces", "down", "greeterd's span export: down (OTLP to a closed port), jaeger (a private Jaeger from .bin) or none")
+	fs.BoolVar(&o.sweep, "sweep", false, "measure greeter by chunk size and by plugin instead (for the chart), with scp and minio for reference")
+	fs.StringVar(&o.csvPath, "csv", "", "write every measured transfer to this CSV file")
+	fs.StringVar(&o.chartPath, "chart", "", "with -sweep or -plot: render the chart to this PNG file")
+	fs.StringVar(&o.plotFrom, "plot", "", "render -chart from this CSV file written by -sweep -csv, and measure nothing")
+	cache, _ := os.UserCacheDir()
+	fs.StringVar(&o.cacheDir, "cache", cache+"/greeter-bench", "where MinIO is installed")
+	fs.BoolVar(&o.keep, "keep", false, "keep the work directories and logs (servers are stopped anyway)")
+	fs.DurationVar(&o.timeout, "timeout", 45*time.Minute, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	o.size, o.chunk = int64(size), int64(chunk)
+	if o.sweep && !set["size"] {
+		o.size = 256 << 20
+	}
+	if o.sweep && !set["rounds"] {
+		o.rounds = 3
+	}
+	for _, t := range strings.Split(*targets, ",") {
+		switch t = strings.TrimSpace(t); t {
+		case targetGreeter, targetNoChain, targetSCP, targetMinIO:
+			o.targets = append(o.targets, t)
+		case "":
+		default:
+			return o, fmt.Errorf("-targets: unknown target %q", t)
+		}
+	}
+	switch {
+	case o.size < 1<<20:
+		return o, fmt.Errorf("-size must be at least 1MiB")
+	case o.rounds < 1:
+		return o, fmt.Errorf("-rounds must be at least 1")
+	case len(o.targets) == 0 && !o.sweep:
+		return o, fmt.Errorf("-targets: none selected")
+	case o.traces != "down" && o.traces != "jaeger" && o.traces != "none":
+		return o, fmt.Errorf("-traces must be down, jaeger or none")
+	case o.plotFrom != "" && o.chartPath == "":
+		return o, fmt.Errorf("-plot needs -chart")
+	}
+	return o, nil
+}
+
+func runCompare(ctx context.Context, args []string) error {
+	o, err := parseFlags(args)
+	if err != nil {
+		return err
+	}
+	if o.plotFrom != "" {
+		samples, err := readCSV(o.plotFrom)
+		if err != nil {
+			return err
+		}
+		return renderChart(o.chartPath, samples)
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	h, err := newHarness(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer h.close()
+
+	var targets []target
+	if o.sweep {
+		targets, err = h.startSweepTargets(ctx)
+	} else {
+		targets, err = h.startTargets(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	samples, err := h.measureRounds(ctx, targets)
+	if o.csvPath != "" && len(samples) > 0 {
+		if werr := writeCSV(o.csvPath, samples); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	h.describe(os.Stdout)
+	if o.sweep {
+		printSweep(os.Stdout, samples, sweepOrder(targets))
+		if o.chartPath != "" {
+			if err := renderChart(o.chartPath, samples); err != nil {
+				return err
+			}
+			fmt.Printf("\nchart written to %s\n", o.chartPath)
+		}
+		return nil
+	}
+	printReport(os.Stdout, samples, names(targets), o.size)
+	return nil
+}
+
+func names(targets []target) []string {
+	out := make([]string, len(targets))
+	for i, t := range targets {
+		out[i] = t.Name()
+	}
+	return out
+}
+
+// startTargets starts the servers of the selected targets.
+func (h *harness) startTargets(ctx context.Context) ([]target, error) {
+	var out []target
+	for _, name := range h.opts.targets {
+		var (
+			t   target
+			err error
+		)
+		switch name {
+		case targetGreeter:
+			t, err = h.startGreeterd(ctx, chainOn(targetGreeter, h.opts.chunk))
+		case targetNoChain:
+			cfg := chainOff(targetNoChain)
+			cfg.chunk = h.opts.chunk
+			t, err = h.startGreeterd(ctx, cfg)
+		case targetSCP:
+			t, err = h.startSSHD(ctx)
+		case targetMinIO:
+			t, err = h.startMinIO(ctx)
+		}
+		if err != nil {
+			return nil, err
+		}
+		h.logf("started %s (pid %d)", name, t.Server().pid())
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// Sweep targets: greeterd by chunk size with every plugin on, and by plugin
+// at the default chunk size.
+var (
+	sweepChunks   = []int64{16 << 10, 64 << 10, 256 << 10, 1 << 20}
+	sweepFeatures = []greeterConfig{
+		{name: "plugins: none", auth: "none"},
+		{name: "+rate limits", auth: "none", limits: true},
+		{name: "+auth (JWT)", auth: "jwt"},
+		{name: "+tracing", auth: "none", tracing: true},
+	}
+)
+
+func chunkName(c int64) string {
+	if c >= 1<<20 {
+		return fmt.Sprintf("chunk %dMiB", c>>20)
+	}
+	return fmt.Sprintf("chunk %dKiB", c>>10)
+}
+
+func (h *harness) startSweepTargets(ctx context.Context) ([]target, error) {
+	var out []target
+	for _, c := range sweepChunks {
+		t, err := h.startGreeterd(ctx, chainOn(chunkName(c), c))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	for _, cfg := range sweepFeatures {
+		t, err := h.startGreeterd(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	s, err := h.startSSHD(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m, err := h.startMinIO(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, s, m), nil
+}

@@ -1,0 +1,231 @@
+package main
+
+import (
+	"encoding/csv"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"text/tabwriter"
+	"time"
+)
+
+// The targets.
+const (
+	wantVsSCP     = 1.2
+	wantVsMinIO   = 1.5
+	maxChainCost  = 0.05
+	maxServerPeak = 48 << 20
+)
+
+var ops = []string{"upload", "download"}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// pick returns f of the samples of op and target, in round order.
+func pick(samples []sample, op, target string, f func(sample) float64) []float64 {
+	var out []float64
+	for _, s := range samples {
+		if s.Op == op && s.Target == target {
+			out = append(out, f(s))
+		}
+	}
+	return out
+}
+
+func wallSeconds(s sample) float64 { return s.Wall.Seconds() }
+
+// ratio is how many times faster a is than b: the ratio of the medians of
+// their wall times, and the median of the per-round ratios.
+func ratio(samples []sample, op, a, b string) (ofMedians, paired float64, ok bool) {
+	wa, wb := pick(samples, op, a, wallSeconds), pick(samples, op, b, wallSeconds)
+	if len(wa) == 0 || len(wb) == 0 {
+		return 0, 0, false
+	}
+	var per []float64
+	for i := range min(len(wa), len(wb)) {
+		per = append(per, wb[i]/wa[i])
+	}
+	return median(wb) / median(wa), median(per), true
+}
+
+func verdict(pass bool) string {
+	if pass {
+		return "met"
+	}
+	return "NOT met"
+}
+
+func printReport(w io.Writer, samples []sample, targets []string, size int64) {
+	rounds := 0
+	for _, s := range samples {
+		rounds = max(rounds, s.Round)
+	}
+	fmt.Fprintf(w, "\nmedians of %d interleaved rounds, %s file to file (MB/s = 10^6 bytes/s; CPU s/GB = client + server CPU per 10^9 bytes)\n\n", rounds, sizeName(size))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "op\ttarget\tmedian s\tMB/s\tmin–max MB/s\tclient CPU s\tserver CPU s\tCPU s/GB\tserver peak RSS\tclient peak RSS\t")
+	for _, op := range ops {
+		for _, t := range targets {
+			mbps := pick(samples, op, t, sample.MBps)
+			if len(mbps) == 0 {
+				continue
+			}
+			gb := float64(size) / 1e9
+			ccpu := median(pick(samples, op, t, func(s sample) float64 { return s.ClientCPU.Seconds() }))
+			scpu := median(pick(samples, op, t, func(s sample) float64 { return s.ServerCPU.Seconds() }))
+			peak := slices.Max(pick(samples, op, t, func(s sample) float64 { return float64(s.ServerPeak) }))
+			crss := slices.Max(pick(samples, op, t, func(s sample) float64 { return float64(s.ClientRSS) }))
+			peakText := "n/a"
+			if peak > 0 {
+				peakText = mib(int64(peak))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.0f\t%.0f–%.0f\t%.2f\t%.2f\t%.2f\t%s\t%s\t\n", op, t,
+				median(pick(samples, op, t, wallSeconds)), median(mbps), slices.Min(mbps), slices.Max(mbps),
+				ccpu, scpu, (ccpu+scpu)/gb, peakText, mib(int64(crss)))
+		}
+	}
+	tw.Flush()
+
+	fmt.Fprintf(w, "\nratios of throughput (of the medians; median of the per-round ratios in parentheses)\n\n")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "comparison\tupload\tdownload\ttarget\t")
+	row := func(label, a, b string, want float64) {
+		fmt.Fprintf(tw, "%s", label)
+		for _, op := range ops {
+			r, p, ok := ratio(samples, op, a, b)
+			if !ok {
+				fmt.Fprintf(tw, "\t–")
+				continue
+			}
+			fmt.Fprintf(tw, "\t%.2f× (%.2f×) %s", r, p, verdict(r >= want))
+		}
+		fmt.Fprintf(tw, "\t≥ %.1f×\t\n", want)
+	}
+	row("greeter / scp", targetGreeter, targetSCP, wantVsSCP)
+	row("greeter / minio", targetGreeter, targetMinIO, wantVsMinIO)
+	fmt.Fprintf(tw, "chain cost: 1 − greeter / greeter-nochain")
+	for _, op := range ops {
+		r, p, ok := ratio(samples, op, targetGreeter, targetNoChain)
+		if !ok {
+			fmt.Fprintf(tw, "\t–")
+			continue
+		}
+		fmt.Fprintf(tw, "\t%.1f %% (%.1f %%) %s", 100*(1-r), 100*(1-p), verdict(1-r <= maxChainCost))
+	}
+	fmt.Fprintf(tw, "\t≤ %.0f %%\t\n", 100*maxChainCost)
+	tw.Flush()
+
+	for _, t := range []string{targetGreeter, targetNoChain} {
+		var peak int64
+		for _, s := range samples {
+			if s.Target == t {
+				peak = max(peak, s.ServerPeak)
+			}
+		}
+		if peak > 0 {
+			fmt.Fprintf(w, "\n%s: greeterd peak RSS (VmHWM, reset before each transfer), highest of all transfers: %s; target ≤ %s: %s",
+				t, mib(peak), mib(maxServerPeak), verdict(peak <= maxServerPeak))
+		}
+	}
+	fmt.Fprintln(w)
+}
+
+// sweepOrder is the order of the sweep's targets in its table and chart.
+func sweepOrder(targets []target) []string { return names(targets) }
+
+func printSweep(w io.Writer, samples []sample, targets []string) {
+	fmt.Fprintf(w, "\nmedian MB/s by configuration (greeterd dev mode; chunk sizes with every plugin on, plugins at 256 KiB)\n\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "configuration\tupload MB/s\tdownload MB/s\tupload server CPU s/GB\tdownload server CPU s/GB\tserver peak RSS\t")
+	for _, t := range targets {
+		fmt.Fprintf(tw, "%s", t)
+		for _, op := range ops {
+			fmt.Fprintf(tw, "\t%.0f", median(pick(samples, op, t, sample.MBps)))
+		}
+		for _, op := range ops {
+			fmt.Fprintf(tw, "\t%.2f", median(pick(samples, op, t, func(s sample) float64 { return s.ServerCPU.Seconds() / (float64(s.Bytes) / 1e9) })))
+		}
+		var peak int64
+		for _, s := range samples {
+			if s.Target == t {
+				peak = max(peak, s.ServerPeak)
+			}
+		}
+		peakText := "n/a"
+		if peak > 0 {
+			peakText = mib(peak)
+		}
+		fmt.Fprintf(tw, "\t%s\t\n", peakText)
+	}
+	tw.Flush()
+}
+
+var csvHeader = []string{"round", "op", "target", "bytes", "wall_s", "mb_per_s", "client_cpu_s", "client_peak_rss", "server_cpu_s", "server_peak_rss"}
+
+func writeCSV(path string, samples []sample) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	cw := csv.NewWriter(f)
+	cw.Write(csvHeader)
+	for _, s := range samples {
+		cw.Write([]string{
+			strconv.Itoa(s.Round), s.Op, s.Target, strconv.FormatInt(s.Bytes, 10),
+			strconv.FormatFloat(s.Wall.Seconds(), 'f', 4, 64), strconv.FormatFloat(s.MBps(), 'f', 1, 64),
+			strconv.FormatFloat(s.ClientCPU.Seconds(), 'f', 3, 64), strconv.FormatInt(s.ClientRSS, 10),
+			strconv.FormatFloat(s.ServerCPU.Seconds(), 'f', 3, 64), strconv.FormatInt(s.ServerPeak, 10),
+		})
+	}
+	cw.Flush()
+	if err := cw.Error(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func readCSV(path string) ([]sample, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		return nil, err
+	}
+	if len(rows) == 0 || !slices.Equal(rows[0], csvHeader) {
+		return nil, fmt.Errorf("%s: not a CSV file written by compare -csv", path)
+	}
+	var out []sample
+	for i, r := range rows[1:] {
+		round, e1 := strconv.Atoi(r[0])
+		n, e2 := strconv.ParseInt(r[3], 10, 64)
+		wall, e3 := strconv.ParseFloat(r[4], 64)
+		ccpu, e4 := strconv.ParseFloat(r[6], 64)
+		crss, e5 := strconv.ParseInt(r[7], 10, 64)
+		scpu, e6 := strconv.ParseFloat(r[8], 64)
+		peak, e7 := strconv.ParseInt(r[9], 10, 64)
+		for _, e := range []error{e1, e2, e3, e4, e5, e6, e7} {
+			if e != nil {
+				return nil, fmt.Errorf("%s line %d: %v", path, i+2, e)
+			}
+		}
+		sec := func(x float64) time.Duration { return time.Duration(x * float64(time.Second)) }
+		out = append(out, sample{Round: round, Op: r[1], Target: r[2], Bytes: n, Wall: sec(wall),
+			ClientCPU: sec(ccpu), ClientRSS: crss, ServerCPU: sec(scpu), ServerPeak: peak})
+	}
+	return out, nil
+}

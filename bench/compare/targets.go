@@ -1,0 +1,420 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/greeter/greeter/certs"
+)
+
+// target is one way of moving a file to a server on loopback and back.
+type target interface {
+	// Name labels the target in tables, CSV files and charts.
+	Name() string
+	// Server is the server process, whose CPU time and peak RSS are read
+	// around every transfer.
+	Server() *process
+	// Upload returns the command that stores the file src as object.
+	Upload(src, object string) []string
+	// Download returns the command that fetches object into the file dst.
+	Download(object, dst string) []string
+	// Remove deletes object from the server (not timed).
+	Remove(ctx context.Context, object string) error
+}
+
+// greeterConfig describes one greeterd instance and how the CLI talks to it.
+type greeterConfig struct {
+	name string
+	// auth is "jwt" (the dev-mode default) or "none".
+	auth string
+	// limits keeps the rate limits on (with --rate-transfer 1000 so one
+	// transfer per round is never throttled); false switches every limit
+	// off.
+	limits bool
+	// tracing exports spans as Harness.traces says; false sets
+	// OTEL_TRACES_EXPORTER=none.
+	tracing bool
+	// metrics serves /metrics on a loopback port (never scraped).
+	metrics bool
+	// chunk is the server's --chunk-size and the CLI's --chunk-size; zero
+	// keeps both defaults.
+	chunk int64
+}
+
+// chainOn is greeterd as users run it in dev mode, with every plugin on.
+func chainOn(name string, chunk int64) greeterConfig {
+	return greeterConfig{name: name, auth: "jwt", limits: true, tracing: true, metrics: true, chunk: chunk}
+}
+
+// chainOff is greeterd with every plugin that can be switched off switched
+// off. Recovery and logging are always on in greeterd.
+func chainOff(name string) greeterConfig {
+	return greeterConfig{name: name, auth: "none"}
+}
+
+type greeterTarget struct {
+	cfg      greeterConfig
+	cli      string
+	addr     string
+	stateDir string
+	proc     *process
+}
+
+func (t *greeterTarget) Name() string     { return t.cfg.name }
+func (t *greeterTarget) Server() *process { return t.proc }
+
+func (t *greeterTarget) args(cmd ...string) []string {
+	argv := []string{t.cli, "--addr", t.addr, "--state-dir", t.stateDir, "--json"}
+	if t.cfg.chunk > 0 {
+		argv = append(argv, "--chunk-size", strconv.FormatInt(t.cfg.chunk, 10))
+	}
+	return append(argv, cmd...)
+}
+
+func (t *greeterTarget) Upload(src, object string) []string {
+	return t.args("upload", src, "--as", object)
+}
+
+func (t *greeterTarget) Download(object, dst string) []string {
+	return t.args("download", object, "-o", dst)
+}
+
+func (t *greeterTarget) Remove(ctx context.Context, object string) error {
+	return run(ctx, cleanEnv(), t.args("rm", object)...)
+}
+
+// startGreeterd starts greeterd in dev mode (TLS 1.3, dev PKI, JWT keys and
+// a dev token in its own state directory) with the plugins cfg asks for.
+func (h *harness) startGreeterd(ctx context.Context, cfg greeterConfig) (*greeterTarget, error) {
+	slug := strings.NewReplacer(" ", "-", "=", "-", "/", "-", "+", "").Replace(cfg.name)
+	state, err := mkdir(h.work, "greeterd-"+slug)
+	if err != nil {
+		return nil, err
+	}
+	data, err := mkdir(h.serverDir, "greeterd-"+slug)
+	if err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	maxFile := max(h.opts.size, 1<<30)
+	argv := []string{filepath.Join(h.bin, "greeterd"),
+		"--state-dir", state, "--data-dir", data, "--listen", addr,
+		"--max-file-size", strconv.FormatInt(maxFile, 10),
+		"--auth", cfg.auth,
+	}
+	if cfg.chunk > 0 {
+		argv = append(argv, "--chunk-size", strconv.FormatInt(cfg.chunk, 10))
+	}
+	if cfg.limits {
+		argv = append(argv, "--rate-transfer", "1000", "--rate-transfer-burst", "1000")
+	} else {
+		argv = append(argv, "--rate-peer", "-1", "--rate-unary", "-1", "--rate-transfer", "-1",
+			"--max-transfers-per-identity", "-1")
+	}
+	if cfg.metrics {
+		mport, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		argv = append(argv, "--metrics-listen", "127.0.0.1:"+strconv.Itoa(mport))
+	}
+	env := cleanEnv("OTEL_TRACES_EXPORTER=none")
+	if cfg.tracing {
+		env = cleanEnv(h.tracesEnv()...)
+	}
+	p, err := startProcess(cfg.name, filepath.Join(h.work, "greeterd-"+slug+".log"), env, argv...)
+	if err != nil {
+		return nil, err
+	}
+	h.onClose(func() { p.stop(10 * time.Second) })
+	if err := waitTCP(ctx, p, addr, 30*time.Second); err != nil {
+		return nil, err
+	}
+	t := &greeterTarget{cfg: cfg, cli: filepath.Join(h.bin, "greeter"), addr: addr, stateDir: state, proc: p}
+	// The dev token is written before greeterd listens; check it works.
+	if err := run(ctx, cleanEnv(), t.args("hello", "--name", "bench")...); err != nil {
+		return nil, fmt.Errorf("%s: greeter hello: %w", cfg.name, err)
+	}
+	return t, nil
+}
+
+// scpTarget is OpenSSH's scp (SFTP protocol, the default since OpenSSH 9.0)
+// to a private sshd.
+type scpTarget struct {
+	proc    *process
+	port    int
+	key     string
+	user    string
+	dir     string
+	options []string
+}
+
+func (t *scpTarget) Name() string     { return "scp" }
+func (t *scpTarget) Server() *process { return t.proc }
+
+func (t *scpTarget) scp(from, to string) []string {
+	argv := append([]string{"scp", "-q", "-P", strconv.Itoa(t.port)}, t.options...)
+	return append(argv, from, to)
+}
+
+func (t *scpTarget) remote(object string) string {
+	return t.user + "@127.0.0.1:" + filepath.Join(t.dir, object)
+}
+
+func (t *scpTarget) Upload(src, object string) []string   { return t.scp(src, t.remote(object)) }
+func (t *scpTarget) Download(object, dst string) []string { return t.scp(t.remote(object), dst) }
+
+func (t *scpTarget) Remove(_ context.Context, object string) error {
+	return os.Remove(filepath.Join(t.dir, object))
+}
+
+// sshCipher is the cipher of the comparison: the fastest OpenSSH offers
+// on CPUs with AES-NI, and the one the issue's table names.
+const sshCipher = "aes128-gcm@openssh.com"
+
+// startSSHD starts sshd on a private port with its own host key, config and
+// authorized key, accepting only that key and only sshCipher.
+func (h *harness) startSSHD(ctx context.Context) (*scpTarget, error) {
+	dir, err := mkdir(h.work, "sshd")
+	if err != nil {
+		return nil, err
+	}
+	data, err := mkdir(h.serverDir, "sshd")
+	if err != nil {
+		return nil, err
+	}
+	hostKey, clientKey := filepath.Join(dir, "host_key"), filepath.Join(dir, "client_key")
+	for _, k := range []string{hostKey, clientKey} {
+		if err := run(ctx, cleanEnv(), "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "greeter-bench", "-f", k); err != nil {
+			return nil, err
+		}
+	}
+	pub, err := os.ReadFile(clientKey + ".pub")
+	if err != nil {
+		return nil, err
+	}
+	authorized := filepath.Join(dir, "authorized_keys")
+	if err := os.WriteFile(authorized, pub, 0o600); err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	u, err := user.Current()
+	if err != nil {
+		return nil, err
+	}
+	config := filepath.Join(dir, "sshd_config")
+	if err := os.WriteFile(config, []byte(fmt.Sprintf(`# greeter bench/compare: a private sshd on loopback.
+Port %d
+ListenAddress 127.0.0.1
+HostKey %s
+PidFile %s
+AuthorizedKeysFile %s
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+StrictModes no
+UsePAM no
+Ciphers %s
+Subsystem sftp internal-sftp
+LogLevel ERROR
+`, port, hostKey, filepath.Join(dir, "sshd.pid"), authorized, sshCipher)), 0o600); err != nil {
+		return nil, err
+	}
+	// sshd insists on its privilege separation directory.
+	if _, err := os.Stat("/run/sshd"); os.IsNotExist(err) && os.Geteuid() == 0 {
+		if err := os.Mkdir("/run/sshd", 0o755); err != nil {
+			return nil, err
+		}
+		h.onClose(func() { os.Remove("/run/sshd") })
+	}
+	p, err := startProcess("sshd", filepath.Join(h.work, "sshd.log"), cleanEnv(), "/usr/sbin/sshd", "-D", "-e", "-f", config)
+	if err != nil {
+		return nil, err
+	}
+	h.onClose(func() { p.stop(5 * time.Second) })
+	if err := waitTCP(ctx, p, "127.0.0.1:"+strconv.Itoa(port), 10*time.Second); err != nil {
+		return nil, err
+	}
+	t := &scpTarget{proc: p, port: port, key: clientKey, user: u.Username, dir: data, options: []string{
+		"-i", clientKey, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+		"-o", "Ciphers=" + sshCipher, "-o", "Compression=no",
+	}}
+	probe := filepath.Join(h.files, "probe")
+	if err := os.WriteFile(probe, []byte("probe"), 0o600); err != nil {
+		return nil, err
+	}
+	defer os.Remove(probe)
+	if err := run(ctx, cleanEnv(), t.Upload(probe, "probe")...); err != nil {
+		return nil, fmt.Errorf("scp probe: %w\n%s", err, p.tail())
+	}
+	return t, t.Remove(ctx, "probe")
+}
+
+// minioTarget is curl (SigV4, one PUT or GET per file) to a MinIO server.
+type minioTarget struct {
+	proc     *process
+	endpoint string
+	ca       string
+	user     string // access key:secret key
+	bucket   string
+}
+
+func (t *minioTarget) Name() string     { return "minio" }
+func (t *minioTarget) Server() *process { return t.proc }
+
+func (t *minioTarget) curl(args ...string) []string {
+	return append([]string{"curl", "-sS", "--fail", "--cacert", t.ca,
+		"--aws-sigv4", "aws:amz:us-east-1:s3", "--user", t.user}, args...)
+}
+
+func (t *minioTarget) url(object string) string {
+	return t.endpoint + "/" + t.bucket + "/" + object
+}
+
+func (t *minioTarget) Upload(src, object string) []string {
+	return t.curl("-o", "/dev/null", "-T", src, t.url(object))
+}
+
+func (t *minioTarget) Download(object, dst string) []string {
+	return t.curl("-o", dst, t.url(object))
+}
+
+func (t *minioTarget) Remove(ctx context.Context, object string) error {
+	return run(ctx, cleanEnv(), t.curl("-o", "/dev/null", "-X", "DELETE", t.url(object))...)
+}
+
+// startMinIO starts MinIO on loopback with a TLS certificate from a fresh
+// dev PKI (certs.InitDev) and creates the bucket.
+func (h *harness) startMinIO(ctx context.Context) (*minioTarget, error) {
+	dir, err := mkdir(h.work, "minio")
+	if err != nil {
+		return nil, err
+	}
+	data, err := mkdir(h.serverDir, "minio")
+	if err != nil {
+		return nil, err
+	}
+	pki, err := certs.InitDev(filepath.Join(dir, "pki"), certs.DevOptions{})
+	if err != nil {
+		return nil, err
+	}
+	certDir, err := mkdir(dir, "certs")
+	if err != nil {
+		return nil, err
+	}
+	for from, to := range map[string]string{pki.ServerCert: "public.crt", pki.ServerKey: "private.key"} {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(certDir, to), b, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	console, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	secret := make([]byte, 16)
+	rand.Read(secret)
+	ak, sk := "greeterbench", hex.EncodeToString(secret)
+	env := cleanEnv("MINIO_ROOT_USER="+ak, "MINIO_ROOT_PASSWORD="+sk,
+		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_CONFIG_ENV_FILE=/dev/null")
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	p, err := startProcess("minio", filepath.Join(h.work, "minio.log"), env, h.minio,
+		"server", "--quiet", "--address", addr, "--console-address", "127.0.0.1:"+strconv.Itoa(console),
+		"--certs-dir", certDir, data)
+	if err != nil {
+		return nil, err
+	}
+	h.onClose(func() { p.stop(10 * time.Second) })
+	if err := waitTCP(ctx, p, addr, 60*time.Second); err != nil {
+		return nil, err
+	}
+	t := &minioTarget{proc: p, endpoint: "https://" + addr, ca: pki.CA, user: ak + ":" + sk, bucket: "bench"}
+	// MinIO listens before it serves; retry the bucket creation briefly.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err = run(ctx, cleanEnv(), t.curl("-o", "/dev/null", "-X", "PUT", t.endpoint+"/"+t.bucket)...)
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("creating the MinIO bucket: %w\n%s", err, p.tail())
+	}
+	return t, nil
+}
+
+// startJaeger starts the Jaeger all-in-one that scripts/jaeger.sh installs
+// into .bin, with every port private, and returns its OTLP/HTTP endpoint.
+func (h *harness) startJaeger(ctx context.Context) (string, error) {
+	bin := filepath.Join(h.root, ".bin", "all-in-one")
+	if _, err := os.Stat(bin); err != nil {
+		return "", fmt.Errorf("-traces jaeger needs %s: run scripts/jaeger.sh once to install it", bin)
+	}
+	port, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	otlp := "127.0.0.1:" + strconv.Itoa(port)
+	anyPort := "127.0.0.1:0"
+	p, err := startProcess("jaeger", filepath.Join(h.work, "jaeger.log"), cleanEnv("SPAN_STORAGE_TYPE=memory"), bin,
+		"--collector.otlp.enabled=true",
+		"--collector.otlp.grpc.host-port="+anyPort,
+		"--collector.otlp.http.host-port="+otlp,
+		"--query.http-server.host-port="+anyPort,
+		"--query.grpc-server.host-port="+anyPort,
+		"--admin.http.host-port="+anyPort,
+		"--collector.grpc-server.host-port="+anyPort,
+		"--collector.http-server.host-port="+anyPort,
+		"--collector.zipkin.host-port=",
+		"--http-server.host-port="+anyPort,
+		"--processor.jaeger-binary.server-host-port="+anyPort,
+		"--processor.jaeger-compact.server-host-port="+anyPort,
+		"--processor.zipkin-compact.server-host-port="+anyPort,
+	)
+	if err != nil {
+		return "", err
+	}
+	h.onClose(func() { p.stop(5 * time.Second) })
+	if err := waitTCP(ctx, p, otlp, 30*time.Second); err != nil {
+		return "", err
+	}
+	return "http://" + otlp, nil
+}
+
+// run runs argv to completion, returning its output in the error if it
+// fails.
+func run(ctx context.Context, env []string, argv ...string) error {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %w: %s", strings.Join(argv[:min(len(argv), 3)], " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// minioModule is what go install fetches for the MinIO baseline. MinIO is
+// AGPL: it runs as a separate server and is never linked into greeter.
+const minioModule = "github.com/minio/minio@latest"
+
+// ensureTools installs what the selected baselines need and is missing:
+// openssh-server, openssh-client and curl with apt-get, MinIO with go
+// install into the cache directory.
+func (h *harness) ensureTools(ctx context.Context, scp, minio bool) error {
+	var pkgs []string
+	if scp {
+		if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
+			pkgs = append(pkgs, "openssh-server")
+		}
+		if !onPath("scp") || !onPath("ssh-keygen") {
+			pkgs = append(pkgs, "openssh-client")
+		}
+	}
+	if minio && !onPath("curl") {
+		pkgs = append(pkgs, "curl")
+	}
+	if len(pkgs) > 0 {
+		if err := aptInstall(ctx, pkgs); err != nil {
+			return err
+		}
+	}
+	if minio {
+		out, err := exec.CommandContext(ctx, "curl", "--help", "all").Output()
+		if err != nil || !strings.Contains(string(out), "--aws-sigv4") {
+			return errors.New("curl has no --aws-sigv4 (needs curl ≥ 7.75)")
+		}
+		h.minio = filepath.Join(h.opts.cacheDir, "bin", "minio")
+		if _, err := os.Stat(h.minio); err != nil {
+			h.logf("installing MinIO into %s (one time, about 2.5 minutes)", filepath.Dir(h.minio))
+			start := time.Now()
+			cmd := exec.CommandContext(ctx, "go", "install", minioModule)
+			cmd.Env = append(os.Environ(), "GOBIN="+filepath.Dir(h.minio))
+			cmd.Dir = os.TempDir() // outside this module: MinIO's own go.mod decides its dependencies
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return fmt.Errorf("go install %s: %w\n%s", minioModule, err, out)
+			}
+			h.logf("installed MinIO in %s", time.Since(start).Round(time.Second))
+		}
+	}
+	return nil
+}
+
+func onPath(name string) bool {
+	_, err := exec.LookPath(name)
+	return err == nil
+}
+
+// aptInstall installs Debian packages, updating the package lists once if
+// the first attempt fails.
+func aptInstall(ctx context.Context, pkgs []string) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("missing %s: run sudo apt-get install -y %s", strings.Join(pkgs, ", "), strings.Join(pkgs, " "))
+	}
+	install := func() error {
+		cmd := exec.CommandContext(ctx, "apt-get", append([]string{"install", "-y", "--no-install-recommends"}, pkgs...)...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("apt-get install %s: %w\n%s", strings.Join(pkgs, " "), err, out)
+		}
+		return nil
+	}
+	if install() == nil {
+		return nil
+	}
+	if out, err := exec.CommandContext(ctx, "apt-get", "update").CombinedOutput(); err != nil {
+		return fmt.Errorf("apt-get update: %w\n%s", err, out)
+	}
+	return install()
+}
+
+// build compiles greeterd and greeter from this module into h.bin.
+func (h *harness) build(ctx context.Context) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", h.bin+string(filepath.Separator), "./cmd/greeterd", "./cmd/greeter")
+	cmd.Dir = h.root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("building greeterd and greeter: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// moduleRoot returns the directory of this module's go.mod.
+func moduleRoot(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("run compare inside the greeter module (go run ./bench/compare)")
+	}
+	return filepath.Dir(mod), nil
+}
