@@ -143,6 +143,7 @@ type proxyConn struct {
 	client, server net.Conn
 	done           chan struct{}
 	closeOnce      sync.Once
+	cutOnce        sync.Once
 
 	mu     sync.Mutex
 	budget int64 // bytes left before the cut; -1: never
@@ -197,9 +198,12 @@ func (c *proxyConn) pipe(dst, src net.Conn, counter *atomic.Int64, upstream bool
 				return
 			}
 			if cut {
-				c.p.mu.Lock()
-				c.p.cuts++
-				c.p.mu.Unlock()
+				// Both directions may find the budget spent; count one cut.
+				c.cutOnce.Do(func() {
+					c.p.mu.Lock()
+					c.p.cuts++
+					c.p.mu.Unlock()
+				})
 				return
 			}
 		}
