@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/greeter/greeter/e2e/e2etest"
 )
@@ -57,6 +58,11 @@ func cli(t *testing.T, srv *e2etest.Server, state string, want int, args ...stri
 
 func TestDevModeCLIRoundTrip(t *testing.T) {
 	srv, state := devServer(t)
+	// greeterd prints the hint before it logs that it listens, but the two
+	// pipes are copied by different goroutines: give stdout a moment.
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(srv.Stdout.String(), "--state-dir "+state) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if !strings.Contains(srv.Stdout.String(), "--state-dir "+state) {
 		t.Errorf("greeterd did not print the command that connects to it; stdout:\n%s", srv.Stdout.String())
 	}

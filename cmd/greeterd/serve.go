@@ -250,10 +250,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
-	log.Info("greeterd listening", slog.String("addr", lis.Addr().String()), slog.String("data_dir", c.dataDir), slog.String("security", sec.mode))
 	if sec.hint != "" {
 		fmt.Fprintf(stdout, "greeterd is ready. Connect with:\n\n  %s\n\n", strings.ReplaceAll(sec.hint, "ADDR", lis.Addr().String()))
 	}
+	// Logged last: tests and scripts wait for this line.
+	log.Info("greeterd listening", slog.String("addr", lis.Addr().String()), slog.String("data_dir", c.dataDir), slog.String("security", sec.mode))
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(lis) }()
