@@ -36,6 +36,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	mwclient "github.com/greeter/greeter/middleware/client"
 	pb "github.com/greeter/greeter/proto/greeterpb"
 )
 
@@ -58,8 +59,9 @@ type Options struct {
 	PerRPC credentials.PerRPCCredentials
 	// ChunkSize is the number of bytes per upload message.
 	ChunkSize int
-	// DialOptions are appended to the client's own (interceptors, stats
-	// handlers).
+	// DialOptions are appended to the client's own: interceptors, or the
+	// tracing stats handler, grpc.WithStatsHandler(telemetry.ClientHandler(p)),
+	// which propagates W3C trace context to greeterd as the CLI does.
 	DialOptions []grpc.DialOption
 	// Retry is how UploadFile and DownloadFile retry transient failures,
 	// unless a call passes WithRetry.
@@ -102,6 +104,14 @@ func New(target string, opts Options) (*Client, error) {
 	if opts.PerRPC != nil {
 		dial = append(dial, grpc.WithPerRPCCredentials(opts.PerRPC))
 	}
+	// Unary calls get a default deadline, and the idempotent ones (SayHello,
+	// StatFile, ListFiles, QueryUpload) are retried on Unavailable and on
+	// ResourceExhausted with RetryInfo. Transfers retry on their own terms.
+	callTimeout := opts.CallTimeout
+	if callTimeout <= 0 {
+		callTimeout = DefaultCallTimeout
+	}
+	dial = append(dial, mwclient.DialOptions(mwclient.Options{Timeout: callTimeout})...)
 	dial = append(dial, opts.DialOptions...)
 	conn, err := grpc.NewClient(target, dial...)
 	if err != nil {
@@ -110,10 +120,6 @@ func New(target string, opts Options) (*Client, error) {
 	chunk := opts.ChunkSize
 	if chunk <= 0 {
 		chunk = DefaultChunkSize
-	}
-	callTimeout := opts.CallTimeout
-	if callTimeout <= 0 {
-		callTimeout = DefaultCallTimeout
 	}
 	return &Client{
 		conn:        conn,
