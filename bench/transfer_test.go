@@ -183,8 +183,8 @@ func BenchmarkUpload(b *testing.B) {
 			var svc, base time.Duration
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				svc += timeIt(b, func() error { _, err := e.svc.UploadFile(ctx, e.payload, "f.bin", nil); return err })
-				base += timeIt(b, func() error { _, err := e.base.UploadFile(ctx, e.payload, "f.bin", nil); return err })
+				svc += timeIt(b, func() error { _, err := e.svc.UploadFile(ctx, e.payload, "f.bin", nil, client.NoResume()); return err })
+				base += timeIt(b, func() error { _, err := e.base.UploadFile(ctx, e.payload, "f.bin", nil, client.NoResume()); return err })
 			}
 			report(b, svc, base)
 		})
@@ -198,17 +198,17 @@ func BenchmarkDownload(b *testing.B) {
 		b.Run(fmt.Sprintf("chunk=%dKiB", chunk>>10), func(b *testing.B) {
 			e := newEnv(b, transferSize, chunk)
 			ctx := context.Background()
-			if _, err := e.svc.UploadFile(ctx, e.payload, "f.bin", nil); err != nil {
+			if _, err := e.svc.UploadFile(ctx, e.payload, "f.bin", nil, client.NoResume()); err != nil {
 				b.Fatal(err)
 			}
-			if _, err := e.base.UploadFile(ctx, e.payload, "f.bin", nil); err != nil {
+			if _, err := e.base.UploadFile(ctx, e.payload, "f.bin", nil, client.NoResume()); err != nil {
 				b.Fatal(err)
 			}
 			out := filepath.Join(b.TempDir(), "out.bin")
 			var svc, base time.Duration
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				svc += timeIt(b, func() error { _, err := e.svc.DownloadFile(ctx, "f.bin", out, nil); return err })
+				svc += timeIt(b, func() error { _, err := e.svc.DownloadFile(ctx, "f.bin", out, nil, client.NoResume()); return err })
 				base += timeIt(b, func() error { return rawDownload(ctx, e.base, "f.bin", out) })
 			}
 			report(b, svc, base)
