@@ -1014,22 +1014,33 @@ func TestFaultDiskFull(t *testing.T) {
 	r.cli(0, "upload", "--no-resume", smallPath, "--as", "f.bin")
 	bigPath, _ := r.file("big.bin", 16<<20)
 
-	for _, mode := range [][]string{{"--no-resume"}, {}} {
-		args := append([]string{"upload", "--retries", "0", bigPath, "--as", "f.bin"}, mode...)
-		res := r.cli(8, args...)
-		if !strings.Contains(res.Stderr, "ResourceExhausted") {
-			t.Errorf("upload %v to a full disk: stderr %q, want ResourceExhausted", mode, res.Stderr)
-		}
-		if got := r.ls(); len(got) != 1 || got["f.bin"] != faultSum(small) {
-			t.Errorf("after the failed upload %v: ls %v, want f.bin with the previous sha256 %s", mode, got, faultSum(small))
-		}
-		if temps := r.temps(); len(temps) != 0 {
-			t.Errorf("the failed upload %v left the temporaries %v", mode, temps)
-		}
-		// The space is free again.
-		p, _ := r.file("fits.bin", 6<<20)
-		r.cli(0, "upload", "--no-resume", "--retries", "0", p)
-		r.cli(0, "rm", "fits.bin")
+	for _, c := range []struct {
+		name string
+		mode []string
+	}{
+		{"plain", []string{"--no-resume"}},
+		{"resumable", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			args := append([]string{"upload", "--retries", "0", bigPath, "--as", "f.bin"}, c.mode...)
+			res := bins.CLI(t, nil, r.cliArgs(args)...)
+			if res.Code != 8 || !strings.Contains(res.Stderr, "ResourceExhausted") {
+				t.Errorf("upload to a full disk: exit %d, stderr %q; want 8 and ResourceExhausted", res.Code, res.Stderr)
+			}
+			if got := r.ls(); len(got) != 1 || got["f.bin"] != faultSum(small) {
+				t.Errorf("after the failed upload: ls %v, want f.bin with the previous sha256 %s", got, faultSum(small))
+			}
+			if temps := r.temps(); len(temps) != 0 {
+				t.Errorf("the failed upload left the temporaries %v", temps)
+			}
+			// The space is free again.
+			p, _ := r.file("fits-"+c.name+".bin", 6<<20)
+			if res := bins.CLI(t, nil, r.cliArgs([]string{"upload", "--no-resume", "--retries", "0", p})...); res.Code != 0 {
+				t.Errorf("after the failed upload, a 6 MiB upload failed (exit %d, %s): the failed upload still holds the space; part files of resumable uploads: %v", res.Code, strings.TrimSpace(res.Stderr), r.parts())
+				return
+			}
+			r.cli(0, "rm", filepath.Base(p))
+		})
 	}
 	dst := filepath.Join(r.work, "f-copy.bin")
 	r.cli(0, "download", "f.bin", "-o", dst)
