@@ -124,7 +124,7 @@ func runLoad(ctx context.Context, cfg *config, creds *credentials, stderr io.Wri
 		}
 	}
 
-	if err := preflight(ctx, users[:len(creds.tokens)], cfg.opTimeout); err != nil {
+	if err := preflight(ctx, users[:min(len(users), len(creds.tokens))], cfg.opTimeout); err != nil {
 		return nil, err
 	}
 
