@@ -74,7 +74,8 @@ func (b *SyncBuffer) String() string {
 }
 
 // StartServer runs greeterd with args plus "--listen 127.0.0.1:0
-// --log-format json" and waits until it listens. The server is stopped
+// --log-format json" and waits until it listens (its INFO line "greeterd
+// listening", so args must not raise --log-level above info). The server is stopped
 // (SIGTERM, then SIGKILL) when the test ends.
 func (b Binaries) StartServer(t testing.TB, env []string, args ...string) *Server {
 	t.Helper()
@@ -219,3 +220,6 @@ func Main(m *testing.M, bins *Binaries) int {
 	}
 	return m.Run()
 }
+
+// PID returns greeterd's process id, for reading /proc/PID/status.
+func (s *Server) PID() int { return s.cmd.Process.Pid }
