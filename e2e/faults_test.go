@@ -846,31 +846,37 @@ func TestFaultClientsVanish(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, seed))
 	t.Logf("seed %d", seed)
 	path, data := r.file("victim.bin", size)
-	completed := 0
+	succeeded := map[string]bool{} // uploads whose CLI exited 0 before it was killed
 	for i := range kills {
 		point := rng.Int64N(size)
-		p := r.startCLI("upload", "--no-resume", "--retries", "0", path, "--as", fmt.Sprintf("victim-%d.bin", i))
-		if point >= 1<<20 { // otherwise kill at once: during start-up or the handshake
+		name := fmt.Sprintf("victim-%d.bin", i)
+		p := r.startCLI("upload", "--no-resume", "--retries", "0", path, "--as", name)
+		if point < 1<<20 {
+			point = 0 // kill at once: during start-up, hashing or the handshake
+		} else {
 			faultWaitFor(t, fmt.Sprintf("upload %d to reach byte %d", i, point), func() bool {
 				return !p.running() || faultCountAtLeast(r.temps(), point) > 0
 			})
 		}
 		p.kill()
-		if p.err == nil {
-			completed++
-		}
-		t.Logf("upload %d killed at byte %d of the temporary", i, point)
+		succeeded[name] = p.err == nil
+		t.Logf("upload %d killed once its temporary held %d bytes or more (had exited already: %v)", i, point, succeeded[name])
 		faultWaitFor(t, fmt.Sprintf("the server to drop upload %d's temporary", i), func() bool { return len(r.temps()) == 0 })
 	}
-	for name, sum := range r.ls() {
+	// A client killed after its last byte may or may not have had its
+	// upload committed; whatever is visible must be the whole file.
+	got := r.ls()
+	for name, sum := range got {
 		if sum != faultSum(data) {
-			t.Errorf("%s is visible with sha256 %s, a partial upload", name, sum)
+			t.Errorf("%s is visible with sha256 %s: a partial upload", name, sum)
 		}
-		completed--
 	}
-	if completed != 0 {
-		t.Errorf("ls shows %d files more than uploads that completed", -completed)
+	for name, ok := range succeeded {
+		if _, visible := got[name]; ok && !visible {
+			t.Errorf("%s was reported stored but is not visible", name)
+		}
 	}
+	t.Logf("%d of %d uploads killed at random points were committed whole", len(got), kills)
 	if now := r.idleFDs(pid); now != fds {
 		t.Errorf("greeterd holds %d descriptors after the clients vanished, %d before: %q", now, fds, faultFDTargets(t, pid))
 	}
@@ -983,9 +989,12 @@ func TestFaultManyIdleConnections(t *testing.T) {
 	r.cli(0, "hello", "--name", "still-here")
 	grown := faultRSS(t, pid) - rss
 	t.Logf("greeterd RSS grew by %d KiB for %d idle connections", grown>>10, n)
-	// The race detector multiplies memory; a connection's transport
-	// buffers are a few tens of KiB.
-	if perConn := grown / n; perConn > 512<<10 {
+	// A connection's transport keeps about 100 KiB (32 KiB read and write
+	// buffers, TLS records, three goroutines); the race detector, which
+	// the harness builds with, multiplies that about fivefold. 1 MiB per
+	// connection leaves room for that and still catches a per-connection
+	// message buffer (2 MiB) or anything unbounded.
+	if perConn := grown / n; perConn > 1<<20 {
 		t.Errorf("greeterd RSS grew by %d KiB per idle connection", perConn>>10)
 	}
 	for _, conn := range conns {
