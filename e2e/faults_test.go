@@ -156,41 +156,6 @@ func faultRSS(t *testing.T, pid int) int64 {
 	return 0
 }
 
-// faultServerPID finds the one greeterd whose command line names state as
-// its --state-dir.
-func faultServerPID(t *testing.T, state string) int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		raw, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue // gone meanwhile
-		}
-		args := strings.Split(strings.TrimSuffix(string(raw), "\x00"), "\x00")
-		if filepath.Base(args[0]) != "greeterd" {
-			continue
-		}
-		for i := 1; i+1 < len(args); i++ {
-			if args[i] == "--state-dir" && args[i+1] == state {
-				pids = append(pids, pid)
-				break
-			}
-		}
-	}
-	if len(pids) != 1 {
-		t.Fatalf("greeterd processes with --state-dir %s: %v, want one", state, pids)
-	}
-	return pids[0]
-}
-
 // faultMountTmpfs mounts a tmpfs of size bytes on dir and unmounts it when
 // the test ends. Call it before starting a server on it, so that the
 // server has stopped by the time it is unmounted. It reports false when
@@ -263,10 +228,7 @@ func (r *faultRig) start() {
 }
 
 // pid is the running greeterd's process id.
-func (r *faultRig) pid() int {
-	r.t.Helper()
-	return faultServerPID(r.t, r.state)
-}
+func (r *faultRig) pid() int { return r.srv.PID() }
 
 // idleFDs waits until greeterd pid has no client connection left, only
 // its listening socket, and returns how many descriptors it holds then.
