@@ -22,10 +22,13 @@ import (
 
 	"github.com/greeter/greeter/certs"
 	"github.com/greeter/greeter/client"
+	"github.com/greeter/greeter/middleware"
 	"github.com/greeter/greeter/middleware/auth"
 	"github.com/greeter/greeter/middleware/authz"
 	mwclient "github.com/greeter/greeter/middleware/client"
+	"github.com/greeter/greeter/middleware/logging"
 	"github.com/greeter/greeter/middleware/ratelimit"
+	"github.com/greeter/greeter/middleware/recovery"
 	"github.com/greeter/greeter/middleware/standard"
 	pb "github.com/greeter/greeter/proto/greeterpb"
 	"github.com/greeter/greeter/service"
@@ -111,9 +114,29 @@ func devPKI(tb testing.TB) (*certs.DevFiles, *tls.Config, *tls.Config) {
 	return dev, serverTLS, clientTLS
 }
 
-// chainOnOptions builds greeterd's chain with every plugin on and returns
-// its server options and the service options that go with it.
-func chainOnOptions(tb testing.TB, dev *certs.DevFiles) ([]grpc.ServerOption, service.Options) {
+// plugins selects what the chain-on server runs besides recovery, which is
+// always on in greeterd.
+type plugins struct {
+	// logging is the access log: one line per RPC to a file, through the
+	// telemetry log handler.
+	logging bool
+	// ratelimit is the per-peer and per-identity limiter.
+	ratelimit bool
+	// auth is JWT authentication and authorization.
+	auth bool
+	// telemetry is the stats handler (a span per RPC, every one sampled,
+	// and the RPC metrics) and the service's own tracer and transfer
+	// metrics.
+	telemetry bool
+}
+
+// allPlugins is greeterd's chain, built with standard.Chain as greeterd
+// builds it.
+var allPlugins = plugins{logging: true, ratelimit: true, auth: true, telemetry: true}
+
+// chainOnOptions builds the chain p selects and returns its server options
+// and the service options that go with it.
+func chainOnOptions(tb testing.TB, dev *certs.DevFiles, p plugins) ([]grpc.ServerOption, service.Options) {
 	ctx := context.Background()
 	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "greeterd", SpanExporter: discardExporter{}, Sampler: sdktrace.AlwaysSample()})
 	if err != nil {
@@ -125,12 +148,15 @@ func chainOnOptions(tb testing.TB, dev *certs.DevFiles) ([]grpc.ServerOption, se
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { metrics.Close() })
-	logFile, err := os.Create(filepath.Join(tb.TempDir(), "access.log"))
-	if err != nil {
-		tb.Fatal(err)
+	log := slog.New(slog.DiscardHandler)
+	if p.logging {
+		logFile, err := os.Create(filepath.Join(tb.TempDir(), "access.log"))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { logFile.Close() })
+		log = slog.New(telemetry.NewLogHandler(slog.NewTextHandler(logFile, nil)))
 	}
-	tb.Cleanup(func() { logFile.Close() })
-	log := slog.New(telemetry.NewLogHandler(slog.NewTextHandler(logFile, nil)))
 	authn, err := auth.New(ctx, auth.Config{
 		PublicKeyFiles: []string{dev.JWTPublicKey},
 		Issuer:         "greeterd",
@@ -149,13 +175,37 @@ func chainOnOptions(tb testing.TB, dev *certs.DevFiles) ([]grpc.ServerOption, se
 		Bandwidth:              -1, // greeterd's default: unlimited
 		OnReject:               func(reason string) { metrics.RateLimited(ctx, telemetry.RateLimitReason(reason)) },
 	})
-	chain := standard.Chain(standard.Config{Logger: log, Auth: authn.Plugin(), Limiter: limiter})
-	opts := append(chain.ServerOptions(), grpc.StatsHandler(telemetry.ServerHandler(tel)))
-	return opts, service.Options{
-		Logger:     log,
-		Tracer:     tel.TracerProvider().Tracer(telemetry.ScopeName),
-		OnTransfer: metrics.OnTransfer,
+	svc := service.Options{Logger: log}
+	if p.telemetry {
+		svc.Tracer = tel.TracerProvider().Tracer(telemetry.ScopeName)
+		svc.OnTransfer = metrics.OnTransfer
 	}
+	var chain *middleware.Chain
+	if p == allPlugins {
+		chain = standard.Chain(standard.Config{Logger: log, Auth: authn.Plugin(), Limiter: limiter})
+	} else {
+		list := []middleware.Plugin{recovery.New(recovery.Options{Logger: log})}
+		if p.logging {
+			list = append(list, logging.New(logging.Options{Logger: log}))
+		}
+		if p.ratelimit {
+			list = append(list, limiter.PerPeer())
+		}
+		if p.auth {
+			list = append(list, authn.Plugin(), authz.New(authz.Options{}))
+		} else {
+			svc.DefaultOwner = "bench"
+		}
+		if p.ratelimit {
+			list = append(list, limiter.PerIdentity())
+		}
+		chain = middleware.NewChain(list...)
+	}
+	opts := chain.ServerOptions()
+	if p.telemetry {
+		opts = append(opts, grpc.StatsHandler(telemetry.ServerHandler(tel)))
+	}
+	return opts, svc
 }
 
 // devToken mints a token as "greeterd token" does, with every scope.
@@ -210,18 +260,40 @@ func dialLabelled(tb testing.TB, addr, name string, opts client.Options) *client
 	return c
 }
 
-func newChainEnv(tb testing.TB, payload int64) *chainEnv {
+// chainSetup describes a chainEnv.
+type chainSetup struct {
+	// plugins is what the chain-on server runs.
+	plugins plugins
+	// offPlugins is what the chain-off server runs; the zero value means no
+	// chain, no stats handler and no service telemetry at all. Setting it
+	// turns the pair into an A/B test of onServerOptions and onDialOptions.
+	offPlugins plugins
+	// payload is the size of the file to move; zero for none.
+	payload int64
+	// onServerOptions and onDialOptions are added to the chain-on server
+	// and its client only, to try transport settings.
+	onServerOptions []grpc.ServerOption
+	onDialOptions   []grpc.DialOption
+}
+
+func newChainEnv(tb testing.TB, setup chainSetup) *chainEnv {
 	dev, serverTLS, clientTLS := devPKI(tb)
-	onOpts, onSvc := chainOnOptions(tb, dev)
+	onOpts, onSvc := chainOnOptions(tb, dev, setup.plugins)
+	offOpts, offSvc := []grpc.ServerOption(nil), service.Options{DefaultOwner: "bench"}
+	if setup.offPlugins != (plugins{}) {
+		offOpts, offSvc = chainOnOptions(tb, dev, setup.offPlugins)
+	}
 	e := &chainEnv{}
 	for _, side := range []struct {
-		name string
-		opts []grpc.ServerOption
-		svc  service.Options
-		dst  **client.Client
+		name  string
+		opts  []grpc.ServerOption
+		svc   service.Options
+		extra []grpc.ServerOption
+		dial  []grpc.DialOption
+		dst   **client.Client
 	}{
-		{"on", onOpts, onSvc, &e.on},
-		{"off", nil, service.Options{DefaultOwner: "bench"}, &e.off},
+		{"on", onOpts, onSvc, setup.onServerOptions, setup.onDialOptions, &e.on},
+		{"off", offOpts, offSvc, nil, nil, &e.off},
 	} {
 		store, err := diskstore.Open(tb.TempDir())
 		if err != nil {
@@ -229,15 +301,18 @@ func newChainEnv(tb testing.TB, payload int64) *chainEnv {
 		}
 		tb.Cleanup(func() { store.Close() })
 		opts := append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(serverTLS))}, side.opts...)
-		srv := grpc.NewServer(append(opts, hardening()...)...)
-		side.svc.MaxFileSize = max(payload, 1)
+		opts = append(append(opts, hardening()...), side.extra...)
+		srv := grpc.NewServer(opts...)
+		side.svc.MaxFileSize = max(setup.payload, 1)
 		service.New(store, side.svc).Register(srv)
 		addr := startLabelled(tb, srv, side.name)
-		*side.dst = dialLabelled(tb, addr, side.name, client.Options{TLS: clientTLS, PerRPC: mwclient.BearerToken(devToken(tb, dev))})
+		*side.dst = dialLabelled(tb, addr, side.name, client.Options{
+			TLS: clientTLS, PerRPC: mwclient.BearerToken(devToken(tb, dev)), DialOptions: side.dial,
+		})
 	}
-	if payload > 0 {
+	if setup.payload > 0 {
 		e.payload = filepath.Join(tb.TempDir(), "payload.bin")
-		writeRandom(tb, e.payload, payload)
+		writeRandom(tb, e.payload, setup.payload)
 		e.out = filepath.Join(tb.TempDir(), "out.bin")
 	}
 	return e
@@ -338,12 +413,32 @@ func reportOnOff(b *testing.B, unit string, scale float64, on, off phase) {
 }
 
 // BenchmarkChainUnary measures SayHello requests per second with 64
-// concurrent callers on one connection, chain on against chain off. b.N
-// calls go to each server, in alternating phases of up to 2000 calls.
-// ns/op is the chain-on side's; the built-in B/op and allocs/op cover both
-// sides, client and server (see on-allocs/op and off-allocs/op).
+// concurrent callers on one connection, greeterd's whole chain on against
+// no chain. b.N calls go to each server, in alternating phases of up to
+// 2000 calls. ns/op is the chain-on side's; the built-in B/op and allocs/op
+// cover both sides, client and server (see on-allocs/op and off-allocs/op).
 func BenchmarkChainUnary(b *testing.B) {
-	e := newChainEnv(b, 0)
+	benchUnary(b, chainSetup{plugins: allPlugins})
+}
+
+// BenchmarkChainUnaryPlugin is BenchmarkChainUnary with one plugin at a
+// time (and recovery) on the chain-on server, to see what each costs.
+func BenchmarkChainUnaryPlugin(b *testing.B) {
+	for _, bm := range []struct {
+		name string
+		p    plugins
+	}{
+		{"logging", plugins{logging: true}},
+		{"ratelimit", plugins{ratelimit: true}},
+		{"auth", plugins{auth: true}},
+		{"telemetry", plugins{telemetry: true}},
+	} {
+		b.Run("plugin="+bm.name, func(b *testing.B) { benchUnary(b, chainSetup{plugins: bm.p}) })
+	}
+}
+
+func benchUnary(b *testing.B, setup chainSetup) {
+	e := newChainEnv(b, setup)
 	const phaseCalls = 2000
 	var on, off phase
 	b.ResetTimer()
@@ -371,42 +466,45 @@ func BenchmarkChainUnary(b *testing.B) {
 func BenchmarkChainTransfer(b *testing.B) {
 	for _, op := range []string{"upload", "download"} {
 		b.Run("op="+op, func(b *testing.B) {
-			e := newChainEnv(b, chainTransferSize)
-			do := func(c *client.Client) func(ctx context.Context) {
-				return func(ctx context.Context) {
-					var err error
-					if op == "upload" {
-						_, err = c.UploadFile(ctx, e.payload, "f.bin", nil)
-					} else {
-						_, err = c.DownloadFile(ctx, "f.bin", e.out, nil)
-					}
-					if err != nil {
-						b.Fatal(err)
-					}
-				}
-			}
-			if op == "download" {
-				for _, c := range []*client.Client{e.on, e.off} {
-					if _, err := c.UploadFile(context.Background(), e.payload, "f.bin", nil); err != nil {
-						b.Fatal(err)
-					}
-				}
-			}
-			var on, off phase
-			b.SetBytes(chainTransferSize)
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if i%2 == 0 {
-					on.add(measurePhase("on", 1, do(e.on)))
-					off.add(measurePhase("off", 1, do(e.off)))
-				} else {
-					off.add(measurePhase("off", 1, do(e.off)))
-					on.add(measurePhase("on", 1, do(e.on)))
-				}
-			}
-			reportOnOff(b, "MB/s", chainTransferSize/1e6, on, off)
+			benchTransfer(b, op, chainSetup{plugins: allPlugins, payload: chainTransferSize})
 		})
 	}
+}
+
+func benchTransfer(b *testing.B, op string, setup chainSetup) {
+	e := newChainEnv(b, setup)
+	do := func(c *client.Client) func(ctx context.Context) {
+		return func(ctx context.Context) {
+			var err error
+			if op == "upload" {
+				_, err = c.UploadFile(ctx, e.payload, "f.bin", nil)
+			} else {
+				_, err = c.DownloadFile(ctx, "f.bin", e.out, nil)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if op == "download" {
+		for _, c := range []*client.Client{e.on, e.off} {
+			if _, err := c.UploadFile(context.Background(), e.payload, "f.bin", nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	var on, off phase
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%2 == 0 {
+			on.add(measurePhase("on", 1, do(e.on)))
+			off.add(measurePhase("off", 1, do(e.off)))
+		} else {
+			off.add(measurePhase("off", 1, do(e.off)))
+			on.add(measurePhase("on", 1, do(e.on)))
+		}
+	}
+	reportOnOff(b, "MB/s", float64(setup.payload)/1e6, on, off)
 }
 
 // TestChainServersAgree checks the benchmark's two servers answer alike, so
@@ -415,7 +513,7 @@ func TestChainServersAgree(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts two TLS servers")
 	}
-	e := newChainEnv(t, 1<<20)
+	e := newChainEnv(t, chainSetup{plugins: allPlugins, payload: 1 << 20})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, c := range []*client.Client{e.on, e.off} {

@@ -29,11 +29,12 @@ type harness struct {
 	fileKind  string // what backs files, for the report
 	serverDir string // where the servers store files
 	serverFS  string
-	bin       string // greeterd and greeter built from root
-	minio     string // the MinIO binary
-	otlp      string // OTLP/HTTP endpoint for greeterd's spans
-	source    string // the file every target moves
-	sourceSum string // its hex SHA-256
+	bin       string    // greeterd and greeter built from root
+	minio     string    // the MinIO binary
+	otlp      string    // OTLP/HTTP endpoint for greeterd's spans
+	source    string    // the file every target moves
+	sourceSum string    // its hex SHA-256
+	prof      *profiler // with -cpuprofile
 	closers   []func()
 	started   time.Time
 }
@@ -85,6 +86,12 @@ func newHarness(ctx context.Context, o options) (_ *harness, err error) {
 	}
 	h.fileKind = kind
 	h.bin = filepath.Join(h.work, "bin")
+	if o.profile != "" {
+		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+			return nil, err
+		}
+		h.prof = newProfiler(o.profile)
+	}
 	h.logf("building greeterd and greeter")
 	if err := h.build(ctx); err != nil {
 		return nil, err
@@ -220,7 +227,7 @@ func (h *harness) measureRounds(ctx context.Context, targets []target) ([]sample
 				if op == "download" {
 					argv = t.Download(object, dst)
 				}
-				s, err := h.measure(ctx, t, argv)
+				s, err := h.measure(ctx, t, op, argv)
 				if err != nil {
 					return samples, fmt.Errorf("round %d, %s %s: %w", r+1, op, t.Name(), err)
 				}
@@ -258,12 +265,22 @@ func (h *harness) measureRounds(ctx context.Context, targets []target) ([]sample
 
 // measure runs one client command and reads the server's CPU time and peak
 // RSS around it.
-func (h *harness) measure(ctx context.Context, t target, argv []string) (sample, error) {
+func (h *harness) measure(ctx context.Context, t target, op string, argv []string) (sample, error) {
 	srv := t.Server()
-	peakOK := srv.resetPeak() == nil
+	var env []string
+	if _, greeter := t.(*greeterTarget); greeter && h.prof != nil {
+		var err error
+		if env, err = h.prof.begin(srv, t.Name(), op); err != nil {
+			return sample{}, err
+		}
+		defer h.prof.end(srv)
+	}
+	// sshd's sessions are separate processes: its listener's RSS says nothing.
+	_, isSCP := t.(*scpTarget)
+	peakOK := !isSCP && srv.resetPeak() == nil
 	cpu0 := srv.cpu()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = cleanEnv()
+	cmd.Env = cleanEnv(env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()

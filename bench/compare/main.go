@@ -7,6 +7,7 @@
 //	go run ./bench/compare -size 1GiB -rounds 5
 //	go run ./bench/compare -sweep -csv sweep.csv -chart docs/throughput.png
 //	go run ./bench/compare -plot sweep.csv -chart docs/throughput.png
+//	go run ./bench/compare -size 256MiB -rounds 3 -targets greeter -cpuprofile /tmp/prof
 //
 // It installs what is missing (openssh-server, openssh-client and curl with
 // apt-get; MinIO with go install into a cache directory), builds greeterd
@@ -62,6 +63,7 @@ type options struct {
 	cacheDir  string
 	keep      bool
 	timeout   time.Duration
+	profile   string
 }
 
 // Target names.
@@ -90,6 +92,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.plotFrom, "plot", "", "render -chart from this CSV file written by -sweep -csv, and measure nothing")
 	cache, _ := os.UserCacheDir()
 	fs.StringVar(&o.cacheDir, "cache", cache+"/greeter-bench", "where MinIO is installed")
+	fs.StringVar(&o.profile, "cpuprofile", "", "profile greeterd and greeter (built with a profiling overlay) and write per-transfer CPU profiles and pprof -top reports to this directory")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directories and logs (servers are stopped anyway)")
 	fs.DurationVar(&o.timeout, "timeout", 45*time.Minute, "give up after this long")
 	if err := fs.Parse(args); err != nil {
@@ -170,6 +173,11 @@ func runCompare(ctx context.Context, args []string) error {
 		return err
 	}
 	h.describe(os.Stdout)
+	if h.prof != nil {
+		if err := h.prof.report(ctx, h); err != nil {
+			return err
+		}
+	}
 	if o.sweep {
 		printSweep(os.Stdout, samples, sweepOrder(targets))
 		if o.chartPath != "" {

@@ -95,7 +95,7 @@ func (t *greeterTarget) Remove(ctx context.Context, object string) error {
 // startGreeterd starts greeterd in dev mode (TLS 1.3, dev PKI, JWT keys and
 // a dev token in its own state directory) with the plugins cfg asks for.
 func (h *harness) startGreeterd(ctx context.Context, cfg greeterConfig) (*greeterTarget, error) {
-	slug := strings.NewReplacer(" ", "-", "=", "-", "/", "-", "+", "").Replace(cfg.name)
+	slug := slug(cfg.name)
 	state, err := mkdir(h.work, "greeterd-"+slug)
 	if err != nil {
 		return nil, err
@@ -135,11 +135,21 @@ func (h *harness) startGreeterd(ctx context.Context, cfg greeterConfig) (*greete
 	if cfg.tracing {
 		env = cleanEnv(h.tracesEnv()...)
 	}
+	profileDir := ""
+	if h.prof != nil {
+		if profileDir, err = h.prof.serverDir(cfg.name); err != nil {
+			return nil, err
+		}
+		env = append(env, profileEnv+"="+profileDir)
+	}
 	p, err := startProcess(cfg.name, filepath.Join(h.work, "greeterd-"+slug+".log"), env, argv...)
 	if err != nil {
 		return nil, err
 	}
 	h.onClose(func() { p.stop(10 * time.Second) })
+	if h.prof != nil {
+		h.prof.register(p, profileDir)
+	}
 	if err := waitTCP(ctx, p, addr, 30*time.Second); err != nil {
 		return nil, err
 	}

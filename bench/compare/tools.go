@@ -88,7 +88,15 @@ func aptInstall(ctx context.Context, pkgs []string) error {
 
 // build compiles greeterd and greeter from this module into h.bin.
 func (h *harness) build(ctx context.Context) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", h.bin+string(filepath.Separator), "./cmd/greeterd", "./cmd/greeter")
+	args := []string{"build", "-trimpath", "-o", h.bin + string(filepath.Separator)}
+	if h.prof != nil {
+		overlay, err := h.writeOverlay()
+		if err != nil {
+			return err
+		}
+		args = append(args, "-overlay", overlay)
+	}
+	cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/greeterd", "./cmd/greeter")...)
 	cmd.Dir = h.root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("building greeterd and greeter: %w\n%s", err, out)
