@@ -322,7 +322,7 @@ func faultFiles(t *testing.T, dir, suffix string) map[string]int64 {
 	return out
 }
 
-// startedBytes counts the files in m holding at least min bytes.
+// faultCountAtLeast counts the files in m holding at least min bytes.
 func faultCountAtLeast(m map[string]int64, min int64) int {
 	n := 0
 	for _, size := range m {
