@@ -191,7 +191,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	defer sec.close()
 
-	store, err := diskstore.OpenLive(c.dataDir)
+	store, err := diskstore.OpenLive(c.dataDir, diskstore.WithLogger(log))
 	if err != nil {
 		return fmt.Errorf("opening data dir: %w", err)
 	}

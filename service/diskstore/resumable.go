@@ -12,6 +12,7 @@ import (
 	"hash"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path"
 	"strings"
@@ -605,6 +606,7 @@ func (r *resumable) Write(p []byte) (int, error) {
 	r.written += int64(n)
 	if err != nil {
 		r.breakWith(classify("write", r.st.Name, err))
+		r.dropUncommitted()
 		return n, r.err
 	}
 	r.wb.wrote(r.written)
@@ -615,6 +617,16 @@ func (r *resumable) Write(p []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// dropUncommitted gives back the space of bytes past the committed size
+// after a failed write: on a full disk they would otherwise keep it full
+// until the upload expires. A resume truncates to the committed size
+// anyway, so nothing that counts is lost.
+func (r *resumable) dropUncommitted() {
+	if err := r.f.Truncate(r.st.Committed); err != nil {
+		r.s.opts.logger.Warn("releasing the uncommitted bytes of a failed upload", slog.String("object", r.st.Name), slog.Any("error", err))
+	}
 }
 
 // Written returns the size of the file so far, committed bytes included.
