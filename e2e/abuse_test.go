@@ -371,59 +371,14 @@ func cliHello(t *testing.T, srv *e2etest.Server, state string) {
 	}
 }
 
-// greeterdPID finds the greeterd process serving state dir state by its
-// command line, without help from the harness.
-func greeterdPID(t *testing.T, state string) int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		raw, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue // the process ended meanwhile
-		}
-		args := strings.Split(strings.TrimSuffix(string(raw), "\x00"), "\x00")
-		if filepath.Base(args[0]) != "greeterd" {
-			continue
-		}
-		for i := 1; i+1 < len(args); i++ {
-			if args[i] == "--state-dir" && args[i+1] == state {
-				pids = append(pids, pid)
-				break
-			}
-		}
-	}
-	if len(pids) != 1 {
-		t.Fatalf("greeterd processes for --state-dir %s: %v, want exactly one", state, pids)
-	}
-	return pids[0]
-}
-
-// rssBytes reads a process's resident set size from /proc/PID/status.
+// rssBytes reads a process's resident set size.
 func rssBytes(t *testing.T, pid int) int64 {
 	t.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := e2etest.RSS(pid)
 	if err != nil {
-		t.Fatalf("greeterd (pid %d) is gone: %v", pid, err)
+		t.Fatalf("greeterd (pid %d): %v", pid, err)
 	}
-	for line := range strings.SplitSeq(string(raw), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err != nil {
-				t.Fatalf("VmRSS line %q: %v", line, err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatalf("no VmRSS in /proc/%d/status", pid)
-	return 0
+	return n
 }
 
 // TestAbuseRapidReset opens 2000 authenticated SayHello streams and resets
@@ -435,7 +390,7 @@ func TestAbuseRapidReset(t *testing.T) {
 		rssBound = 200 << 20
 	)
 	srv, state := devServer(t)
-	pid := greeterdPID(t, state)
+	pid := srv.PID()
 	before := rssBytes(t, pid)
 
 	c := dialRaw(t, srv, state)

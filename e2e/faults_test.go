@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -139,21 +138,11 @@ func faultCountTargets(t *testing.T, pid int, s string) int {
 // faultRSS reads the resident set size of process pid.
 func faultRSS(t *testing.T, pid int) int64 {
 	t.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := e2etest.RSS(pid)
 	if err != nil {
-		t.Fatalf("reading /proc/%d/status: %v", pid, err)
+		t.Fatal(err)
 	}
-	for line := range strings.SplitSeq(string(raw), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err != nil {
-				t.Fatalf("VmRSS line %q: %v", line, err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatalf("/proc/%d/status has no VmRSS", pid)
-	return 0
+	return n
 }
 
 // faultMountTmpfs mounts a tmpfs of size bytes on dir and unmounts it when

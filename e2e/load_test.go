@@ -5,10 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -82,9 +80,7 @@ func TestLoadFiftyUsers(t *testing.T) {
 		"-mix", "hello=70,upload=15,download=15", "-size", "256KiB",
 		"-json", "-progress", "0",
 	}
-	if pid, ok := serverPID(state); ok {
-		args = append(args, "-pid", strconv.Itoa(pid))
-	}
+	args = append(args, "-pid", strconv.Itoa(srv.PID()))
 
 	// Bounded: the run plus time for the operations in flight (each has a
 	// one-minute deadline) and for minting the tokens.
@@ -159,29 +155,4 @@ func buildLoad(t *testing.T) string {
 		t.Fatalf("building bench/load: %v\n%s", err, out)
 	}
 	return bin
-}
-
-// serverPID finds the greeterd started with --state-dir state in /proc, so
-// the load can sample its memory. e2etest.Server does not expose its
-// process.
-func serverPID(state string) (int, bool) {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0, false
-	}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00")
-		if args[0] == bins.Greeterd && slices.Contains(args, state) {
-			return pid, true
-		}
-	}
-	return 0, false
 }
