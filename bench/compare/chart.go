@@ -69,12 +69,12 @@ func renderChart(path string, samples []sample) error {
 	step := niceStep(peak / 6)
 	yMax := math.Ceil(peak*1.08/step) * step
 
-	drawText(img, 40, 24, fmt.Sprintf("greeter CLI file to file over loopback TLS: median MB/s of %d rounds, %s, sha256 verified", rounds, sizeName(size)), scale, colorInk)
+	drawText(img, 40, 24, fmt.Sprintf("file to file over loopback, median MB/s of %d interleaved rounds, %s (greeter: TLS 1.3, sha256 verified by the CLI)", rounds, sizeName(size)), scale, colorInk)
 	drawText(img, 40, 52, "upload", scale, colorInk)
 	fill(img, 40+textWidth("upload", scale)+8, 52, 14, 14, colorUpload)
 	drawText(img, 40+textWidth("upload", scale)+40, 52, "download", scale, colorInk)
 	fill(img, 40+textWidth("upload", scale)+40+textWidth("download", scale)+8, 52, 14, 14, colorDownload)
-	drawText(img, 40, height-34, "2 shared vCPUs with other work running: absolute numbers vary by 30 %; compare bars within one chart", scale, colorMuted)
+	drawText(img, 40, height-34, "2 shared vCPUs with other work running: absolute numbers vary by 30 %, compare bars within one chart", scale, colorMuted)
 
 	plotTop, plotBottom := top, height-bottom
 	panels := []struct {

@@ -155,10 +155,25 @@ func (h *harness) describe(w io.Writer) {
 	fmt.Fprintf(w, "servers:   store on %s (%s)\n", h.serverFS, h.serverDir)
 	traces := map[string]string{"down": "OTLP/HTTP to a closed loopback port (exports fail and are dropped)",
 		"jaeger": "OTLP/HTTP to a private Jaeger all-in-one", "none": "off"}[h.opts.traces]
-	fmt.Fprintf(w, "greeter:   greeterd dev mode (TLS 1.3, mTLS requested, JWT, rate limits with --rate-transfer 1000, tracing %s, /metrics served); the CLI verifies SHA-256\n", traces)
-	fmt.Fprintf(w, "nochain:   greeterd dev mode (TLS 1.3) --auth none, every rate limit off, tracing off, no /metrics; recovery and logging cannot be switched off\n")
-	fmt.Fprintf(w, "scp:       OpenSSH %s, scp (SFTP protocol) with %s, key auth, to a private sshd\n", sshVersion(), sshCipher)
-	fmt.Fprintf(w, "minio:     MinIO (single drive) over TLS, curl %s --aws-sigv4 single PUT/GET (UNSIGNED-PAYLOAD)\n", curlVersion())
+	has := map[string]bool{}
+	for _, t := range h.opts.targets {
+		has[t] = true
+	}
+	if has[targetGreeter] || h.opts.sweep {
+		fmt.Fprintf(w, "greeter:   greeterd dev mode (TLS 1.3, mTLS requested, JWT, rate limits with --rate-transfer 1000, tracing %s, /metrics served); the CLI verifies SHA-256\n", traces)
+	}
+	if has[targetNoChain] || h.opts.sweep {
+		fmt.Fprintf(w, "nochain:   greeterd dev mode (TLS 1.3) --auth none, every rate limit off, tracing off, no /metrics; recovery and logging cannot be switched off\n")
+	}
+	if has[targetSCP] || h.opts.sweep {
+		fmt.Fprintf(w, "scp:       OpenSSH %s, scp (SFTP protocol) with %s, key auth, to a private sshd; no end-to-end digest\n", sshVersion(), sshCipher)
+	}
+	if has[targetMinIO] || h.opts.sweep {
+		fmt.Fprintf(w, "minio:     MinIO (single drive) over TLS, curl %s --aws-sigv4 single PUT/GET (UNSIGNED-PAYLOAD); no end-to-end digest\n", curlVersion())
+	}
+	if h.prof != nil {
+		fmt.Fprintf(w, "profiled:  greeterd and greeter built with the -cpuprofile overlay (profiling costs a few %% of CPU)\n")
+	}
 	fmt.Fprintf(w, "duration:  %s\n", time.Since(h.started).Round(time.Second))
 }
 
