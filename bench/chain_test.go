@@ -274,6 +274,8 @@ type chainSetup struct {
 	// and its client only, to try transport settings.
 	onServerOptions []grpc.ServerOption
 	onDialOptions   []grpc.DialOption
+	// onStoreOptions open the chain-on server's store.
+	onStoreOptions []diskstore.Option
 }
 
 func newChainEnv(tb testing.TB, setup chainSetup) *chainEnv {
@@ -290,12 +292,13 @@ func newChainEnv(tb testing.TB, setup chainSetup) *chainEnv {
 		svc   service.Options
 		extra []grpc.ServerOption
 		dial  []grpc.DialOption
+		store []diskstore.Option
 		dst   **client.Client
 	}{
-		{"on", onOpts, onSvc, setup.onServerOptions, setup.onDialOptions, &e.on},
-		{"off", offOpts, offSvc, nil, nil, &e.off},
+		{"on", onOpts, onSvc, setup.onServerOptions, setup.onDialOptions, setup.onStoreOptions, &e.on},
+		{"off", offOpts, offSvc, nil, nil, nil, &e.off},
 	} {
-		store, err := diskstore.Open(tb.TempDir())
+		store, err := diskstore.Open(tb.TempDir(), side.store...)
 		if err != nil {
 			tb.Fatal(err)
 		}
