@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -53,7 +54,8 @@ type Options struct {
 	MaxFileSize int64
 	// ChunkSize is the number of bytes a download sends per message.
 	ChunkSize int
-	// IdleTimeout ends an upload that receives no message for this long.
+	// IdleTimeout ends an upload that receives no message for this long,
+	// and a download whose client reads nothing for this long.
 	IdleTimeout time.Duration
 	// DefaultOwner owns the files of requests whose context carries no
 	// identity. Empty means such requests are Unauthenticated.
@@ -296,7 +298,12 @@ func (s *Server) DownloadFile(md *pb.MetaData, stream pb.Greeter_DownloadFileSer
 	if err != nil {
 		return s.toStatus(ctx, name, err)
 	}
-	defer f.Close()
+	closeFile := true // until the sending goroutine takes the file over
+	defer func() {
+		if closeFile {
+			f.Close()
+		}
+	}()
 	info := f.Info()
 	if offset > info.Size {
 		return status.Errorf(codes.OutOfRange, "offset %d is past the end of %q (%d bytes)", offset, name, info.Size)
@@ -310,11 +317,41 @@ func (s *Server) DownloadFile(md *pb.MetaData, stream pb.Greeter_DownloadFileSer
 		return s.toStatus(ctx, name, err)
 	}
 
-	var moved int64
+	var moved atomic.Int64
 	if s.opts.OnTransfer != nil {
 		done := s.opts.OnTransfer(ctx, "download")
-		defer func() { done(moved) }()
+		defer func() { done(moved.Load()) }()
 	}
+
+	// The sending runs on its own goroutine so that the handler can give up
+	// on a client that stops reading: SendMsg blocks on flow control and only
+	// the end of the RPC unblocks it. The goroutine owns the file and the
+	// buffer and releases them when its Send fails after the RPC ended.
+	progress := make(chan struct{}, 1)
+	result := make(chan error, 1)
+	closeFile = false
+	go func() {
+		defer f.Close()
+		result <- s.sendRange(stream, f, name, offset, end, &moved, progress)
+	}()
+	stall := time.NewTimer(s.opts.IdleTimeout)
+	defer stall.Stop()
+	for {
+		select {
+		case err := <-result:
+			return err
+		case <-progress:
+			stall.Reset(s.opts.IdleTimeout)
+		case <-stall.C:
+			return status.Errorf(codes.DeadlineExceeded, "download stalled: the client read nothing for %s", s.opts.IdleTimeout)
+		}
+	}
+}
+
+// sendRange streams bytes offset..end of f, signalling progress after each
+// message without ever blocking on it.
+func (s *Server) sendRange(stream pb.Greeter_DownloadFileServer, f File, name string, offset, end int64, moved *atomic.Int64, progress chan<- struct{}) error {
+	ctx := stream.Context()
 	bufp := s.buffers.Get().(*[]byte)
 	defer s.buffers.Put(bufp)
 	buf := *bufp
@@ -330,7 +367,11 @@ func (s *Server) DownloadFile(md *pb.MetaData, stream pb.Greeter_DownloadFileSer
 				return s.toStatus(ctx, name, err)
 			}
 			off += int64(n)
-			moved += int64(n)
+			moved.Add(int64(n))
+			select {
+			case progress <- struct{}{}:
+			default:
+			}
 		}
 		if errors.Is(err, io.EOF) && off < end {
 			return status.Errorf(codes.DataLoss, "%q shrank while it was being read", name)

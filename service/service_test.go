@@ -610,3 +610,26 @@ func TestUploadMemoryIsBounded(t *testing.T) {
 	}
 	t.Logf("live heap grew by %.1f MiB (from %.1f MiB) during a %d MiB upload", float64(grew)/(1<<20), float64(base)/(1<<20), total>>20)
 }
+
+// TestDownloadStalledReaderTimesOut starts a download and never reads: once
+// flow control stops the server's sends, the idle timer ends the call, and
+// the handler returns instead of holding the file and a transfer slot.
+func TestDownloadStalledReaderTimesOut(t *testing.T) {
+	h := newHarness(t, service.Options{ChunkSize: 64 << 10, IdleTimeout: 200 * time.Millisecond})
+	ctx := testCtx(t)
+	if _, err := h.upload(ctx, "big.bin", randomBytes(t, 32<<20), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	h.waitHandled(pb.Greeter_UploadFile_FullMethodName)
+	stream, err := h.client.DownloadFile(ctx, &pb.MetaData{Filename: "big.bin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitHandled(pb.Greeter_DownloadFile_FullMethodName)
+	for {
+		if _, err = stream.Recv(); err != nil {
+			break
+		}
+	}
+	wantCode(t, err, codes.DeadlineExceeded, "download stalled")
+}

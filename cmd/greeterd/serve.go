@@ -74,7 +74,7 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.Var(&c.maxFileSize, "max-file-size", "largest file an upload may store")
 	c.chunkSize = service.DefaultChunkSize
 	fs.Var(&c.chunkSize, "chunk-size", "bytes per download message")
-	fs.DurationVar(&c.idleTimeout, "idle-timeout", service.DefaultIdleTimeout, "end an upload that sends nothing for this long")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", service.DefaultIdleTimeout, "end an upload that sends nothing, or a download whose client reads nothing, for this long")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&c.reflection, "reflection", false, "serve gRPC server reflection")
