@@ -30,8 +30,10 @@ const (
 	DefaultMaxUploadsPerOwner = 16
 	// DefaultCheckpointInterval is how many bytes a resumable upload
 	// receives between two saves of its progress unless
-	// WithCheckpointInterval says otherwise.
-	DefaultCheckpointInterval = 8 << 20
+	// WithCheckpointInterval says otherwise. A save costs two fsyncs and a
+	// rename; at 8 MiB they cut uploads to ext4 by 20–40 % (bench/compare),
+	// and 64 MiB bounds what a crash makes a client send again.
+	DefaultCheckpointInterval = 64 << 20
 
 	partSuffix     = ".part"
 	stateSuffix    = ".json"
