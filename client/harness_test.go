@@ -48,6 +48,11 @@ func startServer(t *testing.T, cfg serverConfig) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if cfg.opts.ChunkSize == 0 {
+		// The connection cutters count bytes in MiB; several download
+		// messages must fit in one connection's budget.
+		cfg.opts.ChunkSize = 256 << 10
+	}
 	s := &testServer{t: t, lis: bufconn.Listen(1 << 20), store: store, handled: make(chan string, 1024)}
 	unary := []grpc.UnaryServerInterceptor{func(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
 		defer func() { s.handled <- info.FullMethod }()
