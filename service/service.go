@@ -40,7 +40,7 @@ const (
 // Defaults for Options.
 const (
 	DefaultMaxFileSize  = 1 << 30
-	DefaultChunkSize    = 1 << 20
+	DefaultChunkSize    = 256 << 10
 	DefaultIdleTimeout  = 30 * time.Second
 	DefaultListPageSize = 100
 	MaxListPageSize     = 1000
