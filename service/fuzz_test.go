@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,10 +19,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/greeter/greeter/middleware/identity"
 	pb "github.com/greeter/greeter/proto/greeterpb"
@@ -190,7 +187,9 @@ func newFuzzServer(tb testing.TB) *fuzzServer {
 		tb.Fatal(err)
 	}
 	s := &fuzzServer{dir: dir, store: store, events: make(chan fuzzEvent, 256)}
-	srv := grpc.NewServer(grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, next grpc.StreamHandler) error {
+	client, stop := serveBufconn(tb, func(r grpc.ServiceRegistrar) {
+		service.New(store, service.Options{MaxFileSize: fuzzMaxFile, IdleTimeout: 10 * time.Minute}).Register(r)
+	}, grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, next grpc.StreamHandler) error {
 		ctx := ss.Context()
 		md, _ := metadata.FromIncomingContext(ctx)
 		if v := md.Get(fuzzOwnerKey); len(v) == 1 {
@@ -198,34 +197,17 @@ func newFuzzServer(tb testing.TB) *fuzzServer {
 		}
 		id := strings.Join(md.Get(fuzzStreamKey), ",")
 		s.events <- fuzzEvent{stream: id}
-		err := next(srv, &fuzzCtxStream{ServerStream: ss, ctx: ctx})
+		err := next(srv, &ctxStream{ServerStream: ss, ctx: ctx})
 		s.events <- fuzzEvent{stream: id, done: true, err: err}
 		return err
 	}))
-	service.New(store, service.Options{MaxFileSize: fuzzMaxFile, IdleTimeout: 10 * time.Minute}).Register(srv)
-	lis := bufconn.Listen(1 << 20)
-	go srv.Serve(lis)
-	conn, err := grpc.NewClient("passthrough:///bufconn",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		tb.Fatal(err)
-	}
 	tb.Cleanup(func() {
-		conn.Close()
-		srv.Stop()
+		stop()
 		store.Close()
 	})
-	s.client = pb.NewGreeterClient(conn)
+	s.client = client
 	return s
 }
-
-type fuzzCtxStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s *fuzzCtxStream) Context() context.Context { return s.ctx }
 
 // await returns the next event of stream, skipping events of streams an
 // earlier failed check left behind.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io/fs"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,14 +13,10 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
-	"github.com/greeter/greeter/middleware/identity"
 	pb "github.com/greeter/greeter/proto/greeterpb"
 	"github.com/greeter/greeter/service"
 	"github.com/greeter/greeter/service/diskstore"
@@ -62,41 +57,10 @@ func (h *rharness) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	withOwner := func(ctx context.Context) context.Context {
-		md, _ := metadata.FromIncomingContext(ctx)
-		if v := md.Get(ownerKey); len(v) == 1 {
-			return identity.NewContext(ctx, identity.Identity{Subject: v[0], Source: identity.SourceToken})
-		}
-		return ctx
-	}
-	srv := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
-			defer func() { h.handled <- info.FullMethod }()
-			return next(withOwner(ctx), req)
-		}),
-		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, next grpc.StreamHandler) error {
-			defer func() { h.handled <- info.FullMethod }()
-			return next(srv, &ctxStream{ServerStream: ss, ctx: withOwner(ss.Context())})
-		}),
-	)
-	opts := h.opts
-	if opts.DefaultOwner == "" {
-		opts.DefaultOwner = "alice"
-	}
-	service.New(h.wrap(store), opts).Register(srv)
-	lis := bufconn.Listen(1 << 20)
-	go srv.Serve(lis)
-	conn, err := grpc.NewClient("passthrough:///bufconn",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
 	h.store = store
-	h.client = pb.NewGreeterClient(conn)
+	stop := h.serve(h.wrap(store), h.opts)
 	h.stop = func() {
-		conn.Close()
-		srv.Stop()
+		stop()
 		store.Close()
 	}
 }

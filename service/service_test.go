@@ -55,6 +55,20 @@ func newHarness(t *testing.T, opts service.Options) *harness {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, dir: dir, store: store, handled: make(chan string, 1024)}
+	stop := h.serve(store, opts)
+	t.Cleanup(func() {
+		stop()
+		store.Close()
+	})
+	return h
+}
+
+// serve serves the Greeter service over store with opts (the default owner
+// "alice" unless set), behind interceptors that take the caller from the
+// ownerKey header and report finished handlers on h.handled. It sets
+// h.client and returns the func that stops the server.
+func (h *harness) serve(store service.Store, opts service.Options) func() {
+	h.t.Helper()
 	withOwner := func(ctx context.Context) context.Context {
 		md, _ := metadata.FromIncomingContext(ctx)
 		if v := md.Get(ownerKey); len(v) == 1 {
@@ -62,7 +76,10 @@ func newHarness(t *testing.T, opts service.Options) *harness {
 		}
 		return ctx
 	}
-	srv := grpc.NewServer(
+	if opts.DefaultOwner == "" {
+		opts.DefaultOwner = "alice"
+	}
+	client, stop := serveBufconn(h.t, func(r grpc.ServiceRegistrar) { service.New(store, opts).Register(r) },
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
 			defer func() { h.handled <- info.FullMethod }()
 			return next(withOwner(ctx), req)
@@ -72,25 +89,29 @@ func newHarness(t *testing.T, opts service.Options) *harness {
 			return next(srv, &ctxStream{ServerStream: ss, ctx: withOwner(ss.Context())})
 		}),
 	)
-	if opts.DefaultOwner == "" {
-		opts.DefaultOwner = "alice"
-	}
-	service.New(store, opts).Register(srv)
+	h.client = client
+	return stop
+}
+
+// serveBufconn starts a gRPC server with opts on an in-memory listener,
+// lets register add the services, and returns a Greeter client of it and
+// the func that closes both.
+func serveBufconn(tb testing.TB, register func(grpc.ServiceRegistrar), opts ...grpc.ServerOption) (pb.GreeterClient, func()) {
+	tb.Helper()
+	srv := grpc.NewServer(opts...)
+	register(srv)
 	lis := bufconn.Listen(1 << 20)
 	go srv.Serve(lis)
 	conn, err := grpc.NewClient("passthrough:///bufconn",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() {
+	return pb.NewGreeterClient(conn), func() {
 		conn.Close()
 		srv.Stop()
-		store.Close()
-	})
-	h.client = pb.NewGreeterClient(conn)
-	return h
+	}
 }
 
 type ctxStream struct {
