@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/greeter/greeter/identity"
 	"github.com/greeter/greeter/middleware"
-	"github.com/greeter/greeter/middleware/identity"
 	"github.com/greeter/greeter/middleware/internal/greetertest"
 	"github.com/greeter/greeter/proto/greeterpb"
 	"google.golang.org/grpc"
@@ -265,28 +265,6 @@ func TestOnlyAndSkip(t *testing.T) {
 				t.Errorf("plugin ran: got %v, want %v (reply %q)", marked, tc.wantMarked, got)
 			}
 		})
-	}
-}
-
-func TestIsHealthOrReflection(t *testing.T) {
-	tests := []struct {
-		method string
-		want   bool
-	}{
-		{"/grpc.health.v1.Health/Check", true},
-		{"/grpc.health.v1.Health/Watch", true},
-		{"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", true},
-		{"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", true},
-		{"/grpc.health.v1.HealthX/Check", false},
-		{"grpc.health.v1.Health/Check", false},
-		{"/Greeter/SayHello", false},
-		{"/Greeter/grpc.health.v1.Health/", false},
-		{"", false},
-	}
-	for _, tc := range tests {
-		if got := middleware.IsHealthOrReflection(tc.method); got != tc.want {
-			t.Errorf("IsHealthOrReflection(%q): got %v, want %v", tc.method, got, tc.want)
-		}
 	}
 }
 

@@ -57,12 +57,3 @@ func MethodPrefix(prefixes ...string) func(fullMethod string) bool {
 		return false
 	}
 }
-
-// IsHealthOrReflection reports whether fullMethod belongs to the gRPC health
-// service or to a server reflection service (v1 or v1alpha). Those are the
-// methods greeterd serves without authentication.
-func IsHealthOrReflection(fullMethod string) bool {
-	return strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/") ||
-		strings.HasPrefix(fullMethod, "/grpc.reflection.v1.ServerReflection/") ||
-		strings.HasPrefix(fullMethod, "/grpc.reflection.v1alpha.ServerReflection/")
-}

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/greeter/greeter/proto/wire"
 	"github.com/greeter/greeter/service/objname"
 )
 
@@ -43,7 +44,7 @@ func (s *Server) toStatus(ctx context.Context, name string, err error) error {
 		return status.Errorf(codes.FailedPrecondition, "upload %q was started for a different file (name, size and sha256 must match the first attempt)", upErr.ID)
 	case isUpload && errors.Is(err, ErrOffsetMismatch):
 		st := status.Newf(codes.FailedPrecondition, "upload %q must continue at its committed size of %d bytes", upErr.ID, upErr.Committed)
-		return withErrorInfo(st, ReasonOffsetMismatch, upErr.Committed)
+		return withErrorInfo(st, wire.ReasonOffsetMismatch, upErr.Committed)
 	case errors.Is(err, ErrTooManyUploads):
 		return status.Error(codes.ResourceExhausted, "too many incomplete uploads: finish some or let them expire")
 	case errors.Is(err, ErrNotFound):

@@ -22,7 +22,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/greeter/greeter/middleware/identity"
+	"github.com/greeter/greeter/identity"
 	pb "github.com/greeter/greeter/proto/greeterpb"
 	"github.com/greeter/greeter/service"
 	"github.com/greeter/greeter/service/diskstore"

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/greeter/greeter/proto/greeterpb"
+	"github.com/greeter/greeter/proto/wire"
 )
 
 // DefaultResumableTTL is how long an incomplete resumable upload lives
@@ -23,23 +24,6 @@ const DefaultResumableTTL = 24 * time.Hour
 
 // maxUploadIDLen is the longest accepted upload_id, in bytes.
 const maxUploadIDLen = 128
-
-// The error details a resumable upload's failures carry: an
-// errdetails.ErrorInfo with Domain ErrorDomain, one of the reasons below
-// and the committed size under MetadataCommittedSize, so that a client can
-// resume without a QueryUpload round trip.
-const (
-	ErrorDomain = "greeter"
-	// ReasonOffsetMismatch: the upload did not continue at its committed
-	// size (FailedPrecondition).
-	ReasonOffsetMismatch = "OFFSET_MISMATCH"
-	// ReasonUploadIncomplete: the client half-closed before sending every
-	// declared byte; what arrived is kept (FailedPrecondition).
-	ReasonUploadIncomplete = "UPLOAD_INCOMPLETE"
-	// MetadataCommittedSize is the ErrorInfo metadata key holding the
-	// committed size in decimal.
-	MetadataCommittedSize = "committed_size"
-)
 
 // ValidateUploadID checks that id can name a resumable upload: 1 to 128
 // characters from A-Z, a-z, 0-9, '_' and '-'. It returns ErrInvalidUploadID
@@ -147,7 +131,7 @@ func (s *Server) uploadResumable(stream pb.Greeter_UploadFileServer, recv *recei
 			return s.toStatus(ctx, name, err)
 		}
 		st := status.Newf(codes.FailedPrecondition, "upload incomplete: %d of %d bytes; resume upload %q at offset %d", got, want.Size, id, got)
-		return withErrorInfo(st, ReasonUploadIncomplete, got)
+		return withErrorInfo(st, wire.ReasonUploadIncomplete, got)
 	}
 
 	return s.commit(stream, up, name, want, chunks)
@@ -205,8 +189,8 @@ func (s *Server) QueryUpload(ctx context.Context, req *pb.QueryUploadRequest) (*
 func withErrorInfo(st *status.Status, reason string, committed int64) error {
 	info := &errdetails.ErrorInfo{
 		Reason:   reason,
-		Domain:   ErrorDomain,
-		Metadata: map[string]string{MetadataCommittedSize: strconv.FormatInt(committed, 10)},
+		Domain:   wire.ErrorDomain,
+		Metadata: map[string]string{wire.MetadataCommittedSize: strconv.FormatInt(committed, 10)},
 	}
 	if d, err := st.WithDetails(info); err == nil {
 		return d.Err()

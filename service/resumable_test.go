@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/greeter/greeter/proto/greeterpb"
+	"github.com/greeter/greeter/proto/wire"
 	"github.com/greeter/greeter/service"
 	"github.com/greeter/greeter/service/diskstore"
 )
@@ -209,7 +210,7 @@ func (h *rharness) partial(ctx context.Context, id, name string, data []byte, of
 	msgs[0] = resumeMeta(id, name, data, offset)
 	_, err := h.send(ctx, msgs...)
 	wantCode(h.t, err, codes.FailedPrecondition, "upload incomplete: "+strconv.FormatInt(cut, 10)+" of "+strconv.Itoa(len(data))+" bytes")
-	wantErrorInfo(h.t, err, service.ReasonUploadIncomplete, cut)
+	wantErrorInfo(h.t, err, wire.ReasonUploadIncomplete, cut)
 	h.waitHandled(pb.Greeter_UploadFile_FullMethodName)
 }
 
@@ -264,9 +265,9 @@ func (h *rharness) assertStored(ctx context.Context, name string, data []byte) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	if hexSum(got) != hexSum(data) || hdr.Get(service.HeaderSHA256)[0] != hexSum(data) {
+	if hexSum(got) != hexSum(data) || hdr.Get(wire.HeaderSHA256)[0] != hexSum(data) {
 		h.t.Fatalf("got %d bytes with sha256 %s (header %v), want %d bytes with sha256 %s",
-			len(got), hexSum(got), hdr.Get(service.HeaderSHA256), len(data), hexSum(data))
+			len(got), hexSum(got), hdr.Get(wire.HeaderSHA256), len(data), hexSum(data))
 	}
 }
 
@@ -362,13 +363,13 @@ func TestResumableRejections(t *testing.T) {
 		}, codes.InvalidArgument, "offset must not be negative", "", 0, none},
 		{"new upload at an offset", 0, func(id string) []*uploadMsg {
 			return resumeMsgs(id, "f", data, 10, 500)
-		}, codes.FailedPrecondition, "committed size of 0 bytes", service.ReasonOffsetMismatch, 0, none},
+		}, codes.FailedPrecondition, "committed size of 0 bytes", wire.ReasonOffsetMismatch, 0, none},
 		{"resume before the committed size", 400, func(id string) []*uploadMsg {
 			return resumeMsgs(id, "f", data, 300, 500)
-		}, codes.FailedPrecondition, "committed size of 400 bytes", service.ReasonOffsetMismatch, 400, 400},
+		}, codes.FailedPrecondition, "committed size of 400 bytes", wire.ReasonOffsetMismatch, 400, 400},
 		{"resume after the committed size", 400, func(id string) []*uploadMsg {
 			return resumeMsgs(id, "f", data, 500, 500)
-		}, codes.FailedPrecondition, "committed size of 400 bytes", service.ReasonOffsetMismatch, 400, 400},
+		}, codes.FailedPrecondition, "committed size of 400 bytes", wire.ReasonOffsetMismatch, 400, 400},
 		{"resume with a negative offset", 400, func(id string) []*uploadMsg {
 			return []*uploadMsg{resumeMeta(id, "f", data, -1), chunk(data)}
 		}, codes.InvalidArgument, "offset must not be negative", "", 0, 400},
@@ -394,7 +395,7 @@ func TestResumableRejections(t *testing.T) {
 		}, codes.InvalidArgument, "only be sent in the first", "", 0, 500},
 		{"half-close early", 400, func(id string) []*uploadMsg {
 			return []*uploadMsg{resumeMeta(id, "f", data, 400), chunk(data[400:700])}
-		}, codes.FailedPrecondition, "upload incomplete: 700 of 1000 bytes", service.ReasonUploadIncomplete, 700, 700},
+		}, codes.FailedPrecondition, "upload incomplete: 700 of 1000 bytes", wire.ReasonUploadIncomplete, 700, 700},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			id := "r" + strconv.Itoa(i)
@@ -454,7 +455,7 @@ func TestResumableOtherOwner(t *testing.T) {
 	// the same answer as for any unknown ID, so nothing leaks.
 	_, err = h.send(bob, resumeMsgs("shared-id", "f", data, 600, 200)...)
 	wantCode(t, err, codes.FailedPrecondition, "committed size of 0 bytes")
-	wantErrorInfo(t, err, service.ReasonOffsetMismatch, 0)
+	wantErrorInfo(t, err, wire.ReasonOffsetMismatch, 0)
 	h.waitHandled(pb.Greeter_UploadFile_FullMethodName)
 
 	// Bob's own upload under the same ID does not touch alice's.
@@ -591,7 +592,7 @@ func TestResumableExpiry(t *testing.T) {
 	h.assertNoUploadState()
 	_, err := h.send(ctx, resumeMsgs("exp", "f", data, 500, 250)...)
 	wantCode(t, err, codes.FailedPrecondition, "committed size of 0 bytes")
-	wantErrorInfo(t, err, service.ReasonOffsetMismatch, 0)
+	wantErrorInfo(t, err, wire.ReasonOffsetMismatch, 0)
 	h.waitHandled(pb.Greeter_UploadFile_FullMethodName)
 	h.assertInvisible(ctx, "f")
 }

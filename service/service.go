@@ -24,17 +24,10 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/greeter/greeter/middleware/identity"
+	"github.com/greeter/greeter/identity"
 	pb "github.com/greeter/greeter/proto/greeterpb"
+	"github.com/greeter/greeter/proto/wire"
 	"github.com/greeter/greeter/service/objname"
-)
-
-// Header metadata keys a download sends before its first chunk. They
-// describe the whole file, not the requested range, so a client can verify a
-// resumed or ranged download.
-const (
-	HeaderSize   = "x-greeter-size"
-	HeaderSHA256 = "x-greeter-sha256"
 )
 
 // Defaults for Options.
@@ -312,7 +305,7 @@ func (s *Server) DownloadFile(md *pb.MetaData, stream pb.Greeter_DownloadFileSer
 	if limit > 0 && limit < end-offset {
 		end = offset + limit
 	}
-	header := metadata.Pairs(HeaderSize, strconv.FormatInt(info.Size, 10), HeaderSHA256, hex.EncodeToString(info.SHA256[:]))
+	header := metadata.Pairs(wire.HeaderSize, strconv.FormatInt(info.Size, 10), wire.HeaderSHA256, hex.EncodeToString(info.SHA256[:]))
 	if err := stream.SendHeader(header); err != nil {
 		return s.toStatus(ctx, name, err)
 	}

@@ -27,8 +27,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
-	"github.com/greeter/greeter/middleware/identity"
+	"github.com/greeter/greeter/identity"
 	pb "github.com/greeter/greeter/proto/greeterpb"
+	"github.com/greeter/greeter/proto/wire"
 	"github.com/greeter/greeter/service"
 	"github.com/greeter/greeter/service/diskstore"
 )
@@ -302,10 +303,10 @@ func TestUploadDownloadRoundTrip(t *testing.T) {
 			if !bytes.Equal(got, data) {
 				t.Fatalf("downloaded %d bytes (sha256 %s), want %d (%s)", len(got), hexSum(got), len(data), hexSum(data))
 			}
-			if s := hdr.Get(service.HeaderSize); len(s) != 1 || s[0] != strconv.Itoa(c.size) {
+			if s := hdr.Get(wire.HeaderSize); len(s) != 1 || s[0] != strconv.Itoa(c.size) {
 				t.Errorf("size header %v, want %d", s, c.size)
 			}
-			if s := hdr.Get(service.HeaderSHA256); len(s) != 1 || s[0] != hexSum(data) {
+			if s := hdr.Get(wire.HeaderSHA256); len(s) != 1 || s[0] != hexSum(data) {
 				t.Errorf("sha256 header %v, want %s", s, hexSum(data))
 			}
 		})
@@ -488,7 +489,7 @@ func TestDownloadErrorsAndRanges(t *testing.T) {
 			if !bytes.Equal(got, c.want) {
 				t.Fatalf("got %d bytes, want %d", len(got), len(c.want))
 			}
-			if s := hdr.Get(service.HeaderSHA256); len(s) != 1 || s[0] != hexSum(data) {
+			if s := hdr.Get(wire.HeaderSHA256); len(s) != 1 || s[0] != hexSum(data) {
 				t.Errorf("a ranged download must announce the whole file's sha256: got %v", s)
 			}
 		})

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/greeter/greeter/internal/envflag"
+	"github.com/greeter/greeter/proto/wire"
 	"github.com/greeter/greeter/service"
 	"github.com/greeter/greeter/service/diskstore"
 	"github.com/greeter/greeter/telemetry"
@@ -282,7 +283,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 // isTraced keeps health checks out of traces and RPC metrics (load
 // balancers poll them every few seconds) and keeps everything else in.
 func isTraced(fullMethod string) bool {
-	return !strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/")
+	return !wire.IsHealth(fullMethod)
 }
 
 // serveMetrics serves Prometheus metrics at /metrics on addr and returns a

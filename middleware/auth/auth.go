@@ -52,8 +52,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/greeter/greeter/identity"
 	"github.com/greeter/greeter/middleware"
-	"github.com/greeter/greeter/middleware/identity"
 	"github.com/greeter/greeter/middleware/internal/lru"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"

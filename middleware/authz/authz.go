@@ -15,8 +15,9 @@ import (
 	"context"
 	"maps"
 
+	"github.com/greeter/greeter/identity"
 	"github.com/greeter/greeter/middleware"
-	"github.com/greeter/greeter/middleware/identity"
+	pb "github.com/greeter/greeter/proto/greeterpb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -55,13 +56,13 @@ func AllScopes() []string {
 // files:delete for DeleteFile; and authentication only for SayHello.
 func DefaultPolicy() Policy {
 	return Policy{
-		"/Greeter/SayHello":     AuthenticatedOnly,
-		"/Greeter/UploadFile":   ScopeWrite,
-		"/Greeter/DownloadFile": ScopeRead,
-		"/Greeter/ListFiles":    ScopeRead,
-		"/Greeter/StatFile":     ScopeRead,
-		"/Greeter/QueryUpload":  ScopeRead,
-		"/Greeter/DeleteFile":   ScopeDelete,
+		pb.Greeter_SayHello_FullMethodName:     AuthenticatedOnly,
+		pb.Greeter_UploadFile_FullMethodName:   ScopeWrite,
+		pb.Greeter_DownloadFile_FullMethodName: ScopeRead,
+		pb.Greeter_ListFiles_FullMethodName:    ScopeRead,
+		pb.Greeter_StatFile_FullMethodName:     ScopeRead,
+		pb.Greeter_QueryUpload_FullMethodName:  ScopeRead,
+		pb.Greeter_DeleteFile_FullMethodName:   ScopeDelete,
 	}
 }
 

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/greeter/greeter/identity"
 	"github.com/greeter/greeter/middleware"
 	"github.com/greeter/greeter/middleware/authz"
-	"github.com/greeter/greeter/middleware/identity"
 	"github.com/greeter/greeter/middleware/internal/greetertest"
 	"github.com/greeter/greeter/proto/greeterpb"
 	"google.golang.org/grpc"

@@ -18,8 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/greeter/greeter/identity"
 	"github.com/greeter/greeter/middleware"
-	"github.com/greeter/greeter/middleware/identity"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"

@@ -24,8 +24,8 @@ import (
 	"runtime"
 	"runtime/debug"
 
+	"github.com/greeter/greeter/identity"
 	"github.com/greeter/greeter/middleware"
-	"github.com/greeter/greeter/middleware/identity"
 	grpcrecovery "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"

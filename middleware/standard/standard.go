@@ -23,6 +23,7 @@ import (
 	"github.com/greeter/greeter/middleware/logging"
 	"github.com/greeter/greeter/middleware/ratelimit"
 	"github.com/greeter/greeter/middleware/recovery"
+	"github.com/greeter/greeter/proto/wire"
 )
 
 // Config holds the already-built parts of the chain.
@@ -39,7 +40,7 @@ type Config struct {
 	// Policy maps methods to scopes. Nil means authz.DefaultPolicy().
 	Policy authz.Policy
 	// Public reports methods served without authentication. Nil means
-	// middleware.IsHealthOrReflection.
+	// wire.IsPublic.
 	Public func(fullMethod string) bool
 	// OnPanic, if set, is called after each recovered panic.
 	OnPanic func(fullMethod string)
@@ -64,7 +65,7 @@ func Plugins(c Config) []middleware.Plugin {
 	}
 	public := c.Public
 	if public == nil {
-		public = middleware.IsHealthOrReflection
+		public = wire.IsPublic
 	}
 	plugins := []middleware.Plugin{
 		recovery.New(recovery.Options{Logger: c.Logger, OnPanic: c.OnPanic}),

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/greeter/greeter/middleware/identity"
+	"github.com/greeter/greeter/identity"
 	"github.com/greeter/greeter/proto/greeterpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"

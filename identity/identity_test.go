@@ -5,7 +5,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/greeter/greeter/middleware/identity"
+	"github.com/greeter/greeter/identity"
 )
 
 func TestObservedSeesIdentitySetBelow(t *testing.T) {
