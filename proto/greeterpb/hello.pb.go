@@ -165,7 +165,14 @@ type MetaData struct {
 	Limit int64 `protobuf:"varint,6,opt,name=limit,proto3" json:"limit,omitempty"`
 	// upload_id names a resumable upload chosen by the client. Bytes received
 	// under it survive a broken stream until the upload completes or expires.
-	UploadId      string `protobuf:"bytes,7,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	UploadId string `protobuf:"bytes,7,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	// create_only, on an upload, stores the file only if no file of that name
+	// exists yet; otherwise the upload fails with FailedPrecondition.
+	CreateOnly bool `protobuf:"varint,8,opt,name=create_only,json=createOnly,proto3" json:"create_only,omitempty"`
+	// if_match, on an upload, replaces the file only if the stored file's
+	// SHA-256 (lowercase hex) equals it; otherwise, or if there is no such
+	// file, the upload fails with FailedPrecondition.
+	IfMatch       string `protobuf:"bytes,9,opt,name=if_match,json=ifMatch,proto3" json:"if_match,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -245,6 +252,20 @@ func (x *MetaData) GetLimit() int64 {
 func (x *MetaData) GetUploadId() string {
 	if x != nil {
 		return x.UploadId
+	}
+	return ""
+}
+
+func (x *MetaData) GetCreateOnly() bool {
+	if x != nil {
+		return x.CreateOnly
+	}
+	return false
+}
+
+func (x *MetaData) GetIfMatch() string {
+	if x != nil {
+		return x.IfMatch
 	}
 	return ""
 }
@@ -665,6 +686,113 @@ func (x *UploadStatus) GetComplete() bool {
 	return false
 }
 
+type UsageRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsageRequest) Reset() {
+	*x = UsageRequest{}
+	mi := &file_hello_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageRequest) ProtoMessage() {}
+
+func (x *UsageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hello_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageRequest.ProtoReflect.Descriptor instead.
+func (*UsageRequest) Descriptor() ([]byte, []int) {
+	return file_hello_proto_rawDescGZIP(), []int{10}
+}
+
+type Usage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// bytes and objects are what the caller stores now, incomplete resumable
+	// uploads included at their declared size.
+	Bytes   int64 `protobuf:"varint,1,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	Objects int64 `protobuf:"varint,2,opt,name=objects,proto3" json:"objects,omitempty"`
+	// quota_bytes and quota_objects are the caller's limits; 0 means none.
+	QuotaBytes    int64 `protobuf:"varint,3,opt,name=quota_bytes,json=quotaBytes,proto3" json:"quota_bytes,omitempty"`
+	QuotaObjects  int64 `protobuf:"varint,4,opt,name=quota_objects,json=quotaObjects,proto3" json:"quota_objects,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Usage) Reset() {
+	*x = Usage{}
+	mi := &file_hello_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Usage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Usage) ProtoMessage() {}
+
+func (x *Usage) ProtoReflect() protoreflect.Message {
+	mi := &file_hello_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Usage.ProtoReflect.Descriptor instead.
+func (*Usage) Descriptor() ([]byte, []int) {
+	return file_hello_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Usage) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *Usage) GetObjects() int64 {
+	if x != nil {
+		return x.Objects
+	}
+	return 0
+}
+
+func (x *Usage) GetQuotaBytes() int64 {
+	if x != nil {
+		return x.QuotaBytes
+	}
+	return 0
+}
+
+func (x *Usage) GetQuotaObjects() int64 {
+	if x != nil {
+		return x.QuotaObjects
+	}
+	return 0
+}
+
 var File_hello_proto protoreflect.FileDescriptor
 
 const file_hello_proto_rawDesc = "" +
@@ -676,7 +804,7 @@ const file_hello_proto_rawDesc = "" +
 	"\x0eStringResponse\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
-	"\x06sha256\x18\x03 \x01(\tR\x06sha256\"\xc9\x01\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\"\x85\x02\n" +
 	"\bMetaData\x12\x1a\n" +
 	"\bfilename\x18\x01 \x01(\tR\bfilename\x12\x1c\n" +
 	"\textension\x18\x02 \x01(\tR\textension\x12\x17\n" +
@@ -684,7 +812,10 @@ const file_hello_proto_rawDesc = "" +
 	"\x06sha256\x18\x04 \x01(\tR\x06sha256\x12\x16\n" +
 	"\x06offset\x18\x05 \x01(\x03R\x06offset\x12\x14\n" +
 	"\x05limit\x18\x06 \x01(\x03R\x05limit\x12\x1b\n" +
-	"\tupload_id\x18\a \x01(\tR\buploadIdB\a\n" +
+	"\tupload_id\x18\a \x01(\tR\buploadId\x12\x1f\n" +
+	"\vcreate_only\x18\b \x01(\bR\n" +
+	"createOnly\x12\x19\n" +
+	"\bif_match\x18\t \x01(\tR\aifMatchB\a\n" +
 	"\x05_size\"h\n" +
 	"\x11UploadFileRequest\x12'\n" +
 	"\bmetadata\x18\x01 \x01(\v2\t.MetaDataH\x00R\bmetadata\x12\x1f\n" +
@@ -712,7 +843,14 @@ const file_hello_proto_rawDesc = "" +
 	"\fUploadStatus\x12\x1b\n" +
 	"\tupload_id\x18\x01 \x01(\tR\buploadId\x12%\n" +
 	"\x0ecommitted_size\x18\x02 \x01(\x03R\rcommittedSize\x12\x1a\n" +
-	"\bcomplete\x18\x03 \x01(\bR\bcomplete2\xd7\x02\n" +
+	"\bcomplete\x18\x03 \x01(\bR\bcomplete\"\x0e\n" +
+	"\fUsageRequest\"}\n" +
+	"\x05Usage\x12\x14\n" +
+	"\x05bytes\x18\x01 \x01(\x03R\x05bytes\x12\x18\n" +
+	"\aobjects\x18\x02 \x01(\x03R\aobjects\x12\x1f\n" +
+	"\vquota_bytes\x18\x03 \x01(\x03R\n" +
+	"quotaBytes\x12#\n" +
+	"\rquota_objects\x18\x04 \x01(\x03R\fquotaObjects2\xfc\x02\n" +
 	"\aGreeter\x12,\n" +
 	"\bSayHello\x12\r.HelloRequest\x1a\x0f.StringResponse\"\x00\x125\n" +
 	"\n" +
@@ -722,7 +860,8 @@ const file_hello_proto_rawDesc = "" +
 	"\bStatFile\x12\t.MetaData\x1a\t.FileInfo\"\x00\x12*\n" +
 	"\n" +
 	"DeleteFile\x12\t.MetaData\x1a\x0f.StringResponse\"\x00\x123\n" +
-	"\vQueryUpload\x12\x13.QueryUploadRequest\x1a\r.UploadStatus\"\x00B,Z*github.com/greeter/greeter/proto/greeterpbb\x06proto3"
+	"\vQueryUpload\x12\x13.QueryUploadRequest\x1a\r.UploadStatus\"\x00\x12#\n" +
+	"\bGetUsage\x12\r.UsageRequest\x1a\x06.Usage\"\x00B,Z*github.com/greeter/greeter/proto/greeterpbb\x06proto3"
 
 var (
 	file_hello_proto_rawDescOnce sync.Once
@@ -736,7 +875,7 @@ func file_hello_proto_rawDescGZIP() []byte {
 	return file_hello_proto_rawDescData
 }
 
-var file_hello_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_hello_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_hello_proto_goTypes = []any{
 	(*HelloRequest)(nil),          // 0: HelloRequest
 	(*StringResponse)(nil),        // 1: StringResponse
@@ -748,12 +887,14 @@ var file_hello_proto_goTypes = []any{
 	(*FileInfo)(nil),              // 7: FileInfo
 	(*QueryUploadRequest)(nil),    // 8: QueryUploadRequest
 	(*UploadStatus)(nil),          // 9: UploadStatus
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*UsageRequest)(nil),          // 10: UsageRequest
+	(*Usage)(nil),                 // 11: Usage
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
 }
 var file_hello_proto_depIdxs = []int32{
 	2,  // 0: UploadFileRequest.metadata:type_name -> MetaData
 	7,  // 1: ListFilesResponse.files:type_name -> FileInfo
-	10, // 2: FileInfo.modified:type_name -> google.protobuf.Timestamp
+	12, // 2: FileInfo.modified:type_name -> google.protobuf.Timestamp
 	0,  // 3: Greeter.SayHello:input_type -> HelloRequest
 	3,  // 4: Greeter.UploadFile:input_type -> UploadFileRequest
 	2,  // 5: Greeter.DownloadFile:input_type -> MetaData
@@ -761,15 +902,17 @@ var file_hello_proto_depIdxs = []int32{
 	2,  // 7: Greeter.StatFile:input_type -> MetaData
 	2,  // 8: Greeter.DeleteFile:input_type -> MetaData
 	8,  // 9: Greeter.QueryUpload:input_type -> QueryUploadRequest
-	1,  // 10: Greeter.SayHello:output_type -> StringResponse
-	1,  // 11: Greeter.UploadFile:output_type -> StringResponse
-	4,  // 12: Greeter.DownloadFile:output_type -> FileResponse
-	6,  // 13: Greeter.ListFiles:output_type -> ListFilesResponse
-	7,  // 14: Greeter.StatFile:output_type -> FileInfo
-	1,  // 15: Greeter.DeleteFile:output_type -> StringResponse
-	9,  // 16: Greeter.QueryUpload:output_type -> UploadStatus
-	10, // [10:17] is the sub-list for method output_type
-	3,  // [3:10] is the sub-list for method input_type
+	10, // 10: Greeter.GetUsage:input_type -> UsageRequest
+	1,  // 11: Greeter.SayHello:output_type -> StringResponse
+	1,  // 12: Greeter.UploadFile:output_type -> StringResponse
+	4,  // 13: Greeter.DownloadFile:output_type -> FileResponse
+	6,  // 14: Greeter.ListFiles:output_type -> ListFilesResponse
+	7,  // 15: Greeter.StatFile:output_type -> FileInfo
+	1,  // 16: Greeter.DeleteFile:output_type -> StringResponse
+	9,  // 17: Greeter.QueryUpload:output_type -> UploadStatus
+	11, // 18: Greeter.GetUsage:output_type -> Usage
+	11, // [11:19] is the sub-list for method output_type
+	3,  // [3:11] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name
@@ -791,7 +934,7 @@ func file_hello_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hello_proto_rawDesc), len(file_hello_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -35,6 +35,7 @@ const (
 	Greeter_StatFile_FullMethodName     = "/Greeter/StatFile"
 	Greeter_DeleteFile_FullMethodName   = "/Greeter/DeleteFile"
 	Greeter_QueryUpload_FullMethodName  = "/Greeter/QueryUpload"
+	Greeter_GetUsage_FullMethodName     = "/Greeter/GetUsage"
 )
 
 // GreeterClient is the client API for Greeter service.
@@ -60,6 +61,8 @@ type GreeterClient interface {
 	// QueryUpload reports how many bytes of a resumable upload the server has
 	// committed, so a client can resume from there.
 	QueryUpload(ctx context.Context, in *QueryUploadRequest, opts ...grpc.CallOption) (*UploadStatus, error)
+	// GetUsage reports the caller's storage use and quota.
+	GetUsage(ctx context.Context, in *UsageRequest, opts ...grpc.CallOption) (*Usage, error)
 }
 
 type greeterClient struct {
@@ -152,6 +155,16 @@ func (c *greeterClient) QueryUpload(ctx context.Context, in *QueryUploadRequest,
 	return out, nil
 }
 
+func (c *greeterClient) GetUsage(ctx context.Context, in *UsageRequest, opts ...grpc.CallOption) (*Usage, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Usage)
+	err := c.cc.Invoke(ctx, Greeter_GetUsage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // GreeterServer is the server API for Greeter service.
 // All implementations must embed UnimplementedGreeterServer
 // for forward compatibility.
@@ -175,6 +188,8 @@ type GreeterServer interface {
 	// QueryUpload reports how many bytes of a resumable upload the server has
 	// committed, so a client can resume from there.
 	QueryUpload(context.Context, *QueryUploadRequest) (*UploadStatus, error)
+	// GetUsage reports the caller's storage use and quota.
+	GetUsage(context.Context, *UsageRequest) (*Usage, error)
 	mustEmbedUnimplementedGreeterServer()
 }
 
@@ -205,6 +220,9 @@ func (UnimplementedGreeterServer) DeleteFile(context.Context, *MetaData) (*Strin
 }
 func (UnimplementedGreeterServer) QueryUpload(context.Context, *QueryUploadRequest) (*UploadStatus, error) {
 	return nil, status.Error(codes.Unimplemented, "method QueryUpload not implemented")
+}
+func (UnimplementedGreeterServer) GetUsage(context.Context, *UsageRequest) (*Usage, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetUsage not implemented")
 }
 func (UnimplementedGreeterServer) mustEmbedUnimplementedGreeterServer() {}
 func (UnimplementedGreeterServer) testEmbeddedByValue()                 {}
@@ -335,6 +353,24 @@ func _Greeter_QueryUpload_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Greeter_GetUsage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UsageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GreeterServer).GetUsage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Greeter_GetUsage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GreeterServer).GetUsage(ctx, req.(*UsageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Greeter_ServiceDesc is the grpc.ServiceDesc for Greeter service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -361,6 +397,10 @@ var Greeter_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "QueryUpload",
 			Handler:    _Greeter_QueryUpload_Handler,
+		},
+		{
+			MethodName: "GetUsage",
+			Handler:    _Greeter_GetUsage_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
