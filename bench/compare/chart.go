@@ -2,62 +2,75 @@ package main
 
 import (
 	"fmt"
-	"image"
 	"image/color"
-	"image/png"
 	"math"
 	"os"
-	"strings"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/font"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/text"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 )
 
 // chartGroup is one group of bars: a label and the sweep target measured.
+// A label may hold a line break.
 type chartGroup struct {
 	label  string
 	target string
 }
 
+// chartPanel is one panel of the chart: a title and its groups of bars.
+type chartPanel struct {
+	title  string
+	groups []chartGroup
+}
+
 // The chart's two panels. Groups whose target has no samples are left out.
-var (
-	chunkPanel = []chartGroup{
+var chartPanels = []chartPanel{
+	{"by chunk size (every plugin on)", []chartGroup{
 		{"16 KiB", chunkName(16 << 10)}, {"64 KiB", chunkName(64 << 10)},
 		{"256 KiB", chunkName(256 << 10)}, {"1 MiB", chunkName(1 << 20)},
 		{"scp", targetSCP}, {"MinIO", targetMinIO},
-	}
-	featurePanel = []chartGroup{
-		{"none", "plugins: none"}, {"+rate limits", "+rate limits"}, {"+auth (JWT)", "+auth (JWT)"},
+	}},
+	{"by plugin switched on (256 KiB chunks)", []chartGroup{
+		{"none", "plugins: none"}, {"+rate\nlimits", "+rate limits"}, {"+auth\n(JWT)", "+auth (JWT)"},
 		{"+tracing", "+tracing"}, {"all on", chunkName(256 << 10)},
 		{"scp", targetSCP}, {"MinIO", targetMinIO},
-	}
-)
+	}},
+}
 
 var (
-	colorUpload   = color.RGBA{0x3b, 0x6f, 0xb6, 0xff}
-	colorDownload = color.RGBA{0xe0, 0x8a, 0x2c, 0xff}
-	colorInk      = color.RGBA{0x22, 0x22, 0x22, 0xff}
-	colorGrid     = color.RGBA{0xdd, 0xdd, 0xdd, 0xff}
-	colorMuted    = color.RGBA{0x66, 0x66, 0x66, 0xff}
+	opColor = map[string]color.Color{
+		"upload":   color.RGBA{0x3b, 0x6f, 0xb6, 0xff},
+		"download": color.RGBA{0xe0, 0x8a, 0x2c, 0xff},
+	}
+	colorGrid  = color.RGBA{0xdd, 0xdd, 0xdd, 0xff}
+	colorMuted = color.RGBA{0x66, 0x66, 0x66, 0xff}
+	chartFont  = font.Font{Typeface: "Liberation", Variant: "Sans"}
+)
+
+// The chart's size: 1640×640 pixels.
+const (
+	chartWidth  = 16.4 * vg.Inch
+	chartHeight = 6.4 * vg.Inch
+	chartDPI    = 100
 )
 
 // renderChart draws the sweep's median throughputs as grouped bars (upload
-// and download) in two panels, by chunk size and by plugin, and writes a
-// PNG. It uses only the standard library.
+// and download) in two panels, by chunk size and by plugin, over one MB/s
+// scale, and writes a PNG.
 func renderChart(path string, samples []sample) error {
-	const (
-		width, height = 1640, 640
-		scale         = 2
-		top, bottom   = 120, 110
-	)
-	img := image.NewRGBA(image.Rect(0, 0, width, height))
-	fill(img, 0, 0, width, height, color.White)
-
 	rounds, size := 0, int64(0)
 	for _, s := range samples {
 		rounds, size = max(rounds, s.Round), s.Bytes
 	}
 	value := func(op, target string) float64 { return median(pick(samples, op, target, sample.MBps)) }
 	var peak float64
-	for _, panel := range [][]chartGroup{chunkPanel, featurePanel} {
-		for _, g := range panel {
+	for _, p := range chartPanels {
+		for _, g := range p.groups {
 			for _, op := range ops {
 				peak = math.Max(peak, value(op, g.target))
 			}
@@ -66,81 +79,125 @@ func renderChart(path string, samples []sample) error {
 	if peak == 0 {
 		return fmt.Errorf("no sweep samples to chart (run -sweep)")
 	}
-	step := niceStep(peak / 6)
-	yMax := math.Ceil(peak*1.08/step) * step
 
-	drawText(img, 40, 24, fmt.Sprintf("file to file over loopback, median MB/s of %d interleaved rounds, %s (greeter: TLS 1.3, sha256 verified by the CLI)", rounds, sizeName(size)), scale, colorInk)
-	drawText(img, 40, 52, "upload", scale, colorInk)
-	fill(img, 40+textWidth("upload", scale)+8, 52, 14, 14, colorUpload)
-	drawText(img, 40+textWidth("upload", scale)+40, 52, "download", scale, colorInk)
-	fill(img, 40+textWidth("upload", scale)+40+textWidth("download", scale)+8, 52, 14, 14, colorDownload)
-	drawText(img, 40, height-34, "2 shared vCPUs with other work running: absolute numbers vary by 30 %, compare bars within one chart", scale, colorMuted)
+	img := vgimg.NewWith(vgimg.UseWH(chartWidth, chartHeight), vgimg.UseDPI(chartDPI))
+	dc := draw.New(img)
+	dc.SetColor(color.White)
+	dc.Fill(dc.Rectangle.Path())
 
-	plotTop, plotBottom := top, height-bottom
-	panels := []struct {
-		title  string
-		groups []chartGroup
-		x0, x1 int
-	}{
-		{"by chunk size (every plugin on)", chunkPanel, 110, 760},
-		{"by plugin switched on (256 KiB chunks)", featurePanel, 880, 1610},
+	const header, footer, margin = 0.8 * vg.Inch, 0.45 * vg.Inch, 0.4 * vg.Inch
+	dc.FillText(textStyle(13, color.Black), vg.Point{X: margin, Y: dc.Max.Y - 0.3*vg.Inch},
+		fmt.Sprintf("File to file over loopback, median MB/s of %d interleaved rounds, %s (greeter: TLS 1.3, SHA-256 verified by the CLI)", rounds, sizeName(size)))
+	// The legend, in a row under the title: one single-entry legend per
+	// operation, side by side.
+	band := draw.Crop(dc, margin, 0, chartHeight-header, -0.4*vg.Inch)
+	for _, op := range ops {
+		l := plot.NewLegend()
+		l.Top, l.Left = true, true
+		l.TextStyle.Font = font.From(chartFont, 12)
+		l.Add(op, &plotter.BarChart{Color: opColor[op]})
+		l.Draw(band)
+		band = draw.Crop(band, l.Rectangle(band).Size().X+0.3*vg.Inch, 0, 0, 0)
 	}
-	for _, p := range panels {
-		drawText(img, p.x0, plotTop-34, p.title, scale, colorInk)
-		// Grid and axis labels.
-		for v := 0.0; v <= yMax+step/2; v += step {
-			y := plotBottom - int(v/yMax*float64(plotBottom-plotTop))
-			fill(img, p.x0, y, p.x1-p.x0, 1, colorGrid)
-			label := fmt.Sprintf("%.0f", v)
-			drawText(img, p.x0-12-textWidth(label, scale), y-7, label, scale, colorMuted)
+	dc.FillText(textStyle(11, colorMuted), vg.Point{X: margin, Y: dc.Min.Y + 0.15*vg.Inch},
+		"2 shared vCPUs with other work running: absolute numbers vary by 30 %, compare bars within one chart")
+
+	var plots []*plot.Plot
+	for _, p := range chartPanels {
+		pp, err := panelPlot(p, value, peak*1.12)
+		if err != nil {
+			return err
 		}
-		fill(img, p.x0, plotBottom, p.x1-p.x0, 2, colorInk)
-		var groups []chartGroup
-		for _, g := range p.groups {
-			if value("upload", g.target) > 0 || value("download", g.target) > 0 {
-				groups = append(groups, g)
-			}
-		}
-		if len(groups) == 0 {
-			continue
-		}
-		slot := (p.x1 - p.x0) / len(groups)
-		bar := min(50, slot*2/5)
-		for i, g := range groups {
-			cx := p.x0 + i*slot + slot/2
-			for j, op := range ops {
-				v := value(op, g.target)
-				x := cx - bar - 2 + j*(bar+4)
-				h := int(v / yMax * float64(plotBottom-plotTop))
-				c := colorUpload
-				if op == "download" {
-					c = colorDownload
-				}
-				fill(img, x, plotBottom-h, bar, h, c)
-				label := fmt.Sprintf("%.0f", v)
-				drawText(img, x+bar/2-textWidth(label, scale)/2, plotBottom-h-20, label, scale, colorInk)
-			}
-			// Labels of up to two lines, split at the first space.
-			lines := []string{g.label}
-			if textWidth(g.label, scale) > slot-8 {
-				if a, b, ok := strings.Cut(g.label, " "); ok {
-					lines = []string{a, b}
-				}
-			}
-			for k, line := range lines {
-				drawText(img, cx-textWidth(line, scale)/2, plotBottom+14+k*20, line, scale, colorInk)
-			}
-		}
+		plots = append(plots, pp)
 	}
+	tiles := draw.Tiles{Rows: 1, Cols: len(plots), PadLeft: margin / 2, PadRight: margin / 2, PadX: margin,
+		PadTop: header, PadBottom: footer}
+	for i, c := range plot.Align([][]*plot.Plot{plots}, tiles, dc)[0] {
+		plots[i].Draw(c)
+	}
+
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	if err := png.Encode(f, img); err != nil {
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
 		f.Close()
 		return err
 	}
 	return f.Close()
+}
+
+// panelPlot builds one panel: for each group that has samples, an upload
+// and a download bar labelled with its value, on a y axis from 0 to yMax.
+func panelPlot(panel chartPanel, value func(op, target string) float64, yMax float64) (*plot.Plot, error) {
+	var groups []chartGroup
+	for _, g := range panel.groups {
+		if value("upload", g.target) > 0 || value("download", g.target) > 0 {
+			groups = append(groups, g)
+		}
+	}
+	p := plot.New()
+	p.Title.Text = panel.title
+	p.Title.TextStyle.Font = font.From(chartFont, 13)
+	p.X.Tick.Label.Font = font.From(chartFont, 12)
+	p.Y.Tick.Label.Font = font.From(chartFont, 11)
+	p.Y.Label.Text = "MB/s"
+	p.Y.Label.TextStyle.Font = font.From(chartFont, 12)
+	p.Y.Min, p.Y.Max = 0, yMax
+	p.Y.Tick.Marker = plot.TickerFunc(yTicks)
+	p.Add(&plotter.Grid{Horizontal: draw.LineStyle{Color: colorGrid, Width: vg.Points(0.75)}})
+	if len(groups) == 0 {
+		return p, nil
+	}
+
+	// A slot per group on a panel about 7 inches wide; the two bars take
+	// four fifths of it.
+	bar := min(0.45*vg.Inch, 7*vg.Inch/vg.Length(len(groups))*2/5)
+	labels := make([]string, len(groups))
+	for i, g := range groups {
+		labels[i] = g.label
+	}
+	for j, op := range ops {
+		values := make(plotter.Values, len(groups))
+		points := make(plotter.XYs, len(groups))
+		texts := make([]string, len(groups))
+		for i, g := range groups {
+			values[i] = value(op, g.target)
+			points[i] = plotter.XY{X: float64(i), Y: values[i]}
+			texts[i] = fmt.Sprintf("%.0f", values[i])
+		}
+		offset := (vg.Length(j) - 0.5) * (bar + vg.Points(3))
+		bars, err := plotter.NewBarChart(values, bar)
+		if err != nil {
+			return nil, err
+		}
+		bars.Color, bars.LineStyle.Width, bars.Offset = opColor[op], 0, offset
+		p.Add(bars)
+		l, err := plotter.NewLabels(plotter.XYLabels{XYs: points, Labels: texts})
+		if err != nil {
+			return nil, err
+		}
+		for i := range l.TextStyle {
+			l.TextStyle[i].Font = font.From(chartFont, 11)
+			l.TextStyle[i].XAlign, l.TextStyle[i].YAlign = text.XCenter, text.YBottom
+		}
+		l.Offset = vg.Point{X: offset, Y: vg.Points(3)}
+		p.Add(l)
+	}
+	p.NominalX(labels...)
+	p.X.Min, p.X.Max = -0.5, float64(len(groups))-0.5
+	return p, nil
+}
+
+// yTicks labels the MB/s axis in whole numbers, at about six steps of 1, 2
+// or 5 times a power of ten.
+func yTicks(lo, hi float64) []plot.Tick {
+	step := niceStep((hi - lo) / 6)
+	var ticks []plot.Tick
+	for v := math.Ceil(lo/step) * step; v <= hi; v += step {
+		ticks = append(ticks, plot.Tick{Value: v, Label: fmt.Sprintf("%.0f", v)})
+	}
+	return ticks
 }
 
 // niceStep rounds x up to 1, 2 or 5 times a power of ten.
@@ -155,4 +212,13 @@ func niceStep(x float64) float64 {
 		}
 	}
 	return 10 * p
+}
+
+// textStyle is a plain text style in the chart's font.
+func textStyle(size vg.Length, c color.Color) draw.TextStyle {
+	return text.Style{
+		Color:   c,
+		Font:    font.From(chartFont, size),
+		Handler: plot.DefaultTextHandler,
+	}
 }
