@@ -25,7 +25,6 @@ import (
 	"github.com/greeter/greeter/middleware"
 	"github.com/greeter/greeter/middleware/auth"
 	"github.com/greeter/greeter/middleware/authz"
-	mwclient "github.com/greeter/greeter/middleware/client"
 	"github.com/greeter/greeter/middleware/logging"
 	"github.com/greeter/greeter/middleware/ratelimit"
 	"github.com/greeter/greeter/middleware/recovery"
@@ -310,7 +309,7 @@ func newChainEnv(tb testing.TB, setup chainSetup) *chainEnv {
 		service.New(store, side.svc).Register(srv)
 		addr := startLabelled(tb, srv, side.name)
 		*side.dst = dialLabelled(tb, addr, side.name, client.Options{
-			TLS: clientTLS, PerRPC: mwclient.BearerToken(devToken(tb, dev)), DialOptions: side.dial,
+			TLS: clientTLS, PerRPC: client.BearerToken(devToken(tb, dev)), DialOptions: side.dial,
 		})
 	}
 	if setup.payload > 0 {

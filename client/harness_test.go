@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/test/bufconn"
 
+	pb "github.com/greeter/greeter/proto/greeterpb"
 	"github.com/greeter/greeter/service"
 	"github.com/greeter/greeter/service/diskstore"
 )
@@ -60,7 +61,7 @@ func startServer(t *testing.T, cfg serverConfig) *testServer {
 	}}
 	stream := []grpc.StreamServerInterceptor{func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, next grpc.StreamHandler) error {
 		defer func() { s.handled <- info.FullMethod }()
-		if info.FullMethod == "/Greeter/UploadFile" {
+		if info.FullMethod == pb.Greeter_UploadFile_FullMethodName {
 			s.uploadStarted()
 			defer s.uploadEnded()
 		}

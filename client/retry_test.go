@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -20,7 +21,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/greeter/greeter/middleware/ratelimit"
-	"github.com/greeter/greeter/service"
+	pb "github.com/greeter/greeter/proto/greeterpb"
+	"github.com/greeter/greeter/proto/wire"
 )
 
 func sum(b []byte) string {
@@ -43,23 +45,37 @@ func hasReason(err error, reason string, n int64) bool {
 	st, _ := status.FromError(err)
 	for _, d := range st.Details() {
 		if info, ok := d.(*errdetails.ErrorInfo); ok {
-			return info.GetReason() == reason && info.GetMetadata()[metadataCommittedSize] == strconv.FormatInt(n, 10)
+			return info.GetReason() == reason && info.GetMetadata()[wire.MetadataCommittedSize] == strconv.FormatInt(n, 10)
 		}
 	}
 	return false
 }
 
-// TestErrorInfoMatchesServer pins the client's copy of the server's
-// ErrorInfo vocabulary.
+// TestErrorInfoMatchesServer: the client finds where to resume in the
+// ErrorInfo the real service writes, for both of its reasons.
 func TestErrorInfoMatchesServer(t *testing.T) {
-	for _, c := range [][2]string{
-		{errorDomain, service.ErrorDomain},
-		{reasonOffsetMismatch, service.ReasonOffsetMismatch},
-		{reasonUploadIncomplete, service.ReasonUploadIncomplete},
-		{metadataCommittedSize, service.MetadataCommittedSize},
+	ctx := testContext(t)
+	srv := startServer(t, serverConfig{})
+	c, _ := srv.client(Options{}, nil)
+	data := make([]byte, 1000)
+	size := int64(len(data))
+	id := UploadID("i.bin", size, sum(data))
+	for _, step := range []struct {
+		name        string
+		offset, end int64
+		reason      string
+	}{
+		{"half-closed early", 0, 300, wire.ReasonUploadIncomplete},
+		{"resumed at the wrong offset", 100, 200, wire.ReasonOffsetMismatch},
 	} {
-		if c[0] != c[1] {
-			t.Errorf("client uses %q where the server sends %q", c[0], c[1])
+		md := &pb.MetaData{Filename: "i.bin", Size: &size, Sha256: sum(data), UploadId: id, Offset: step.offset}
+		var sent int64
+		_, _, err := c.send(ctx, md, bytes.NewReader(data[step.offset:step.end]), -1, nil, &sent, func(int64) {})
+		if !hasReason(err, step.reason, 300) {
+			t.Fatalf("%s: the upload failed with %v, want %s at 300", step.name, err, step.reason)
+		}
+		if v := classify(err); !v.retry || v.committed != 300 {
+			t.Errorf("%s: classify(%v) = %+v, want a retry at the committed size 300", step.name, err, v)
 		}
 	}
 }
@@ -146,7 +162,7 @@ func failing(method string, n int32, err func() error, calls *atomic.Int32) grpc
 func TestRetryGivesUpAfterMaxAttempts(t *testing.T) {
 	ctx := testContext(t)
 	var calls atomic.Int32
-	srv := startServer(t, serverConfig{stream: failing("/Greeter/UploadFile", -1, func() error {
+	srv := startServer(t, serverConfig{stream: failing(pb.Greeter_UploadFile_FullMethodName, -1, func() error {
 		return status.Error(codes.Unavailable, "down")
 	}, &calls)})
 	p := RetryPolicy{MaxAttempts: 5, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 300 * time.Millisecond}
@@ -176,7 +192,7 @@ func TestRetryStopsAtOnceOnPermanentErrors(t *testing.T) {
 	for _, code := range []codes.Code{codes.PermissionDenied, codes.InvalidArgument, codes.Internal, codes.ResourceExhausted} {
 		t.Run(code.String(), func(t *testing.T) {
 			var calls atomic.Int32
-			srv := startServer(t, serverConfig{stream: failing("/Greeter/DownloadFile", -1, func() error {
+			srv := startServer(t, serverConfig{stream: failing(pb.Greeter_DownloadFile_FullMethodName, -1, func() error {
 				return status.Error(code, "no")
 			}, &calls)})
 			c, rec := srv.client(Options{}, nil)
@@ -193,7 +209,7 @@ func TestRetryStopsAtOnceOnPermanentErrors(t *testing.T) {
 func TestRetryHonoursRetryInfo(t *testing.T) {
 	ctx := testContext(t)
 	var calls atomic.Int32
-	srv := startServer(t, serverConfig{stream: failing("/Greeter/UploadFile", 3, func() error {
+	srv := startServer(t, serverConfig{stream: failing(pb.Greeter_UploadFile_FullMethodName, 3, func() error {
 		return ratelimit.Exhausted(context.Background(), "transfer rate limit exceeded", 2*time.Second)
 	}, &calls)})
 	c, rec := srv.client(Options{Retry: RetryPolicy{MaxAttempts: 2}}, nil)
@@ -259,7 +275,7 @@ func TestRetryResetsOnProgress(t *testing.T) {
 
 func TestRetryStopsWhenContextEnds(t *testing.T) {
 	var calls atomic.Int32
-	srv := startServer(t, serverConfig{stream: failing("/Greeter/UploadFile", -1, func() error {
+	srv := startServer(t, serverConfig{stream: failing(pb.Greeter_UploadFile_FullMethodName, -1, func() error {
 		return status.Error(codes.Unavailable, "down")
 	}, &calls)})
 	c, _ := srv.client(Options{}, nil)

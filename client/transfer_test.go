@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/greeter/greeter/proto/greeterpb"
+	"github.com/greeter/greeter/proto/wire"
 	"github.com/greeter/greeter/service"
 	"github.com/greeter/greeter/service/diskstore"
 )
@@ -56,7 +57,7 @@ func TestUploadResumesAfterCancel(t *testing.T) {
 		t.Fatalf("canceled upload reported %d attempts and %d bytes sent, want 1 attempt and at least %d bytes", res.Attempts, res.Sent, cancelAt)
 	}
 	// The server suspends the upload when its handler returns.
-	srv.waitHandled(ctx, "/Greeter/UploadFile")
+	srv.waitHandled(ctx, pb.Greeter_UploadFile_FullMethodName)
 
 	res, err = c.UploadFile(ctx, path, "big.bin", nil)
 	if err != nil {
@@ -126,7 +127,7 @@ func TestUploadResumesAtCommittedSizeFromErrorInfo(t *testing.T) {
 	const size = 4 * mib
 	var queries atomic.Int32
 	srv := startServer(t, serverConfig{unary: func(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
-		if info.FullMethod == "/Greeter/QueryUpload" {
+		if info.FullMethod == pb.Greeter_QueryUpload_FullMethodName {
 			queries.Add(1)
 			return nil, status.Error(codes.NotFound, "forgotten")
 		}
@@ -146,7 +147,7 @@ func TestUploadResumesAtCommittedSizeFromErrorInfo(t *testing.T) {
 	sz := int64(size)
 	md := &pb.MetaData{Filename: "e.bin", Size: &sz, Sha256: sum(data), UploadId: id}
 	_, _, err = c.send(ctx, md, io.NewSectionReader(f, 0, mib), -1, nil, &sent, func(int64) {})
-	if !hasReason(err, reasonUploadIncomplete, mib) {
+	if !hasReason(err, wire.ReasonUploadIncomplete, mib) {
 		t.Fatalf("a short resumable upload failed with %v, want UPLOAD_INCOMPLETE at %d", err, mib)
 	}
 
@@ -170,7 +171,7 @@ func TestUploadLostAnswerIsNotSentTwice(t *testing.T) {
 	const size = 1 * mib
 	var dropped atomic.Bool
 	srv := startServer(t, serverConfig{stream: func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, next grpc.StreamHandler) error {
-		if info.FullMethod != "/Greeter/UploadFile" || !dropped.CompareAndSwap(false, true) {
+		if info.FullMethod != pb.Greeter_UploadFile_FullMethodName || !dropped.CompareAndSwap(false, true) {
 			return next(srv, ss)
 		}
 		if err := next(srv, &answerDropper{ServerStream: ss}); err != nil {

@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"os"
 	"strconv"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -23,6 +25,104 @@ import (
 func UploadID(name string, size int64, sha256Hex string) string {
 	sum := sha256.Sum256([]byte(name + "\x00" + strconv.FormatInt(size, 10) + "\x00" + sha256Hex))
 	return hex.EncodeToString(sum[:])[:32]
+}
+
+// Upload stores the bytes of r under name in one attempt: a reader cannot
+// be rewound, so nothing is retried or resumed (UploadFile does both).
+// size, when not negative, is declared to the server, which then refuses
+// anything else. The SHA-256 the server reports is compared with the one
+// computed while sending.
+func (c *Client) Upload(ctx context.Context, name string, r io.Reader, size int64, progress Progress) (Result, error) {
+	res := Result{Name: name, Attempts: 1}
+	md := &pb.MetaData{Filename: name}
+	if size >= 0 {
+		md.Size = &size
+	}
+	h := sha256.New()
+	resp, _, err := c.send(ctx, md, r, -1, h, &res.Sent, func(n int64) {
+		if progress != nil {
+			progress(n, size)
+		}
+	})
+	if err != nil {
+		return res, err
+	}
+	local := hex.EncodeToString(h.Sum(nil))
+	if err := checkStored(resp, res.Sent, local); err != nil {
+		return res, err
+	}
+	res.Size, res.SHA256 = res.Sent, local
+	return res, nil
+}
+
+// send runs one UploadFile stream: md, then the bytes of r in chunks. When
+// want is not negative, r must yield exactly want bytes. Every byte sent is
+// also written to h (when not nil) and counted in *sent, and report is
+// called with the bytes this stream sent so far. reachedEnd reports that
+// every byte was sent and the stream half-closed, so a failure came while
+// waiting for the server's answer.
+func (c *Client) send(ctx context.Context, md *pb.MetaData, r io.Reader, want int64, h hash.Hash, sent *int64, report func(int64)) (resp *pb.StringResponse, reachedEnd bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.rpc.UploadFile(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := stream.Send(&pb.UploadFileRequest{Request: &pb.UploadFileRequest_Metadata{Metadata: md}}); err != nil {
+		return nil, false, uploadErr(stream, err)
+	}
+	buf := make([]byte, c.chunk)
+	chunk := &pb.UploadFileRequest_ChunkData{}
+	msg := &pb.UploadFileRequest{Request: chunk}
+	var n int64
+	for {
+		k, rerr := io.ReadFull(r, buf)
+		if k > 0 {
+			chunk.ChunkData = buf[:k]
+			if err := stream.Send(msg); err != nil {
+				return nil, false, uploadErr(stream, err)
+			}
+			if h != nil {
+				h.Write(buf[:k])
+			}
+			n += int64(k)
+			*sent += int64(k)
+			report(n)
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			return nil, false, fmt.Errorf("reading upload source: %w", rerr)
+		}
+	}
+	if want >= 0 && n != want {
+		// Returning cancels the stream: a resumable upload keeps what
+		// arrived, a plain one stores nothing.
+		return nil, false, fmt.Errorf("upload source changed while uploading: read %d bytes, expected %d", n, want)
+	}
+	resp, err = stream.CloseAndRecv()
+	return resp, true, err
+}
+
+// uploadErr returns the RPC's status after a failed Send: Send reports only
+// io.EOF when the server ended the call, the reason comes from CloseAndRecv.
+func uploadErr(stream grpc.ClientStreamingClient[pb.UploadFileRequest, pb.StringResponse], err error) error {
+	if errors.Is(err, io.EOF) {
+		_, err = stream.CloseAndRecv()
+		if err == nil {
+			err = status.Error(codes.Internal, "server ended the upload early without an error")
+		}
+	}
+	return err
+}
+
+// checkStored compares what the server says it stored with what was sent.
+func checkStored(resp *pb.StringResponse, size int64, sum string) error {
+	if resp.GetSha256() != sum || resp.GetSize() != size {
+		return status.Errorf(codes.DataLoss, "server stored %d bytes with sha256 %s, sent %d bytes with sha256 %s", resp.GetSize(), resp.GetSha256(), size, sum)
+	}
+	return nil
 }
 
 // UploadFile stores the file at path under name, retrying transient
@@ -199,24 +299,4 @@ func hashFile(ctx context.Context, r io.ReaderAt, size int64) (string, error) {
 		return "", fmt.Errorf("file changed while hashing: read %d bytes, expected %d", n, size)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// copyContext copies r to h until EOF, checking ctx between reads.
-func copyContext(ctx context.Context, h hash.Hash, r io.Reader) (int64, error) {
-	buf := make([]byte, 1<<20)
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return n, status.FromContextError(err).Err()
-		}
-		k, err := r.Read(buf)
-		h.Write(buf[:k])
-		n += int64(k)
-		if err == io.EOF {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
-	}
 }

@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/greeter/greeter/client"
-	mwclient "github.com/greeter/greeter/middleware/client"
 	pb "github.com/greeter/greeter/proto/greeterpb"
 )
 
@@ -107,7 +106,7 @@ func runLoad(ctx context.Context, cfg *config, creds *credentials, stderr io.Wri
 		// One grpc.ClientConn per user, as each run of the CLI has its own.
 		c, err := client.New(cfg.addr, client.Options{
 			TLS:    creds.tls,
-			PerRPC: mwclient.BearerToken(creds.tokens[i%len(creds.tokens)]),
+			PerRPC: client.BearerToken(creds.tokens[i%len(creds.tokens)]),
 		})
 		if err != nil {
 			return nil, err

@@ -29,7 +29,7 @@ type transferFlags struct {
 }
 
 func (f *transferFlags) register(fs *flag.FlagSet) {
-	f.jobs, f.retries = defaultJobs, client.DefaultMaxAttempts-1
+	f.jobs, f.retries = defaultJobs, client.DefaultRetryPolicy().MaxAttempts-1
 	fs.IntVar(&f.jobs, "j", f.jobs, "transfers to run at once")
 	fs.BoolVar(&f.noResume, "no-resume", false, "start every transfer and every retry from the first byte")
 	fs.IntVar(&f.retries, "retries", f.retries, "retries of a transfer failing without progress (0: none)")

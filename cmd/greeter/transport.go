@@ -9,7 +9,6 @@ import (
 
 	"github.com/greeter/greeter/certs"
 	"github.com/greeter/greeter/client"
-	mwclient "github.com/greeter/greeter/middleware/client"
 )
 
 // maxTokenFileSize bounds what --token-file reads.
@@ -60,7 +59,7 @@ func (c *connection) clientOptions() (client.Options, error) {
 	}
 	opts.TLS = tlsCfg
 	if token != "" {
-		opts.PerRPC = mwclient.BearerToken(token)
+		opts.PerRPC = client.BearerToken(token)
 	}
 	return opts, nil
 }

@@ -1,0 +1,89 @@
+package client
+
+import (
+	"context"
+	"hash"
+	"io"
+
+	"google.golang.org/grpc/status"
+)
+
+// Result describes a stored or fetched file and what moving it took. A
+// failed transfer still reports its name, the bytes it moved and the
+// attempts it made.
+type Result struct {
+	Name   string
+	Size   int64
+	SHA256 string
+	// Sent is the number of file bytes an upload sent, over all its
+	// attempts. A resumed upload sends less than Size.
+	Sent int64
+	// Received is the number of file bytes a download received, over all
+	// its attempts. A resumed download receives less than Size.
+	Received int64
+	// Attempts is the number of streams the transfer opened (or tried to).
+	Attempts int
+}
+
+// Progress is called with the bytes of the file transferred so far and the
+// total expected (-1 when unknown). A resumed transfer starts at the bytes
+// already in place; a transfer that starts over goes back to 0. It may be
+// nil.
+type Progress func(done, total int64)
+
+// TransferOption changes how one UploadFile or DownloadFile call behaves.
+type TransferOption func(*transfer)
+
+// transfer holds the settings of one transfer.
+type transfer struct {
+	retry    RetryPolicy
+	noResume bool
+}
+
+// NoResume makes a transfer start from the first byte, on its first
+// attempt and on every retry. An upload is sent without an upload ID, as a
+// plain upload (the tutorial's protocol); a download ignores and removes
+// any partial file left by an earlier run.
+func NoResume() TransferOption {
+	return func(t *transfer) { t.noResume = true }
+}
+
+// WithRetry replaces the Client's retry policy for one transfer.
+func WithRetry(p RetryPolicy) TransferOption {
+	return func(t *transfer) { t.retry = p.withDefaults() }
+}
+
+// transferOptions returns the settings of one transfer: the Client's,
+// changed by opts.
+func (c *Client) transferOptions(opts []TransferOption) transfer {
+	t := transfer{retry: c.retryPolicy, noResume: c.noResume}
+	for _, o := range opts {
+		o(&t)
+	}
+	return t
+}
+
+// withCallTimeout bounds a unary call a transfer makes.
+func (c *Client) withCallTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.callTimeout)
+}
+
+// copyContext copies r to h until EOF, checking ctx between reads.
+func copyContext(ctx context.Context, h hash.Hash, r io.Reader) (int64, error) {
+	buf := make([]byte, 1<<20)
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, status.FromContextError(err).Err()
+		}
+		k, err := r.Read(buf)
+		h.Write(buf[:k])
+		n += int64(k)
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
