@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/greeter/greeter/service"
 )
 
 // CleanTemporaries removes the temporary files of uploads in tmp/ that were
@@ -47,10 +50,113 @@ func (s *Store) CleanTemporaries(olderThan time.Duration) (removed int, err erro
 		if err := s.syncDir(tmpDir); err != nil {
 			errs = append(errs, err)
 		}
-		s.opts.logger.Info("diskstore: removed stale temporary files", "count", removed, "older_than", olderThan)
+		s.opts.logger.Info("stale temporary files removed",
+			slog.Int("count", removed), slog.Duration("older_than", olderThan))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return removed, fmt.Errorf("diskstore: clean temporaries: %w", err)
 	}
 	return removed, nil
+}
+
+// CleanExpiredUploads removes the incomplete resumable uploads that were
+// last written more than olderThan ago, and leftovers of uploads that died
+// between creating their files, and returns how many uploads it removed. It
+// skips uploads a stream holds and keeps going after an error, returning
+// all of them joined. olderThan must be positive: incomplete uploads are
+// meant to survive restarts, so there is no "remove everything".
+func (s *Store) CleanExpiredUploads(olderThan time.Duration) (removed int, err error) {
+	if olderThan <= 0 {
+		return 0, fmt.Errorf("diskstore: clean expired uploads: olderThan must be positive, got %v", olderThan)
+	}
+	owners, err := fs.ReadDir(s.root.FS(), uploadsDir)
+	if err != nil {
+		return 0, fmt.Errorf("diskstore: clean expired uploads: %w", err)
+	}
+	now := s.opts.now()
+	cutoff := now.Add(-olderThan)
+	var errs []error
+	for _, o := range owners {
+		if !o.IsDir() {
+			continue
+		}
+		dir := uploadsDir + "/" + o.Name()
+		n, err := s.cleanOwner(dir, now, cutoff, olderThan)
+		removed += n
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if removed > 0 {
+		s.opts.logger.Info("expired uploads removed",
+			slog.Int("count", removed), slog.Duration("older_than", olderThan))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return removed, fmt.Errorf("diskstore: clean expired uploads: %w", err)
+	}
+	return removed, nil
+}
+
+// cleanOwner removes the expired uploads in the owner folder dir, then the
+// folder if it is empty.
+func (s *Store) cleanOwner(dir string, now, cutoff time.Time, ttl time.Duration) (removed int, err error) {
+	entries, err := fs.ReadDir(s.root.FS(), dir)
+	if err != nil {
+		return 0, err
+	}
+	// Group the entries by upload ID.
+	ids := make(map[string]fs.DirEntry)
+	for _, e := range entries {
+		name := e.Name()
+		for _, suffix := range []string{stateTmpSuffix, stateSuffix, partSuffix} {
+			if id, ok := strings.CutSuffix(name, suffix); ok {
+				if e.Type().IsRegular() && service.ValidateUploadID(id) == nil {
+					if _, seen := ids[id]; !seen || suffix == stateSuffix {
+						ids[id] = e
+					}
+				}
+				break
+			}
+		}
+	}
+	var errs []error
+	for id, e := range ids {
+		key := dir + "/" + id
+		if !s.held.tryLock(key) {
+			continue // a stream is writing it
+		}
+		if s.expiredLocked(key, e, now, cutoff, ttl) {
+			if err := s.removeUpload(key); err != nil {
+				errs = append(errs, err)
+			} else {
+				removed++
+			}
+		}
+		s.held.unlock(key)
+	}
+	s.createMu.Lock()
+	// Remove fails unless the folder is empty; a new upload cannot appear
+	// in it meanwhile because creating one takes createMu.
+	if err := s.root.Remove(dir); err == nil {
+		if err := s.syncDir(uploadsDir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.createMu.Unlock()
+	return removed, errors.Join(errs...)
+}
+
+// expiredLocked reports whether the upload at key, represented by the
+// directory entry e (its state file if it has one), should be removed. The
+// caller holds the upload's lock.
+func (s *Store) expiredLocked(key string, e fs.DirEntry, now, cutoff time.Time, ttl time.Duration) bool {
+	if strings.HasSuffix(e.Name(), stateSuffix) {
+		st, err := s.loadState(key)
+		if err == nil {
+			return st.expired(now, ttl)
+		}
+	}
+	// No usable state: a leftover. Judge it by its file's age.
+	fi, err := e.Info()
+	return err == nil && fi.ModTime().Before(cutoff)
 }

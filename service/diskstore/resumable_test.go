@@ -2,7 +2,6 @@ package diskstore
 
 import (
 	"bytes"
-	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"os"
@@ -15,92 +14,6 @@ import (
 
 	"github.com/greeter/greeter/service"
 )
-
-// fakeClock is a clock that moves only when told to.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func randomData(t *testing.T, n int) []byte {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// resumeOf describes a resumable upload of data under id and name,
-// continuing at offset.
-func resumeOf(id, name string, data []byte, offset int64) service.Resume {
-	return service.Resume{
-		ID:     id,
-		Name:   name,
-		Want:   service.Expect{Size: int64(len(data)), HasSize: true, SHA256: sha256.Sum256(data), HasSHA256: true},
-		Offset: offset,
-	}
-}
-
-// writeAll writes p to up in chunks of n bytes.
-func writeAll(t *testing.T, up service.Upload, p []byte, n int) {
-	t.Helper()
-	for off := 0; off < len(p); off += n {
-		if _, err := up.Write(p[off:min(off+n, len(p))]); err != nil {
-			t.Fatalf("Write at %d: %v", off, err)
-		}
-	}
-}
-
-// uploadFiles lists the files below uploads/ of the data dir.
-func uploadFiles(t *testing.T, dir string) []string {
-	t.Helper()
-	var files []string
-	err := filepath.WalkDir(filepath.Join(dir, uploadsDir), func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if !d.IsDir() {
-			files = append(files, p)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return files
-}
-
-func wantCommitted(t *testing.T, s *Store, owner, id string, want int64) {
-	t.Helper()
-	got, err := s.QueryResumable(t.Context(), owner, id, 0)
-	if err != nil || got != want {
-		t.Fatalf("QueryResumable(%q) = %d, %v, want %d, nil", id, got, err, want)
-	}
-}
-
-func wantUnknown(t *testing.T, s *Store, owner, id string, ttl time.Duration) {
-	t.Helper()
-	got, err := s.QueryResumable(t.Context(), owner, id, ttl)
-	var upErr *service.UploadError
-	if !errors.Is(err, service.ErrNotFound) || !errors.As(err, &upErr) || upErr.ID != id {
-		t.Fatalf("QueryResumable(%q) = %d, %v, want an UploadError wrapping ErrNotFound", id, got, err)
-	}
-}
 
 func TestResumableSuspendResumeCommit(t *testing.T) {
 	s, dir := newStore(t)
@@ -171,11 +84,6 @@ func TestResumableSuspendResumeCommit(t *testing.T) {
 	if _, err := s.Stat(ctx, owner, "dir/file.bin"); err != nil {
 		t.Errorf("Stat after Abort following Commit = %v, want the file kept", err)
 	}
-}
-
-func base64Owner(o string) string {
-	p, _ := uploadOwnerPath(o)
-	return strings.TrimPrefix(p, uploadsDir+"/")
 }
 
 // TestResumableSurvivesCrash writes past two checkpoints and then abandons
@@ -428,126 +336,5 @@ func TestResumableCap(t *testing.T) {
 	clock.Advance(2 * time.Hour)
 	if err := begin(owner, "c", time.Hour); err != nil {
 		t.Fatalf("upload after the others expired = %v, want nil", err)
-	}
-}
-
-func TestResumableExpiry(t *testing.T) {
-	clock := newFakeClock()
-	s, dir := newStore(t, WithClock(clock.Now))
-	ctx := t.Context()
-	data := randomData(t, 100)
-	start := func(owner, id string, n int) service.ResumableUpload {
-		t.Helper()
-		up, err := s.BeginResumable(ctx, owner, resumeOf(id, "f", data, 0))
-		if err != nil {
-			t.Fatal(err)
-		}
-		writeAll(t, up, data[:n], 10)
-		return up
-	}
-	old := start(owner, "old", 30)
-	old.Suspend()
-	held := start(owner, "held", 20)
-	defer held.Abort()
-	bobs := start("bob", "old", 40)
-	bobs.Suspend()
-	// Leftovers of a process that died while creating an upload.
-	leftDir := filepath.Join(dir, uploadsDir, base64Owner(owner))
-	for _, name := range []string{"orphan" + partSuffix, "orphan" + stateTmpSuffix, "notes.txt"} {
-		if err := os.WriteFile(filepath.Join(leftDir, name), []byte("x"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		past := clock.Now().Add(-3 * time.Hour)
-		os.Chtimes(filepath.Join(leftDir, name), past, past)
-	}
-
-	clock.Advance(30 * time.Minute)
-	fresh := start(owner, "fresh", 10)
-	fresh.Suspend()
-	if n, err := s.CleanExpiredUploads(0); err == nil {
-		t.Errorf("CleanExpiredUploads(0) = %d, nil, want an error", n)
-	}
-	clock.Advance(45 * time.Minute) // old and bob's: 75 min; fresh: 45 min
-
-	wantUnknown(t, s, owner, "old", time.Hour)
-	wantCommitted(t, s, owner, "fresh", 10)
-	if _, err := s.QueryResumable(ctx, owner, "held", time.Hour); err != nil {
-		t.Errorf("QueryResumable of an expired upload a stream holds = %v, want its size", err)
-	}
-
-	n, err := s.CleanExpiredUploads(time.Hour)
-	if err != nil || n != 3 {
-		t.Fatalf("CleanExpiredUploads(1h) = %d, %v; want 3 (old, bob's old, orphan), nil", n, err)
-	}
-	wantUnknown(t, s, owner, "old", 0)
-	wantUnknown(t, s, "bob", "old", 0)
-	wantCommitted(t, s, owner, "fresh", 10)
-	if _, err := held.Write(data[20:30]); err != nil {
-		t.Errorf("Write to the held upload after cleaning = %v, want nil", err)
-	}
-	if _, err := os.Stat(filepath.Join(leftDir, "notes.txt")); err != nil {
-		t.Errorf("a foreign file was removed: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, uploadsDir, base64Owner("bob"))); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("bob's empty uploads folder: Stat = %v, want it removed", err)
-	}
-
-	// An expired upload is replaced by a new one: its offset starts at 0.
-	r := resumeOf("fresh", "f", data, 10)
-	r.TTL = time.Minute
-	if _, err := s.BeginResumable(ctx, owner, r); !errors.Is(err, service.ErrOffsetMismatch) {
-		t.Fatalf("resuming an expired upload = %v, want ErrOffsetMismatch", err)
-	}
-	r.Offset = 0
-	up, err := s.BeginResumable(ctx, owner, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if up.Written() != 0 {
-		t.Errorf("Written of a replaced upload = %d, want 0", up.Written())
-	}
-	up.Abort()
-}
-
-func TestResumableBadState(t *testing.T) {
-	s, dir := newStore(t)
-	ctx := t.Context()
-	data := randomData(t, 100)
-	key := filepath.Join(dir, uploadsDir, base64Owner(owner))
-	for _, c := range []struct {
-		name    string
-		corrupt func(id string)
-	}{
-		{"garbage state", func(id string) { os.WriteFile(filepath.Join(key, id+stateSuffix), []byte("{"), 0o600) }},
-		{"part missing", func(id string) { os.Remove(filepath.Join(key, id+partSuffix)) }},
-		{"part short", func(id string) { os.Truncate(filepath.Join(key, id+partSuffix), 10) }},
-		{"committed beyond size", func(id string) {
-			p := filepath.Join(key, id+stateSuffix)
-			b, _ := os.ReadFile(p)
-			os.WriteFile(p, bytes.Replace(b, []byte(`"committed":50`), []byte(`"committed":500`), 1), 0o600)
-		}},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			id := strings.ReplaceAll(c.name, " ", "-")
-			up, err := s.BeginResumable(ctx, owner, resumeOf(id, "f", data, 0))
-			if err != nil {
-				t.Fatal(err)
-			}
-			writeAll(t, up, data[:50], 50)
-			up.Suspend()
-			c.corrupt(id)
-			wantUnknown(t, s, owner, id, 0)
-			if _, err := s.BeginResumable(ctx, owner, resumeOf(id, "f", data, 50)); !errors.Is(err, service.ErrOffsetMismatch) {
-				t.Fatalf("resuming an unusable upload = %v, want ErrOffsetMismatch", err)
-			}
-			up, err = s.BeginResumable(ctx, owner, resumeOf(id, "f", data, 0))
-			if err != nil {
-				t.Fatal(err)
-			}
-			writeAll(t, up, data, 30)
-			if _, err := up.Commit(ctx, service.Expect{}); err != nil {
-				t.Fatal(err)
-			}
-		})
 	}
 }

@@ -7,22 +7,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io/fs"
+	"log/slog"
 	"os"
-	"path"
 	"sync"
-	"syscall"
 
 	"github.com/greeter/greeter/service"
 )
 
 // errClosed is returned by an upload used after Commit or Abort.
 var errClosed = errors.New("diskstore: upload already committed or aborted")
-
-// placeAttempts bounds how often Commit recreates the target folder when a
-// concurrent Delete removes it (as empty) between MkdirAll and Rename.
-const placeAttempts = 4
 
 // Create starts an upload of name for owner. It fails early with a
 // service.ErrConflict error if name needs a folder where a file is, or names
@@ -35,24 +29,19 @@ func (s *Store) Create(ctx context.Context, owner, name string) (service.Upload,
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.existingAncestor("create", name, path.Dir(final)); err != nil {
+	if err := s.checkTarget("create", name, final); err != nil {
 		return nil, err
-	}
-	if fi, err := s.root.Lstat(final); err == nil && fi.IsDir() {
-		return nil, conflict("create", name, errors.New("it is a folder"))
 	}
 	f, tmp, err := s.createTemp()
 	if err != nil {
 		return nil, classify("create", name, err)
 	}
-	rc, err := f.SyscallConn()
-	if err != nil {
+	u := &upload{s: s, logCtx: context.WithoutCancel(ctx), name: name, final: final, tmp: tmp}
+	if err := u.init(f, sha256.New(), 0, &s.opts); err != nil {
 		f.Close()
 		s.root.Remove(tmp)
 		return nil, classify("create", name, err)
 	}
-	u := &upload{s: s, name: name, final: final, tmp: tmp, f: f, hash: sha256.New()}
-	u.wb.init(rc, s.opts.writebackInterval)
 	return u, nil
 }
 
@@ -72,18 +61,19 @@ func (s *Store) createTemp() (*os.File, string, error) {
 
 // upload is a service.Upload writing to a temporary file.
 type upload struct {
-	s     *Store
-	name  string // object name, for errors
-	final string // root-relative path of the committed file
-	tmp   string // root-relative path of the temporary file; "" once renamed
+	s *Store
+	// logCtx is the context of the request that created the upload,
+	// without its cancellation, so that log lines from Write carry its
+	// trace ids.
+	logCtx context.Context
+	name   string // object name, for errors
+	final  string // root-relative path of the committed file
+	tmp    string // root-relative path of the temporary file; "" once renamed
 
-	mu      sync.Mutex
-	f       *os.File // nil once closed
-	hash    hash.Hash
-	wb      writeback
-	written int64
-	err     error // the error that ended the upload, returned again
-	done    bool  // committed, aborted or failed
+	mu sync.Mutex
+	hashedFile
+	err  error // the error that ended the upload, returned again
+	done bool  // committed, aborted or failed
 }
 
 // Write appends p to the temporary file and feeds the same bytes to the
@@ -93,16 +83,13 @@ func (u *upload) Write(p []byte) (int, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.done {
-		return 0, u.closedErr()
+		return 0, closedErr(u.err)
 	}
-	n, err := u.s.opts.writeFile(u.f, p)
-	u.hash.Write(p[:n])
-	u.written += int64(n)
+	n, err := u.write(p)
 	if err != nil {
-		u.fail(classify("write", u.name, err))
+		u.fail(u.logCtx, classify("write", u.name, err))
 		return n, u.err
 	}
-	u.wb.wrote(u.written)
 	return n, nil
 }
 
@@ -113,20 +100,22 @@ func (u *upload) Written() int64 {
 	return u.written
 }
 
-// Commit checks want, syncs the temporary file, renames it over the final
-// name and syncs the folder. On any error before the rename nothing becomes
-// visible and the upload is aborted. If only the final folder sync fails,
-// the new version is already visible but may not survive a crash; Commit
-// then still returns the error, so no caller reports durability it lacks.
+// Commit checks the bytes against want and commits them as every upload
+// is: the temporary file gets its mode and digest attribute, is synced,
+// renamed over the final name, and the folders are synced. On any error
+// before the rename nothing becomes visible and the upload is aborted. If
+// only a folder sync after the rename fails, the new version is already
+// visible but may not survive a crash; Commit then still returns the
+// error, so no caller reports durability it lacks.
 func (u *upload) Commit(ctx context.Context, want service.Expect) (service.FileInfo, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.done {
-		return service.FileInfo{}, u.closedErr()
+		return service.FileInfo{}, closedErr(u.err)
 	}
 	info, err := u.commit(ctx, want)
 	if err != nil {
-		u.fail(err)
+		u.fail(ctx, err)
 		return service.FileInfo{}, err
 	}
 	u.done = true
@@ -137,97 +126,15 @@ func (u *upload) commit(ctx context.Context, want service.Expect) (service.FileI
 	if err := ctx.Err(); err != nil {
 		return service.FileInfo{}, err
 	}
-	if want.HasSize && want.Size != u.written {
-		return service.FileInfo{}, fmt.Errorf("diskstore: commit %q: %w: got %d bytes, declared %d",
-			u.name, service.ErrSizeMismatch, u.written, want.Size)
-	}
-	info := service.FileInfo{Name: u.name, Size: u.written}
-	u.hash.Sum(info.SHA256[:0])
-	if want.HasSHA256 && want.SHA256 != info.SHA256 {
-		return service.FileInfo{}, fmt.Errorf("diskstore: commit %q: %w: got %x, declared %x",
-			u.name, service.ErrDigestMismatch, info.SHA256, want.SHA256)
-	}
-	if err := u.f.Chmod(fileMode); err != nil {
-		return service.FileInfo{}, classify("commit", u.name, err)
-	}
-	if err := setDigest(u.wb.rc, info.SHA256); err != nil {
-		return service.FileInfo{}, classify("commit", u.name, err)
-	}
-	if err := u.f.Sync(); err != nil {
-		return service.FileInfo{}, classify("commit", u.name, err)
-	}
-	fi, err := u.f.Stat()
-	if err != nil {
-		return service.FileInfo{}, classify("commit", u.name, err)
-	}
-	info.Modified = fi.ModTime()
-	err = u.f.Close()
-	u.f = nil
-	if err != nil {
-		return service.FileInfo{}, classify("commit", u.name, err)
-	}
-	if err := ctx.Err(); err != nil {
+	info := service.FileInfo{Name: u.name, Size: u.written, SHA256: u.sum()}
+	if err := verify(u.name, info.Size, info.SHA256, want); err != nil {
 		return service.FileInfo{}, err
 	}
-	return info, u.place()
-}
-
-// place renames the synced temporary file over the final name and syncs
-// every folder whose entries changed.
-func (u *upload) place() error {
-	renamed, err := u.s.place(u.name, u.tmp, u.final)
+	renamed, err := u.s.commitFile(ctx, &u.hashedFile, u.tmp, u.final, &info)
 	if renamed {
 		u.tmp = ""
 	}
-	return err
-}
-
-// place renames the synced file at the root-relative path tmp over final,
-// creating final's folders as needed, and syncs every folder whose entries
-// changed. It reports whether the rename happened: after it, tmp is gone
-// and only the folder syncs can still fail. name is the object name, for
-// errors.
-func (s *Store) place(name, tmp, final string) (renamed bool, err error) {
-	parent := path.Dir(final)
-	var existing string
-	for attempt := 1; ; attempt++ {
-		var err error
-		existing, err = s.existingAncestor("commit", name, parent)
-		if err != nil {
-			return false, err
-		}
-		if err := s.root.MkdirAll(parent, dirMode); err != nil {
-			if isConflict(err) {
-				return false, conflict("commit", name, err)
-			}
-			return false, classify("commit", name, err)
-		}
-		if s.opts.beforeRename != nil {
-			s.opts.beforeRename()
-		}
-		err = s.root.Rename(tmp, final)
-		if err == nil {
-			break
-		}
-		if errors.Is(err, fs.ErrNotExist) && attempt < placeAttempts {
-			continue // a concurrent Delete removed the empty parent folder.
-		}
-		if isConflict(err) {
-			return false, conflict("commit", name, err)
-		}
-		return false, classify("commit", name, err)
-	}
-	// The rename added an entry to parent; MkdirAll may have added folders
-	// up to existing. Sync them all, deepest first.
-	for d := parent; ; d = path.Dir(d) {
-		if err := s.syncDir(d); err != nil {
-			s.opts.logger.Error("diskstore: folder sync failed after commit", "name", name, "err", err)
-			return true, classify("commit: sync folder", name, err)
-		}
-		if d == existing {
-			return true, nil
-		}
-	}
+	return info, err
 }
 
 // Abort discards the upload. It is safe to call more than once and after
@@ -243,22 +150,20 @@ func (u *upload) Abort() error {
 }
 
 // fail ends the upload with err and removes its temporary file.
-func (u *upload) fail(err error) {
+func (u *upload) fail(ctx context.Context, err error) {
 	u.err = err
 	u.done = true
 	if derr := u.discard(); derr != nil {
-		u.s.opts.logger.Warn("diskstore: removing a failed upload's temporary file", "name", u.name, "err", derr)
+		u.s.opts.logger.WarnContext(ctx, "removing a failed upload's temporary file failed",
+			slog.String("object", u.name), slog.Any("error", derr))
 	}
 }
 
 // discard closes and removes the temporary file, if any.
 func (u *upload) discard() error {
 	var errs []error
-	if u.f != nil {
-		if err := u.f.Close(); err != nil {
-			errs = append(errs, err)
-		}
-		u.f = nil
+	if err := u.close(); err != nil {
+		errs = append(errs, err)
 	}
 	if u.tmp != "" {
 		if err := u.s.root.Remove(u.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -272,44 +177,11 @@ func (u *upload) discard() error {
 	return nil
 }
 
-func (u *upload) closedErr() error {
-	if u.err != nil {
-		return u.err
+// closedErr returns the error an upload that ended with err (nil when it
+// was committed or aborted) gives when it is used again.
+func closedErr(err error) error {
+	if err != nil {
+		return err
 	}
 	return errClosed
-}
-
-// writeback asks the kernel to start writing an upload's dirty pages to disk
-// every interval bytes, so that they do not pile up until the sync at
-// Commit. It is best effort: errors are left for that sync to report.
-type writeback struct {
-	rc       syscall.RawConn
-	interval int64 // <= 0: off
-	start    int64 // first byte not yet handed to the kernel
-	end      int64 // end of the range being handed over
-	run      func(fd uintptr)
-}
-
-func (w *writeback) init(rc syscall.RawConn, interval int64) {
-	w.rc = rc
-	w.interval = interval
-	w.run = w.flush // bound once, so that flushing does not allocate
-}
-
-// wrote records that the file now holds total bytes.
-func (w *writeback) wrote(total int64) {
-	if w.interval <= 0 || total-w.start < w.interval {
-		return
-	}
-	w.end = total
-	if err := w.rc.Control(w.run); err != nil {
-		w.interval = 0
-	}
-	w.start = total
-}
-
-func (w *writeback) flush(fd uintptr) {
-	if !startWriteback(fd, w.start, w.end-w.start) {
-		w.interval = 0
-	}
 }

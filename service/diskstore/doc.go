@@ -1,0 +1,85 @@
+// Package diskstore is a service.Store that keeps files on a local
+// filesystem.
+//
+// Guarantees:
+//
+//   - Every file operation on a client-supplied name goes through one
+//     os.Root opened on the data directory, and names are checked with
+//     objname.Validate again, so no name reaches outside the data
+//     directory or into another owner's files. Symbolic links are followed
+//     only while they stay inside the data directory.
+//   - An upload is written to a private temporary file and becomes visible
+//     only when Commit succeeds: the bytes are checked against the declared
+//     size and SHA-256, synced, renamed over the final name in one step
+//     (replacing any previous version; when uploads of one name race, the
+//     last one to commit wins and no two are ever mixed) and the directory
+//     is synced. Any failure removes the temporary file.
+//   - A file opened for reading keeps the version it opened.
+//   - Running out of space or quota is reported as service.ErrNoSpace; a
+//     missing name as service.ErrNotFound; a name that needs a folder where
+//     a file is, or names a folder, as service.ErrConflict; a name that
+//     objname.Validate rejects as its *objname.Error; a bad owner as
+//     ErrInvalidOwner.
+//   - The one exception to "an error from Commit means nothing changed":
+//     when the folder sync after the rename fails, the new version is
+//     already visible but may not survive a crash, and Commit reports the
+//     error so that no caller promises durability it does not have.
+//
+// Layout of the data directory:
+//
+//	objects/<owner>/<name>  committed files, mode 0640; folders 0750.
+//	                        <owner> is the owner in unpadded URL-safe base64.
+//	tmp/<random hex>.tmp    uploads in progress, mode 0600.
+//
+// Each committed file carries its SHA-256 in the extended attribute
+// user.greeter.sha256 when the filesystem supports it. Open and Stat compute
+// and try to store the digest when the attribute is missing; List reports a
+// zero SHA256 for such a file instead of reading it.
+//
+// Temporary files of uploads that died with the process stay in tmp/ until
+// CleanTemporaries removes them; Open never does.
+//
+// Resumable uploads (service.ResumableStore) keep their bytes across broken
+// streams and restarts:
+//
+//	uploads/<owner>/<id>.part  the bytes received so far, mode 0600.
+//	uploads/<owner>/<id>.json  the upload's state: name, declared size and
+//	                           SHA-256, committed size, the SHA-256 state
+//	                           after the committed bytes, times.
+//
+// The committed size in the state never claims a byte that is not durable:
+// the part file is synced before the state that counts its bytes is
+// written, and the state is replaced atomically (temporary file, sync,
+// rename, folder sync). Progress is saved every checkpoint interval while
+// bytes arrive and whenever an upload is suspended. Resuming truncates the
+// part file to the committed size and restores the hash state, so no byte
+// is hashed twice and bytes written after the last save are received
+// again. A completed upload is committed exactly like a plain one (the
+// same verification, sync and rename into objects/) and its state is
+// deleted; a size or digest mismatch deletes it too. One stream at a time
+// may hold an upload (an in-process lock; one server process owns a data
+// directory). Incomplete uploads are never visible to Open, Stat, List or
+// Delete; CleanExpiredUploads removes those not written to for a while.
+//
+// Check reports whether the data directory still takes uploads; Live is a
+// store that follows its data directory when it is removed and comes back.
+//
+// The code is laid out by concern:
+//
+//	doc.go               this overview
+//	diskstore.go         Store, Open, the layout, owners' paths, error wrapping
+//	options.go           every Option with its field and its default
+//	hashedfile.go        the file an upload writes and hashes in one pass
+//	commit.go            the commit tail every upload shares
+//	upload.go            Create and the plain upload
+//	resumable.go         BeginResumable, QueryResumable, files under uploads/
+//	resumable_upload.go  the resumable upload: checkpoints, Suspend, Commit
+//	statefile.go         a resumable upload's state file: format, load, save
+//	locks.go             which resumable uploads are in use
+//	janitor.go           CleanTemporaries and CleanExpiredUploads
+//	read.go, list.go     Open and Stat; List
+//	delete.go            Delete
+//	health.go            Check
+//	live.go              Live, a store that reopens its data directory
+//	sys_*.go             writeback and the digest attribute, per platform
+package diskstore
