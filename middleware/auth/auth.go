@@ -52,15 +52,16 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/greeter/greeter/identity"
-	"github.com/greeter/greeter/middleware"
-	"github.com/greeter/greeter/middleware/internal/lru"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	"github.com/greeter/greeter/identity"
+	"github.com/greeter/greeter/middleware"
+	"github.com/greeter/greeter/middleware/internal/lru"
 )
 
 // Name is the plugin's name in a chain.

@@ -12,13 +12,14 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/greeter/greeter/middleware/auth"
-	"github.com/greeter/greeter/middleware/internal/authtest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	"github.com/greeter/greeter/middleware/auth"
+	"github.com/greeter/greeter/middleware/internal/authtest"
 )
 
 // Fixed times of every fuzz token: issued in the past, valid for the rest of

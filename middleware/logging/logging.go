@@ -18,13 +18,14 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/greeter/greeter/identity"
-	"github.com/greeter/greeter/middleware"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/greeter/greeter/identity"
+	"github.com/greeter/greeter/middleware"
 )
 
 // Name is the plugin's name in a chain.

@@ -32,9 +32,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/greeter/greeter/identity"
-	"github.com/greeter/greeter/middleware"
-	"github.com/greeter/greeter/middleware/internal/lru"
 	"golang.org/x/time/rate"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -44,6 +41,10 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/greeter/greeter/identity"
+	"github.com/greeter/greeter/middleware"
+	"github.com/greeter/greeter/middleware/internal/lru"
 )
 
 // Plugin names in a chain.

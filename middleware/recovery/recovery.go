@@ -24,13 +24,14 @@ import (
 	"runtime"
 	"runtime/debug"
 
-	"github.com/greeter/greeter/identity"
-	"github.com/greeter/greeter/middleware"
 	grpcrecovery "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/greeter/greeter/identity"
+	"github.com/greeter/greeter/middleware"
 )
 
 // Name is the plugin's name in a chain.
