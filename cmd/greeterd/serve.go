@@ -215,16 +215,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	defer metrics.Close()
 
-	chain, err := c.chain.build(ctx, sec, c.defaultOwner, log, metrics)
+	stats := telemetry.ServerHandler(tel, telemetry.WithFilter(isTraced))
+	chain, err := c.chain.build(ctx, sec, stats, c.defaultOwner, log, metrics)
 	if err != nil {
 		return err
 	}
-	log.Info("interceptor chain", slog.String("order", strings.Join(chain.Names(), " → ")))
+	log.Info("middleware chain", slog.String("order", strings.Join(chain.Names(), " → ")))
 
-	opts := append(chain.ServerOptions(), c.limits.serverOptions()...)
-	opts = append(opts, sec.serverOptions...)
-	opts = append(opts, grpc.StatsHandler(telemetry.ServerHandler(tel, telemetry.WithFilter(isTraced))))
-	srv := grpc.NewServer(opts...)
+	srv := grpc.NewServer(append(chain.ServerOptions(), c.limits.serverOptions()...)...)
 	svc := service.New(store, service.Options{
 		MaxFileSize:  int64(c.maxFileSize),
 		ChunkSize:    int(c.chunkSize),

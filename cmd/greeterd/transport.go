@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/greeter/greeter/certs"
+	"github.com/greeter/greeter/middleware"
 	"github.com/greeter/greeter/telemetry"
 )
 
@@ -39,12 +40,21 @@ func (c *transportConfig) flags(fs *flag.FlagSet) {
 
 // security is what the transport settings produce.
 type security struct {
-	serverOptions []grpc.ServerOption
-	mode          string          // "tls", "mtls", "dev", "plaintext"
-	hint          string          // the greeter command that connects; ADDR stands for the address
-	dev           *certs.DevFiles // the dev state, in dev mode
-	closers       []io.Closer
-	reloader      *certs.Reloader
+	creds credentials.TransportCredentials
+	// mode is logged as "security" when greeterd starts listening: "tls",
+	// "mtls-request" or "mtls-require" (by --client-auth), "dev" (TLS with
+	// the dev PKI, client certificates requested) or "plaintext".
+	mode     string
+	hint     string          // the greeter command that connects; ADDR stands for the address
+	dev      *certs.DevFiles // the dev state, in dev mode
+	closers  []io.Closer
+	reloader *certs.Reloader
+}
+
+// plugin supplies the transport credentials to the server through the
+// middleware chain, which lists every server option in one place.
+func (s *security) plugin() middleware.Plugin {
+	return middleware.Plugin{Name: "transport", ServerOptions: []grpc.ServerOption{grpc.Creds(s.creds)}}
 }
 
 // certExpiry reports the serving certificates' expiry for the metrics.
@@ -97,9 +107,9 @@ func (c *transportConfig) build(_ context.Context, listen, stateDir string, log 
 		}
 		log.Warn("PLAINTEXT MODE: no TLS, everything (including tokens) crosses the wire in clear; for local tutorial clients only")
 		return &security{
-			serverOptions: []grpc.ServerOption{grpc.Creds(insecure.NewCredentials())},
-			mode:          "plaintext",
-			hint:          "greeter --plaintext --addr ADDR hello",
+			creds: insecure.NewCredentials(),
+			mode:  "plaintext",
+			hint:  "greeter --plaintext --addr ADDR hello",
 		}, nil
 
 	case c.certFile == "" && c.keyFile == "":
@@ -165,10 +175,10 @@ func (c *transportConfig) tls(log *slog.Logger) (*security, error) {
 		mode = "mtls-" + auth
 	}
 	return &security{
-		serverOptions: []grpc.ServerOption{grpc.Creds(credentials.NewTLS(cfg))},
-		mode:          mode,
-		hint:          "greeter --addr ADDR --ca CA.pem hello",
-		closers:       []io.Closer{reloader},
-		reloader:      reloader,
+		creds:    credentials.NewTLS(cfg),
+		mode:     mode,
+		hint:     "greeter --addr ADDR --ca CA.pem hello",
+		closers:  []io.Closer{reloader},
+		reloader: reloader,
 	}, nil
 }

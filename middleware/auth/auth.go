@@ -207,9 +207,11 @@ type Config struct {
 
 	// Logger receives key reload events. Nil discards them.
 	Logger *slog.Logger
-	// OnResult, if set, is called once per authentication with a Result or
-	// Reason constant, for example to count failures by reason.
-	OnResult func(reason string)
+	// OnResult, if set, is called once per authentication with the RPC's
+	// context and a Result or Reason constant, for example to count
+	// failures by reason; record metrics with ctx so they carry the RPC's
+	// trace.
+	OnResult func(ctx context.Context, reason string)
 }
 
 // Authenticator verifies callers. It is safe for concurrent use.
@@ -306,7 +308,7 @@ func (a *Authenticator) Plugin() middleware.Plugin {
 func (a *Authenticator) Authenticate(ctx context.Context) (identity.Identity, error) {
 	id, result, err := a.authenticate(ctx)
 	if a.cfg.OnResult != nil {
-		a.cfg.OnResult(result)
+		a.cfg.OnResult(ctx, result)
 	}
 	if err != nil {
 		return identity.Identity{}, err.err

@@ -81,7 +81,7 @@ func start(t *testing.T, cfg auth.Config) (*grpc.ClientConn, *results, *greetert
 func newAuthenticator(t *testing.T, cfg auth.Config) (*auth.Authenticator, *results) {
 	t.Helper()
 	var r results
-	cfg.OnResult = r.add
+	cfg.OnResult = func(_ context.Context, reason string) { r.add(reason) }
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	a, err := auth.New(ctx, cfg)

@@ -86,7 +86,7 @@ func FuzzBearer(f *testing.F) {
 	cfg.AllowInsecureTransport = false
 	cfg.MaxTokenLifetime = fuzzExpires.Sub(fuzzIssued)
 	var reasons []string // only the fuzz body, which runs serially, appends
-	cfg.OnResult = func(r string) { reasons = append(reasons, r) }
+	cfg.OnResult = func(_ context.Context, r string) { reasons = append(reasons, r) }
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	a, err := auth.New(ctx, cfg)
 	cancel()

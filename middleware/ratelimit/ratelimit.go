@@ -112,9 +112,10 @@ type Options struct {
 	MaxKeys int
 	// IdleTTL is how long an unused key is kept. Default 10 minutes.
 	IdleTTL time.Duration
-	// OnReject, if set, is called with one of the Reason constants for
-	// every rejected RPC, for example to count rejections.
-	OnReject func(reason string)
+	// OnReject, if set, is called for every rejected RPC with the RPC's
+	// context and one of the Reason constants, for example to count
+	// rejections; record metrics with ctx so they carry the RPC's trace.
+	OnReject func(ctx context.Context, reason string)
 }
 
 func (o Options) withDefaults() Options {
@@ -288,7 +289,7 @@ func waitBytes(ctx context.Context, lim *rate.Limiter, n int) error {
 
 func (l *Limiter) reject(ctx context.Context, reason, msg string, delay time.Duration) error {
 	if l.o.OnReject != nil {
-		l.o.OnReject(reason)
+		l.o.OnReject(ctx, reason)
 	}
 	return Exhausted(ctx, msg, delay)
 }

@@ -71,11 +71,11 @@ type env struct {
 func start(t *testing.T, o ratelimit.Options) *env {
 	t.Helper()
 	e := &env{rejects: &rejections{}, authed: &atomic.Int32{}, svc: &countingServer{}}
-	o.OnReject = e.rejects.add
+	o.OnReject = func(_ context.Context, reason string) { e.rejects.add(reason) }
 	e.limiter = ratelimit.New(o)
 	e.key = authtest.NewKey(t, t.TempDir(), "ed25519", "k1")
 	cfg := authtest.Config(e.key)
-	cfg.OnResult = func(string) { e.authed.Add(1) }
+	cfg.OnResult = func(context.Context, string) { e.authed.Add(1) }
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	a, err := auth.New(ctx, cfg)

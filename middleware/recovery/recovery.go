@@ -44,9 +44,10 @@ var ErrInternal = status.Error(codes.Internal, "internal error")
 type Options struct {
 	// Logger receives one ERROR record per panic. Nil discards them.
 	Logger *slog.Logger
-	// OnPanic, if set, is called with the method after each recovered panic,
-	// for example to count panics.
-	OnPanic func(fullMethod string)
+	// OnPanic, if set, is called after each recovered panic with the RPC's
+	// context and method, for example to count panics; record metrics with
+	// ctx so they carry the RPC's trace.
+	OnPanic func(ctx context.Context, fullMethod string)
 }
 
 // New returns the recovery plugin.
@@ -73,7 +74,7 @@ func New(o Options) middleware.Plugin {
 		attrs = append(attrs, slog.String("stack", string(debug.Stack())))
 		logger.LogAttrs(ctx, slog.LevelError, "panic recovered", attrs...)
 		if o.OnPanic != nil {
-			o.OnPanic(method)
+			o.OnPanic(ctx, method)
 		}
 		return ErrInternal
 	}

@@ -68,7 +68,7 @@ func TestPanicsBecomeInternal(t *testing.T) {
 	var panics atomic.Int32
 	chain := middleware.NewChain(
 		tracer(),
-		recovery.New(recovery.Options{Logger: logger, OnPanic: func(string) { panics.Add(1) }}),
+		recovery.New(recovery.Options{Logger: logger, OnPanic: func(context.Context, string) { panics.Add(1) }}),
 		panicker("early"), // before authentication (RELIABILITY P4)
 		logging.New(logging.Options{Logger: logger}),
 		a.Plugin(),
