@@ -150,7 +150,7 @@ func (c *chainConfig) build(ctx context.Context, sec *security, stats stats.Hand
 		Bandwidth:              bandwidth,
 		MaxKeys:                c.limiterKeys,
 		IdleTTL:                c.limiterIdle,
-		OnReject:               func(ctx context.Context, reason string) { metrics.RateLimited(ctx, telemetry.RateLimitReason(reason)) },
+		OnReject:               func(ctx context.Context, reason string) { metrics.RateLimited(ctx, rateLimitReasons[reason]) },
 	})
 	return standard.Chain(standard.Config{
 		Logger:  log,
@@ -164,6 +164,15 @@ func (c *chainConfig) build(ctx context.Context, sec *security, stats stats.Hand
 			{Name: "telemetry", ServerOptions: []grpc.ServerOption{grpc.StatsHandler(stats)}},
 		},
 	}), nil
+}
+
+// rateLimitReasons maps the limiter's reasons onto the metric's fixed set;
+// a reason missing here is counted as telemetry.RateLimitOther.
+var rateLimitReasons = map[string]telemetry.RateLimitReason{
+	ratelimit.ReasonPeer:        telemetry.RateLimitRate,
+	ratelimit.ReasonUnary:       telemetry.RateLimitRate,
+	ratelimit.ReasonTransfer:    telemetry.RateLimitRate,
+	ratelimit.ReasonConcurrency: telemetry.RateLimitConcurrency,
 }
 
 // authReasons maps the auth plugin's reasons onto the metric's fixed set.
