@@ -25,8 +25,42 @@ type transportConfig struct {
 	certFile       string
 	keyFile        string
 	clientCA       string
-	clientAuth     string
+	clientAuth     clientAuthFlag
 	reloadInterval time.Duration
+}
+
+// clientAuthFlag is the value of --client-auth: a certs.ClientAuth, and
+// whether it was given at all, since the default follows --client-ca and
+// dev mode.
+type clientAuthFlag struct {
+	mode  certs.ClientAuth
+	given bool
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler (flag.TextVar) with
+// certs.ClientAuth's.
+func (f *clientAuthFlag) UnmarshalText(b []byte) error {
+	if err := f.mode.UnmarshalText(b); err != nil {
+		return err
+	}
+	f.given = true
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler: empty while not given.
+func (f clientAuthFlag) MarshalText() ([]byte, error) {
+	if !f.given {
+		return nil, nil
+	}
+	return f.mode.MarshalText()
+}
+
+// or returns the given mode, or def when the flag was not given.
+func (f clientAuthFlag) or(def certs.ClientAuth) certs.ClientAuth {
+	if f.given {
+		return f.mode
+	}
+	return def
 }
 
 func (c *transportConfig) flags(fs *flag.FlagSet) {
@@ -34,7 +68,7 @@ func (c *transportConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.certFile, "tls-cert", "", "server certificate chain (PEM); empty with --tls-key empty selects dev mode")
 	fs.StringVar(&c.keyFile, "tls-key", "", "server private key (PEM)")
 	fs.StringVar(&c.clientCA, "client-ca", "", "CA bundle (PEM) that verifies client certificates")
-	fs.StringVar(&c.clientAuth, "client-auth", "", "client certificates: none, request or require (default: request when --client-ca is set, else none)")
+	fs.TextVar(&c.clientAuth, "client-auth", clientAuthFlag{}, "client certificates: none, request or require (default: request when --client-ca is set, else none)")
 	fs.DurationVar(&c.reloadInterval, "tls-reload-interval", certs.DefaultRefreshInterval, "how often certificate, key and CA files are checked for changes")
 }
 
@@ -105,7 +139,7 @@ func (c *transportConfig) build(_ context.Context, listen, stateDir string, log 
 		if !isLoopback(listen) {
 			return nil, usageError{fmt.Errorf("--plaintext is only allowed on a loopback address, not %q", listen)}
 		}
-		log.Warn("PLAINTEXT MODE: no TLS, everything (including tokens) crosses the wire in clear; for local tutorial clients only")
+		log.Warn("plaintext mode: no TLS, everything (including tokens) crosses the wire in clear; for local tutorial clients only")
 		return &security{
 			creds: insecure.NewCredentials(),
 			mode:  "plaintext",
@@ -124,10 +158,7 @@ func (c *transportConfig) build(_ context.Context, listen, stateDir string, log 
 		if c.clientCA == "" {
 			c.clientCA = dev.CA
 		}
-		if c.clientAuth == "" {
-			c.clientAuth = "request"
-		}
-		sec, err := c.tls(log)
+		sec, err := c.tls(c.clientAuth.or(certs.ClientAuthRequest), log)
 		if err != nil {
 			return nil, err
 		}
@@ -140,24 +171,19 @@ func (c *transportConfig) build(_ context.Context, listen, stateDir string, log 
 		return nil, usageError{fmt.Errorf("--tls-cert and --tls-key go together")}
 
 	default:
-		return c.tls(log)
+		def := certs.ClientAuthNone
+		if c.clientCA != "" {
+			def = certs.ClientAuthRequest
+		}
+		return c.tls(c.clientAuth.or(def), log)
 	}
 }
 
-func (c *transportConfig) tls(log *slog.Logger) (*security, error) {
-	auth := c.clientAuth
-	if auth == "" {
-		auth = "none"
-		if c.clientCA != "" {
-			auth = "request"
-		}
-	}
-	ca, err := certs.ParseClientAuth(auth)
-	if err != nil {
-		return nil, usageError{fmt.Errorf("--client-auth: %v", err)}
-	}
+// tls loads the certificate, key and client CAs for serving TLS with the
+// client certificate policy ca.
+func (c *transportConfig) tls(ca certs.ClientAuth, log *slog.Logger) (*security, error) {
 	if ca != certs.ClientAuthNone && c.clientCA == "" {
-		return nil, usageError{fmt.Errorf("--client-auth=%s needs --client-ca", auth)}
+		return nil, usageError{fmt.Errorf("--client-auth=%s needs --client-ca", ca)}
 	}
 	cfg, reloader, err := certs.ServerConfig(certs.ServerOptions{
 		CertFile:        c.certFile,
@@ -172,7 +198,7 @@ func (c *transportConfig) tls(log *slog.Logger) (*security, error) {
 	}
 	mode := "tls"
 	if ca != certs.ClientAuthNone {
-		mode = "mtls-" + auth
+		mode = "mtls-" + ca.String()
 	}
 	return &security{
 		creds:    credentials.NewTLS(cfg),
