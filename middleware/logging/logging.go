@@ -10,6 +10,12 @@
 // influence (the status message of a failed RPC, the subject) are logged only
 // as attribute values, which slog.TextHandler quotes and slog.JSONHandler
 // escapes, so they cannot forge records; use one of those handlers.
+//
+// It is written here rather than with go-grpc-middleware's logging because
+// that package writes no record for a handler that panics (its final record
+// is not deferred), counts no payload bytes (its payload events log message
+// contents instead), and does not see an identity that a later plugin
+// establishes.
 package logging
 
 import (

@@ -22,6 +22,12 @@
 // never forgotten, so the concurrency cap cannot be reset by eviction.
 //
 // Limits are local to one process: N replicas allow N times the rate.
+//
+// It is written here rather than with go-grpc-middleware's ratelimit
+// because that package calls its Limiter once, when a call starts: it can
+// neither throttle the bytes of a stream nor free a concurrency slot when the
+// stream ends, and it rejects with a message naming the method and no
+// RetryInfo or pushback trailer.
 package ratelimit
 
 import (
