@@ -10,8 +10,10 @@
 //
 // It uses go-grpc-middleware's recovery interceptors with
 // WithRecoveryHandlerContext: without that option they would send the stack to
-// the client. Place the plugin first in middleware.NewChain; a panic in a
-// plugin that runs before it is not recovered.
+// the client. Place the plugin before every other plugin with interceptors
+// (only plugins that supply server options may precede it, as
+// standard.Config.Outer does); a panic in an interceptor that runs before it
+// is not recovered.
 //
 // Panics in goroutines that a handler starts cannot be recovered by any
 // interceptor; such goroutines must recover on their own.
