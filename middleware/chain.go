@@ -10,8 +10,8 @@ type Chain struct {
 	plugins []Plugin
 }
 
-// NewChain returns a chain of plugins in the given order. See the package
-// documentation for the order greeterd uses.
+// NewChain returns a chain of plugins in the given order. The standard
+// package builds the chain greeterd uses.
 func NewChain(plugins ...Plugin) *Chain {
 	return &Chain{plugins: append([]Plugin(nil), plugins...)}
 }

@@ -7,11 +7,12 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
 	"github.com/greeter/greeter/middleware"
 	"github.com/greeter/greeter/middleware/internal/greetertest"
 	"github.com/greeter/greeter/proto/greeterpb"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
 )
 
 // A library user adds a plugin in a few lines: the Func runs around unary

@@ -23,8 +23,9 @@ var (
 var errNextTwice = status.Error(codes.Internal, "internal error")
 
 // Plugin is one middleware layer. It supplies both interceptor kinds and,
-// when needed, server options such as grpc.StatsHandler. A nil interceptor
-// means the plugin does nothing for that kind of RPC.
+// when needed, server options such as grpc.Creds or grpc.StatsHandler, so
+// that every option a server needs reaches it through the chain. A nil
+// interceptor means the plugin does nothing for that kind of RPC.
 type Plugin struct {
 	// Name identifies the plugin in Chain.Names and in documentation.
 	Name string

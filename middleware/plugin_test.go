@@ -10,13 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/greeter/greeter/identity"
 	"github.com/greeter/greeter/middleware"
 	"github.com/greeter/greeter/middleware/internal/greetertest"
 	"github.com/greeter/greeter/proto/greeterpb"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 func testContext(t *testing.T) context.Context {

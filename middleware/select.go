@@ -13,8 +13,15 @@ import (
 // p's ServerOptions are kept unchanged.
 //
 // It is written here rather than with go-grpc-middleware's selector because
-// that package rebuilds the method name from a split service and method,
-// while authorization decisions must use the same string the router used.
+// one call restricts a whole Plugin, both interceptor kinds with its
+// ServerOptions kept, where selector wraps each interceptor on its own; and
+// because match sees the method exactly as gRPC routed it, where selector
+// hands its Matcher a service and method split at the first slash (gRPC's
+// router splits at the last). The grpc-go we use (v1.85) refuses a path
+// without its leading slash (Unimplemented "malformed method name") before
+// any interceptor runs, so such a path can no longer look public to one
+// matcher and private to the router; the exact string is kept so that an
+// exemption cannot depend on that check.
 func Only(p Plugin, match func(fullMethod string) bool) Plugin {
 	out := Plugin{Name: p.Name, ServerOptions: p.ServerOptions}
 	if p.Unary != nil {

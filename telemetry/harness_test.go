@@ -16,7 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/baggage"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -252,3 +255,82 @@ func (k testPKI) clientCreds(withCert bool) credentials.TransportCredentials {
 }
 
 var insecureCreds = insecure.NewCredentials()
+
+// otelEnv lists the environment variables Setup or the SDK read. Tests
+// blank them so the machine's environment cannot change the outcome.
+var otelEnv = []string{
+	"OTEL_TRACES_EXPORTER", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG",
+	"OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES",
+	"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+	"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+	"OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+	"OTEL_SEMCONV_STABILITY_OPT_IN",
+}
+
+func cleanEnv(t *testing.T) {
+	t.Helper()
+	for _, k := range otelEnv {
+		t.Setenv(k, "")
+	}
+}
+
+func testContext(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// setupMemory returns providers that export spans to memory and metrics to
+// a manual reader as well as to Prometheus.
+func setupMemory(t *testing.T, cfg telemetry.Config) (*telemetry.Providers, *tracetest.InMemoryExporter, *sdkmetric.ManualReader) {
+	t.Helper()
+	cleanEnv(t)
+	exp := tracetest.NewInMemoryExporter()
+	reader := sdkmetric.NewManualReader()
+	cfg.SpanExporter = exp
+	cfg.MetricReaders = append(cfg.MetricReaders, reader)
+	p, err := telemetry.Setup(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Setup: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := p.Shutdown(context.Background()); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+	return p, exp, reader
+}
+
+// spansOfKind flushes p and returns the exported spans of kind.
+func spansOfKind(t *testing.T, ctx context.Context, p *telemetry.Providers, exp *tracetest.InMemoryExporter, kind trace.SpanKind) tracetest.SpanStubs {
+	t.Helper()
+	if err := p.ForceFlush(ctx); err != nil {
+		t.Fatalf("ForceFlush: %v", err)
+	}
+	var out tracetest.SpanStubs
+	for _, s := range exp.GetSpans() {
+		if s.SpanKind == kind {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func oneServerSpan(t *testing.T, ctx context.Context, p *telemetry.Providers, exp *tracetest.InMemoryExporter) tracetest.SpanStub {
+	t.Helper()
+	spans := spansOfKind(t, ctx, p, exp, trace.SpanKindServer)
+	if len(spans) != 1 {
+		t.Fatalf("server spans: got %d, want 1", len(spans))
+	}
+	return spans[0]
+}
+
+func attrValue(attrs []attribute.KeyValue, key attribute.Key) (string, bool) {
+	for _, kv := range attrs {
+		if kv.Key == key {
+			return kv.Value.Emit(), true
+		}
+	}
+	return "", false
+}

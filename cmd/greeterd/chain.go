@@ -8,6 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/stats"
+
 	"github.com/greeter/greeter/certs"
 	"github.com/greeter/greeter/internal/envflag"
 	"github.com/greeter/greeter/middleware"
@@ -83,9 +86,12 @@ func (c *chainConfig) certIdentityMap() (map[string][]string, error) {
 	return out, nil
 }
 
-// build returns the chain's server options. devPublicKey is used when no
-// key source is configured (dev mode).
-func (c *chainConfig) build(ctx context.Context, sec *security, defaultOwner string, log *slog.Logger, metrics *telemetry.Metrics) (*middleware.Chain, error) {
+// build returns greeterd's chain (see middleware/standard): the transport
+// credentials of sec and the stats handler come first, as server options,
+// then the interceptors. With --auth=jwt and no key source configured, it
+// verifies tokens with the dev key of sec (dev mode). ctx bounds the first
+// JWKS fetch; every hook records metrics with its RPC's context.
+func (c *chainConfig) build(ctx context.Context, sec *security, stats stats.Handler, defaultOwner string, log *slog.Logger, metrics *telemetry.Metrics) (*middleware.Chain, error) {
 	var authPlugin middleware.Plugin
 	mode := c.auth
 	if mode == "" {
@@ -122,7 +128,7 @@ func (c *chainConfig) build(ctx context.Context, sec *security, defaultOwner str
 			PeerIdentity:           certs.PeerIdentity,
 			CertificateIdentities:  ids,
 			Logger:                 log,
-			OnResult:               func(reason string) { countAuthResult(ctx, metrics, reason) },
+			OnResult:               func(ctx context.Context, reason string) { countAuthResult(ctx, metrics, reason) },
 		})
 		if err != nil {
 			return nil, fmt.Errorf("authentication: %w", err)
@@ -144,33 +150,46 @@ func (c *chainConfig) build(ctx context.Context, sec *security, defaultOwner str
 		Bandwidth:              bandwidth,
 		MaxKeys:                c.limiterKeys,
 		IdleTTL:                c.limiterIdle,
-		OnReject:               func(reason string) { metrics.RateLimited(ctx, telemetry.RateLimitReason(reason)) },
+		OnReject:               func(ctx context.Context, reason string) { metrics.RateLimited(ctx, rateLimitReasons[reason]) },
 	})
 	return standard.Chain(standard.Config{
 		Logger:  log,
 		Auth:    authPlugin,
 		Limiter: limiter,
 		OnDeny: func(ctx context.Context, _, _ string) {
-			metrics.AuthFailed(ctx, telemetry.AuthFailureReason("permission_denied"))
+			metrics.AuthFailed(ctx, telemetry.AuthPermissionDenied)
+		},
+		Outer: []middleware.Plugin{
+			sec.plugin(),
+			{Name: "telemetry", ServerOptions: []grpc.ServerOption{grpc.StatsHandler(stats)}},
 		},
 	}), nil
 }
 
+// rateLimitReasons maps the limiter's reasons onto the metric's fixed set;
+// a reason missing here is counted as telemetry.RateLimitOther.
+var rateLimitReasons = map[string]telemetry.RateLimitReason{
+	ratelimit.ReasonPeer:        telemetry.RateLimitRate,
+	ratelimit.ReasonUnary:       telemetry.RateLimitRate,
+	ratelimit.ReasonTransfer:    telemetry.RateLimitRate,
+	ratelimit.ReasonConcurrency: telemetry.RateLimitConcurrency,
+}
+
 // authReasons maps the auth plugin's reasons onto the metric's fixed set.
 var authReasons = map[string]telemetry.AuthFailureReason{
-	auth.ReasonMissingToken:          "missing_credentials",
-	auth.ReasonBadScheme:             "malformed_token",
-	auth.ReasonDuplicate:             "malformed_token",
-	auth.ReasonHeaderTooLarge:        "malformed_token",
-	auth.ReasonMalformed:             "malformed_token",
-	auth.ReasonAlgNotAllowed:         "bad_signature",
-	auth.ReasonBadSignature:          "bad_signature",
-	auth.ReasonUnknownKID:            "unknown_key",
-	auth.ReasonExpired:               "expired",
-	auth.ReasonNotYetValid:           "not_yet_valid",
-	auth.ReasonBadIssuer:             "wrong_issuer",
-	auth.ReasonBadAudience:           "wrong_audience",
-	auth.ReasonCertificateNotAllowed: "bad_certificate",
+	auth.ReasonMissingToken:          telemetry.AuthMissingCredentials,
+	auth.ReasonBadScheme:             telemetry.AuthMalformedToken,
+	auth.ReasonDuplicate:             telemetry.AuthMalformedToken,
+	auth.ReasonHeaderTooLarge:        telemetry.AuthMalformedToken,
+	auth.ReasonMalformed:             telemetry.AuthMalformedToken,
+	auth.ReasonAlgNotAllowed:         telemetry.AuthBadSignature,
+	auth.ReasonBadSignature:          telemetry.AuthBadSignature,
+	auth.ReasonUnknownKID:            telemetry.AuthUnknownKey,
+	auth.ReasonExpired:               telemetry.AuthExpired,
+	auth.ReasonNotYetValid:           telemetry.AuthNotYetValid,
+	auth.ReasonBadIssuer:             telemetry.AuthWrongIssuer,
+	auth.ReasonBadAudience:           telemetry.AuthWrongAudience,
+	auth.ReasonCertificateNotAllowed: telemetry.AuthBadCertificate,
 }
 
 func countAuthResult(ctx context.Context, m *telemetry.Metrics, reason string) {
@@ -180,7 +199,7 @@ func countAuthResult(ctx context.Context, m *telemetry.Metrics, reason string) {
 	}
 	r, ok := authReasons[reason]
 	if !ok {
-		r = "other"
+		r = telemetry.AuthOther
 	}
 	m.AuthFailed(ctx, r)
 }

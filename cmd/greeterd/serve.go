@@ -50,7 +50,8 @@ type serveConfig struct {
 	limits    limitsConfig
 }
 
-// limitsConfig are the transport hardening knobs (RELIABILITY.md §2).
+// limitsConfig holds the transport hardening knobs: stream, message and
+// header limits, handshake timeout, keepalive and connection ages.
 type limitsConfig struct {
 	maxConcurrentStreams uint
 	maxRecvMsgSize       envflag.Size
@@ -182,6 +183,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if c.chunkSize <= 0 || int64(c.chunkSize)+1024 > int64(c.limits.maxSendMsgSize) {
 		return usageError{fmt.Errorf("--chunk-size must be positive and at least 1KiB below --max-send-msg-size (%s)", &c.limits.maxSendMsgSize)}
 	}
+	if c.resumableTTL <= 0 {
+		return usageError{fmt.Errorf("--resumable-ttl must be positive, got %v", c.resumableTTL)}
+	}
 	if c.dataDir == "" {
 		c.dataDir = filepath.Join(c.stateDir, "data")
 	}
@@ -202,7 +206,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	} else if n > 0 {
 		log.Info("janitor removed stale temporaries", slog.Int("count", n))
 	}
-	go expireUploads(ctx, store, c.resumableTTL, log)
+	stopExpiry := expireUploads(ctx, store, c.resumableTTL, log)
+	defer stopExpiry() // deferred after store.Close, so it runs first
 
 	metrics, err := telemetry.NewMetrics(tel.MeterProvider(), sec.certExpiry)
 	if err != nil {
@@ -210,16 +215,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	defer metrics.Close()
 
-	chain, err := c.chain.build(ctx, sec, c.defaultOwner, log, metrics)
+	stats := telemetry.ServerHandler(tel, telemetry.WithFilter(isTraced))
+	chain, err := c.chain.build(ctx, sec, stats, c.defaultOwner, log, metrics)
 	if err != nil {
 		return err
 	}
-	log.Info("interceptor chain", slog.String("order", strings.Join(chain.Names(), " → ")))
+	log.Info("middleware chain", slog.String("order", strings.Join(chain.Names(), " → ")))
 
-	opts := append(chain.ServerOptions(), c.limits.serverOptions()...)
-	opts = append(opts, sec.serverOptions...)
-	opts = append(opts, grpc.StatsHandler(telemetry.ServerHandler(tel, telemetry.WithFilter(isTraced))))
-	srv := grpc.NewServer(opts...)
+	srv := grpc.NewServer(append(chain.ServerOptions(), c.limits.serverOptions()...)...)
 	svc := service.New(store, service.Options{
 		MaxFileSize:  int64(c.maxFileSize),
 		ChunkSize:    int(c.chunkSize),
@@ -299,22 +302,4 @@ func serveMetrics(addr string, h http.Handler, log *slog.Logger) (func(), error)
 	go srv.Serve(lis)
 	log.Info("metrics listening", slog.String("addr", lis.Addr().String()))
 	return func() { srv.Close() }, nil
-}
-
-// expireUploads deletes incomplete resumable uploads older than ttl, at
-// start-up and then every tenth of ttl (at most hourly), until ctx ends.
-func expireUploads(ctx context.Context, store *diskstore.Live, ttl time.Duration, log *slog.Logger) {
-	every := min(ttl/10, time.Hour)
-	for {
-		if n, err := store.CleanExpiredUploads(ttl); err != nil {
-			log.Warn("expiring incomplete uploads failed", slog.Any("error", err))
-		} else if n > 0 {
-			log.Info("expired incomplete uploads", slog.Int("count", n))
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(every):
-		}
-	}
 }

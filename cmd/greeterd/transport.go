@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/greeter/greeter/certs"
+	"github.com/greeter/greeter/middleware"
 	"github.com/greeter/greeter/telemetry"
 )
 
@@ -24,8 +25,42 @@ type transportConfig struct {
 	certFile       string
 	keyFile        string
 	clientCA       string
-	clientAuth     string
+	clientAuth     clientAuthFlag
 	reloadInterval time.Duration
+}
+
+// clientAuthFlag is the value of --client-auth: a certs.ClientAuth, and
+// whether it was given at all, since the default follows --client-ca and
+// dev mode.
+type clientAuthFlag struct {
+	mode  certs.ClientAuth
+	given bool
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler (flag.TextVar) with
+// certs.ClientAuth's.
+func (f *clientAuthFlag) UnmarshalText(b []byte) error {
+	if err := f.mode.UnmarshalText(b); err != nil {
+		return err
+	}
+	f.given = true
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler: empty while not given.
+func (f clientAuthFlag) MarshalText() ([]byte, error) {
+	if !f.given {
+		return nil, nil
+	}
+	return f.mode.MarshalText()
+}
+
+// or returns the given mode, or def when the flag was not given.
+func (f clientAuthFlag) or(def certs.ClientAuth) certs.ClientAuth {
+	if f.given {
+		return f.mode
+	}
+	return def
 }
 
 func (c *transportConfig) flags(fs *flag.FlagSet) {
@@ -33,18 +68,27 @@ func (c *transportConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.certFile, "tls-cert", "", "server certificate chain (PEM); empty with --tls-key empty selects dev mode")
 	fs.StringVar(&c.keyFile, "tls-key", "", "server private key (PEM)")
 	fs.StringVar(&c.clientCA, "client-ca", "", "CA bundle (PEM) that verifies client certificates")
-	fs.StringVar(&c.clientAuth, "client-auth", "", "client certificates: none, request or require (default: request when --client-ca is set, else none)")
+	fs.TextVar(&c.clientAuth, "client-auth", clientAuthFlag{}, "client certificates: none, request or require (default: request when --client-ca is set, else none)")
 	fs.DurationVar(&c.reloadInterval, "tls-reload-interval", certs.DefaultRefreshInterval, "how often certificate, key and CA files are checked for changes")
 }
 
 // security is what the transport settings produce.
 type security struct {
-	serverOptions []grpc.ServerOption
-	mode          string          // "tls", "mtls", "dev", "plaintext"
-	hint          string          // the greeter command that connects; ADDR stands for the address
-	dev           *certs.DevFiles // the dev state, in dev mode
-	closers       []io.Closer
-	reloader      *certs.Reloader
+	creds credentials.TransportCredentials
+	// mode is logged as "security" when greeterd starts listening: "tls",
+	// "mtls-request" or "mtls-require" (by --client-auth), "dev" (TLS with
+	// the dev PKI, client certificates requested) or "plaintext".
+	mode     string
+	hint     string          // the greeter command that connects; ADDR stands for the address
+	dev      *certs.DevFiles // the dev state, in dev mode
+	closers  []io.Closer
+	reloader *certs.Reloader
+}
+
+// plugin supplies the transport credentials to the server through the
+// middleware chain, which lists every server option in one place.
+func (s *security) plugin() middleware.Plugin {
+	return middleware.Plugin{Name: "transport", ServerOptions: []grpc.ServerOption{grpc.Creds(s.creds)}}
 }
 
 // certExpiry reports the serving certificates' expiry for the metrics.
@@ -95,11 +139,11 @@ func (c *transportConfig) build(_ context.Context, listen, stateDir string, log 
 		if !isLoopback(listen) {
 			return nil, usageError{fmt.Errorf("--plaintext is only allowed on a loopback address, not %q", listen)}
 		}
-		log.Warn("PLAINTEXT MODE: no TLS, everything (including tokens) crosses the wire in clear; for local tutorial clients only")
+		log.Warn("plaintext mode: no TLS, everything (including tokens) crosses the wire in clear; for local tutorial clients only")
 		return &security{
-			serverOptions: []grpc.ServerOption{grpc.Creds(insecure.NewCredentials())},
-			mode:          "plaintext",
-			hint:          "greeter --plaintext --addr ADDR hello",
+			creds: insecure.NewCredentials(),
+			mode:  "plaintext",
+			hint:  "greeter --plaintext --addr ADDR hello",
 		}, nil
 
 	case c.certFile == "" && c.keyFile == "":
@@ -114,10 +158,7 @@ func (c *transportConfig) build(_ context.Context, listen, stateDir string, log 
 		if c.clientCA == "" {
 			c.clientCA = dev.CA
 		}
-		if c.clientAuth == "" {
-			c.clientAuth = "request"
-		}
-		sec, err := c.tls(log)
+		sec, err := c.tls(c.clientAuth.or(certs.ClientAuthRequest), log)
 		if err != nil {
 			return nil, err
 		}
@@ -130,24 +171,19 @@ func (c *transportConfig) build(_ context.Context, listen, stateDir string, log 
 		return nil, usageError{fmt.Errorf("--tls-cert and --tls-key go together")}
 
 	default:
-		return c.tls(log)
+		def := certs.ClientAuthNone
+		if c.clientCA != "" {
+			def = certs.ClientAuthRequest
+		}
+		return c.tls(c.clientAuth.or(def), log)
 	}
 }
 
-func (c *transportConfig) tls(log *slog.Logger) (*security, error) {
-	auth := c.clientAuth
-	if auth == "" {
-		auth = "none"
-		if c.clientCA != "" {
-			auth = "request"
-		}
-	}
-	ca, err := certs.ParseClientAuth(auth)
-	if err != nil {
-		return nil, usageError{fmt.Errorf("--client-auth: %v", err)}
-	}
+// tls loads the certificate, key and client CAs for serving TLS with the
+// client certificate policy ca.
+func (c *transportConfig) tls(ca certs.ClientAuth, log *slog.Logger) (*security, error) {
 	if ca != certs.ClientAuthNone && c.clientCA == "" {
-		return nil, usageError{fmt.Errorf("--client-auth=%s needs --client-ca", auth)}
+		return nil, usageError{fmt.Errorf("--client-auth=%s needs --client-ca", ca)}
 	}
 	cfg, reloader, err := certs.ServerConfig(certs.ServerOptions{
 		CertFile:        c.certFile,
@@ -162,13 +198,13 @@ func (c *transportConfig) tls(log *slog.Logger) (*security, error) {
 	}
 	mode := "tls"
 	if ca != certs.ClientAuthNone {
-		mode = "mtls-" + auth
+		mode = "mtls-" + ca.String()
 	}
 	return &security{
-		serverOptions: []grpc.ServerOption{grpc.Creds(credentials.NewTLS(cfg))},
-		mode:          mode,
-		hint:          "greeter --addr ADDR --ca CA.pem hello",
-		closers:       []io.Closer{reloader},
-		reloader:      reloader,
+		creds:    credentials.NewTLS(cfg),
+		mode:     mode,
+		hint:     "greeter --addr ADDR --ca CA.pem hello",
+		closers:  []io.Closer{reloader},
+		reloader: reloader,
 	}, nil
 }

@@ -12,6 +12,12 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
 	"github.com/greeter/greeter/middleware/auth"
 	"github.com/greeter/greeter/middleware/authz"
 	"github.com/greeter/greeter/middleware/internal/authtest"
@@ -19,11 +25,6 @@ import (
 	"github.com/greeter/greeter/middleware/ratelimit"
 	"github.com/greeter/greeter/middleware/standard"
 	"github.com/greeter/greeter/proto/greeterpb"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 )
 
 // unlimited switches every rate limit off, so that only authentication and
@@ -80,7 +81,7 @@ func start(t *testing.T, cfg auth.Config) (*grpc.ClientConn, *results, *greetert
 func newAuthenticator(t *testing.T, cfg auth.Config) (*auth.Authenticator, *results) {
 	t.Helper()
 	var r results
-	cfg.OnResult = r.add
+	cfg.OnResult = func(_ context.Context, reason string) { r.add(reason) }
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	a, err := auth.New(ctx, cfg)

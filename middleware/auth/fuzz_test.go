@@ -12,13 +12,14 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/greeter/greeter/middleware/auth"
-	"github.com/greeter/greeter/middleware/internal/authtest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	"github.com/greeter/greeter/middleware/auth"
+	"github.com/greeter/greeter/middleware/internal/authtest"
 )
 
 // Fixed times of every fuzz token: issued in the past, valid for the rest of
@@ -85,7 +86,7 @@ func FuzzBearer(f *testing.F) {
 	cfg.AllowInsecureTransport = false
 	cfg.MaxTokenLifetime = fuzzExpires.Sub(fuzzIssued)
 	var reasons []string // only the fuzz body, which runs serially, appends
-	cfg.OnResult = func(r string) { reasons = append(reasons, r) }
+	cfg.OnResult = func(_ context.Context, r string) { reasons = append(reasons, r) }
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	a, err := auth.New(ctx, cfg)
 	cancel()

@@ -21,10 +21,11 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/greeter/greeter/middleware/auth"
-	"github.com/greeter/greeter/middleware/internal/authtest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/greeter/greeter/middleware/auth"
+	"github.com/greeter/greeter/middleware/internal/authtest"
 )
 
 func writeFile(t *testing.T, path string, data []byte) {

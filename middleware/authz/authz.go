@@ -15,11 +15,12 @@ import (
 	"context"
 	"maps"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/greeter/greeter/identity"
 	"github.com/greeter/greeter/middleware"
 	pb "github.com/greeter/greeter/proto/greeterpb"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // Name is the plugin's name in a chain.

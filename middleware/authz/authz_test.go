@@ -8,14 +8,15 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/greeter/greeter/identity"
 	"github.com/greeter/greeter/middleware"
 	"github.com/greeter/greeter/middleware/authz"
 	"github.com/greeter/greeter/middleware/internal/greetertest"
 	"github.com/greeter/greeter/proto/greeterpb"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // as gives every call the identity with scopes; nil scopes means no

@@ -10,6 +10,12 @@
 // influence (the status message of a failed RPC, the subject) are logged only
 // as attribute values, which slog.TextHandler quotes and slog.JSONHandler
 // escapes, so they cannot forge records; use one of those handlers.
+//
+// It is written here rather than with go-grpc-middleware's logging because
+// that package writes no record for a handler that panics (its final record
+// is not deferred), counts no payload bytes (its payload events log message
+// contents instead), and does not see an identity that a later plugin
+// establishes.
 package logging
 
 import (
@@ -18,13 +24,14 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/greeter/greeter/identity"
-	"github.com/greeter/greeter/middleware"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/greeter/greeter/identity"
+	"github.com/greeter/greeter/middleware"
 )
 
 // Name is the plugin's name in a chain.

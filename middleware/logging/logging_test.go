@@ -10,6 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/greeter/greeter/middleware"
 	"github.com/greeter/greeter/middleware/auth"
 	"github.com/greeter/greeter/middleware/internal/authtest"
@@ -18,11 +24,6 @@ import (
 	"github.com/greeter/greeter/middleware/ratelimit"
 	"github.com/greeter/greeter/middleware/standard"
 	"github.com/greeter/greeter/proto/greeterpb"
-	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 )
 
 func records(t *testing.T, logs *greetertest.LogBuffer) []map[string]any {

@@ -22,6 +22,12 @@
 // never forgotten, so the concurrency cap cannot be reset by eviction.
 //
 // Limits are local to one process: N replicas allow N times the rate.
+//
+// It is written here rather than with go-grpc-middleware's ratelimit
+// because that package calls its Limiter once, when a call starts: it can
+// neither throttle the bytes of a stream nor free a concurrency slot when the
+// stream ends, and it rejects with a message naming the method and no
+// RetryInfo or pushback trailer.
 package ratelimit
 
 import (
@@ -32,9 +38,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/greeter/greeter/identity"
-	"github.com/greeter/greeter/middleware"
-	"github.com/greeter/greeter/middleware/internal/lru"
 	"golang.org/x/time/rate"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -44,6 +47,10 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/greeter/greeter/identity"
+	"github.com/greeter/greeter/middleware"
+	"github.com/greeter/greeter/middleware/internal/lru"
 )
 
 // Plugin names in a chain.
@@ -111,9 +118,10 @@ type Options struct {
 	MaxKeys int
 	// IdleTTL is how long an unused key is kept. Default 10 minutes.
 	IdleTTL time.Duration
-	// OnReject, if set, is called with one of the Reason constants for
-	// every rejected RPC, for example to count rejections.
-	OnReject func(reason string)
+	// OnReject, if set, is called for every rejected RPC with the RPC's
+	// context and one of the Reason constants, for example to count
+	// rejections; record metrics with ctx so they carry the RPC's trace.
+	OnReject func(ctx context.Context, reason string)
 }
 
 func (o Options) withDefaults() Options {
@@ -287,7 +295,7 @@ func waitBytes(ctx context.Context, lim *rate.Limiter, n int) error {
 
 func (l *Limiter) reject(ctx context.Context, reason, msg string, delay time.Duration) error {
 	if l.o.OnReject != nil {
-		l.o.OnReject(reason)
+		l.o.OnReject(ctx, reason)
 	}
 	return Exhausted(ctx, msg, delay)
 }

@@ -11,16 +11,17 @@ import (
 	"testing/synctest"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
 	"github.com/greeter/greeter/middleware/auth"
 	"github.com/greeter/greeter/middleware/internal/authtest"
 	"github.com/greeter/greeter/middleware/internal/greetertest"
 	"github.com/greeter/greeter/middleware/ratelimit"
 	"github.com/greeter/greeter/middleware/standard"
 	"github.com/greeter/greeter/proto/greeterpb"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 )
 
 var off = ratelimit.Rate{PerSecond: -1}
@@ -70,11 +71,11 @@ type env struct {
 func start(t *testing.T, o ratelimit.Options) *env {
 	t.Helper()
 	e := &env{rejects: &rejections{}, authed: &atomic.Int32{}, svc: &countingServer{}}
-	o.OnReject = e.rejects.add
+	o.OnReject = func(_ context.Context, reason string) { e.rejects.add(reason) }
 	e.limiter = ratelimit.New(o)
 	e.key = authtest.NewKey(t, t.TempDir(), "ed25519", "k1")
 	cfg := authtest.Config(e.key)
-	cfg.OnResult = func(string) { e.authed.Add(1) }
+	cfg.OnResult = func(context.Context, string) { e.authed.Add(1) }
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	a, err := auth.New(ctx, cfg)

@@ -10,8 +10,10 @@
 //
 // It uses go-grpc-middleware's recovery interceptors with
 // WithRecoveryHandlerContext: without that option they would send the stack to
-// the client. Place the plugin first in middleware.NewChain; a panic in a
-// plugin that runs before it is not recovered.
+// the client. Place the plugin before every other plugin with interceptors
+// (only plugins that supply server options may precede it, as
+// standard.Config.Outer does); a panic in an interceptor that runs before it
+// is not recovered.
 //
 // Panics in goroutines that a handler starts cannot be recovered by any
 // interceptor; such goroutines must recover on their own.
@@ -24,13 +26,14 @@ import (
 	"runtime"
 	"runtime/debug"
 
-	"github.com/greeter/greeter/identity"
-	"github.com/greeter/greeter/middleware"
 	grpcrecovery "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/greeter/greeter/identity"
+	"github.com/greeter/greeter/middleware"
 )
 
 // Name is the plugin's name in a chain.
@@ -43,9 +46,10 @@ var ErrInternal = status.Error(codes.Internal, "internal error")
 type Options struct {
 	// Logger receives one ERROR record per panic. Nil discards them.
 	Logger *slog.Logger
-	// OnPanic, if set, is called with the method after each recovered panic,
-	// for example to count panics.
-	OnPanic func(fullMethod string)
+	// OnPanic, if set, is called after each recovered panic with the RPC's
+	// context and method, for example to count panics; record metrics with
+	// ctx so they carry the RPC's trace.
+	OnPanic func(ctx context.Context, fullMethod string)
 }
 
 // New returns the recovery plugin.
@@ -72,7 +76,7 @@ func New(o Options) middleware.Plugin {
 		attrs = append(attrs, slog.String("stack", string(debug.Stack())))
 		logger.LogAttrs(ctx, slog.LevelError, "panic recovered", attrs...)
 		if o.OnPanic != nil {
-			o.OnPanic(method)
+			o.OnPanic(ctx, method)
 		}
 		return ErrInternal
 	}

@@ -11,6 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
 	"github.com/greeter/greeter/middleware"
 	"github.com/greeter/greeter/middleware/auth"
 	"github.com/greeter/greeter/middleware/authz"
@@ -19,10 +24,6 @@ import (
 	"github.com/greeter/greeter/middleware/logging"
 	"github.com/greeter/greeter/middleware/recovery"
 	"github.com/greeter/greeter/proto/greeterpb"
-	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 )
 
 var traceID = trace.TraceID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
@@ -67,7 +68,7 @@ func TestPanicsBecomeInternal(t *testing.T) {
 	var panics atomic.Int32
 	chain := middleware.NewChain(
 		tracer(),
-		recovery.New(recovery.Options{Logger: logger, OnPanic: func(string) { panics.Add(1) }}),
+		recovery.New(recovery.Options{Logger: logger, OnPanic: func(context.Context, string) { panics.Add(1) }}),
 		panicker("early"), // before authentication (RELIABILITY P4)
 		logging.New(logging.Options{Logger: logger}),
 		a.Plugin(),

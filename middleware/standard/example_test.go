@@ -3,17 +3,18 @@ package standard_test
 import (
 	"context"
 	"fmt"
-	"github.com/greeter/greeter/middleware/standard"
 	"strings"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
 
 	"github.com/greeter/greeter/middleware"
 	"github.com/greeter/greeter/middleware/auth"
 	"github.com/greeter/greeter/middleware/authz"
 	"github.com/greeter/greeter/middleware/internal/greetertest"
+	"github.com/greeter/greeter/middleware/standard"
 	"github.com/greeter/greeter/proto/greeterpb"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/status"
 )
 
 // traced wraps p so that it prints its name when a unary RPC enters it.

@@ -1,17 +1,22 @@
 // Package standard builds greeterd's middleware chain, in the one order the
 // server uses:
 //
-//  1. recovery: outermost, so a panic in any plugin or handler becomes
-//     Internal "internal error".
+//  0. Config.Outer: plugins that supply only server options, such as
+//     grpc.Creds (the TLS handshake) and grpc.StatsHandler (spans and RPC
+//     metrics); they act before any interceptor, so the stats handler sees
+//     every RPC, including those the chain rejects.
+//  1. recovery: outermost interceptor, so a panic in any plugin or handler
+//     becomes Internal "internal error".
 //  2. logging: one record per RPC, including rejected and panicked ones.
 //  3. ratelimit-peer: per peer IP, before any signature check.
 //  4. auth: establishes the caller's identity.
 //  5. authz: checks the method's scope.
 //  6. ratelimit: per identity (calls, concurrent transfers, bandwidth).
-//  7. the handler.
+//  7. Config.Inner, then the handler.
 //
 // Public methods (by default health and reflection) skip auth, authz and the
-// per-identity limits; the per-peer limit still applies to them.
+// per-identity limits; the per-peer limit still applies to them. Every hook
+// in Config is called with the RPC's context.
 package standard
 
 import (
@@ -42,10 +47,18 @@ type Config struct {
 	// Public reports methods served without authentication. Nil means
 	// wire.IsPublic.
 	Public func(fullMethod string) bool
-	// OnPanic, if set, is called after each recovered panic.
-	OnPanic func(fullMethod string)
-	// OnDeny, if set, is called for each authorization denial.
+	// OnPanic, if set, is called with the RPC's context after each
+	// recovered panic.
+	OnPanic func(ctx context.Context, fullMethod string)
+	// OnDeny, if set, is called with the RPC's context for each
+	// authorization denial.
 	OnDeny func(ctx context.Context, fullMethod, subject string)
+	// Outer plugins come first in the chain. They are meant for concerns
+	// that live outside interceptors and supply only ServerOptions: the
+	// transport credentials (grpc.Creds) and the stats handler
+	// (grpc.StatsHandler). An interceptor in an Outer plugin would run
+	// before recovery, unprotected from panics.
+	Outer []middleware.Plugin
 	// Inner plugins run after the per-identity limits, just before the
 	// handler (for example a global upload semaphore).
 	Inner []middleware.Plugin
@@ -67,13 +80,14 @@ func Plugins(c Config) []middleware.Plugin {
 	if public == nil {
 		public = wire.IsPublic
 	}
-	plugins := []middleware.Plugin{
+	plugins := append([]middleware.Plugin(nil), c.Outer...)
+	plugins = append(plugins,
 		recovery.New(recovery.Options{Logger: c.Logger, OnPanic: c.OnPanic}),
 		logging.New(logging.Options{Logger: c.Logger}),
 		limiter.PerPeer(),
 		middleware.Skip(c.Auth, public),
 		middleware.Skip(authz.New(authz.Options{Policy: c.Policy, OnDeny: c.OnDeny}), public),
 		middleware.Skip(limiter.PerIdentity(), public),
-	}
+	)
 	return append(plugins, c.Inner...)
 }

@@ -15,8 +15,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/greeter/greeter/identity"
-	"github.com/greeter/greeter/proto/greeterpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -24,6 +22,9 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/greeter/greeter/identity"
+	"github.com/greeter/greeter/proto/greeterpb"
 )
 
 // PanicName makes the fake panic: as a SayHello name, as an upload's or

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// uploadExpirer removes incomplete resumable uploads last written more than
+// olderThan ago and returns how many it removed. *diskstore.Live implements
+// it.
+type uploadExpirer interface {
+	CleanExpiredUploads(olderThan time.Duration) (int, error)
+}
+
+// expireUploads deletes the incomplete resumable uploads that made no
+// progress for ttl, the same --resumable-ttl the service is given: once at
+// start-up, then every tenth of ttl (at least a second, at most an hour). A
+// pass that removes something or fails is logged in one record. The
+// returned func stops the expiry and waits for a pass in progress, so the
+// store may be closed once it returns.
+func expireUploads(ctx context.Context, store uploadExpirer, ttl time.Duration, log *slog.Logger) (stop func()) {
+	every := min(max(ttl/10, time.Second), time.Hour)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		timer := time.NewTimer(0)
+		defer timer.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-timer.C:
+			}
+			expirePass(store, ttl, log)
+			timer.Reset(every)
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// expirePass runs one pass of expireUploads and logs its outcome.
+func expirePass(store uploadExpirer, ttl time.Duration, log *slog.Logger) {
+	n, err := store.CleanExpiredUploads(ttl)
+	switch {
+	case err != nil:
+		log.Warn("expiring incomplete uploads failed",
+			slog.Int("count", n), slog.Duration("older_than", ttl), slog.Any("error", err))
+	case n > 0:
+		log.Info("expired incomplete uploads", slog.Int("count", n), slog.Duration("older_than", ttl))
+	}
+}
