@@ -162,7 +162,7 @@ func chainOnOptions(tb testing.TB, dev *certs.DevFiles, p plugins) ([]grpc.Serve
 		Audience:       []string{"greeter"},
 		PeerIdentity:   certs.PeerIdentity,
 		Logger:         log,
-		OnResult:       func(string) {},
+		OnResult:       func(context.Context, string) {},
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -172,7 +172,7 @@ func chainOnOptions(tb testing.TB, dev *certs.DevFiles, p plugins) ([]grpc.Serve
 		PerPeer: high, Unary: high, Transfer: high,
 		MaxConcurrentTransfers: 1 << 20,
 		Bandwidth:              -1, // greeterd's default: unlimited
-		OnReject:               func(reason string) { metrics.RateLimited(ctx, telemetry.RateLimitReason(reason)) },
+		OnReject:               func(ctx context.Context, reason string) { metrics.RateLimited(ctx, telemetry.RateLimitReason(reason)) },
 	})
 	svc := service.Options{Logger: log}
 	if p.telemetry {
