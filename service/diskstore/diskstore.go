@@ -43,6 +43,8 @@ var (
 // for concurrent use.
 type Store struct {
 	root *os.Root
+	// lock is the data directory's lock file, locked; see lockRoot.
+	lock *os.File
 	opts options
 
 	// held holds the resumable uploads in use.
@@ -53,7 +55,11 @@ type Store struct {
 }
 
 // Open opens the store on dir, creating dir and its objects/, tmp/ and
-// uploads/ folders if they are missing. Close releases it.
+// uploads/ folders if they are missing. Before it touches anything in dir
+// it takes an exclusive lock on dir/.lock and records this process there;
+// while another Store, in this process or another, holds dir it fails with
+// a *LockedError naming the holder, which wraps ErrLocked. Close releases
+// the lock.
 func Open(dir string, opts ...Option) (*Store, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
@@ -62,32 +68,47 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return nil, fmt.Errorf("diskstore: %w", err)
 	}
-	root, err := openRoot(dir)
+	root, lock, err := openRoot(dir, nil)
 	if err != nil {
+		if errors.Is(err, ErrLocked) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("diskstore: %w", err)
 	}
-	return &Store{root: root, opts: o}, nil
+	return &Store{root: root, lock: lock, opts: o}, nil
 }
 
-// openRoot opens the existing folder dir as a root and creates the
-// objects/, tmp/ and uploads/ folders in it if they are missing.
-func openRoot(dir string) (*os.Root, error) {
+// openRoot opens the existing folder dir as a root, locks it (see
+// lockRoot, which held is passed to) and creates the objects/, tmp/ and
+// uploads/ folders in it if they are missing.
+func openRoot(dir string, held *os.File) (*os.Root, *os.File, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	lock, err := lockRoot(root, dir, held)
+	if err != nil {
+		root.Close()
+		return nil, nil, err
 	}
 	for _, d := range []string{objectsDir, tmpDir, uploadsDir} {
 		if err := root.MkdirAll(d, dirMode); err != nil {
 			root.Close()
-			return nil, err
+			lock.Close()
+			return nil, nil, err
 		}
 	}
-	return root, nil
+	return root, lock, nil
 }
 
-// Close releases the data directory. Files opened before stay readable.
+// Close releases the data directory and its lock. Files opened before
+// stay readable.
 func (s *Store) Close() error {
-	return s.root.Close()
+	err := s.root.Close()
+	if lerr := s.lock.Close(); err == nil {
+		err = lerr
+	}
+	return err
 }
 
 // ownerFolder returns the root-relative folder of owner's entries below

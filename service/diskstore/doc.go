@@ -30,14 +30,23 @@
 //	objects/<owner>/<name>  committed files, mode 0640; folders 0750.
 //	                        <owner> is the owner in unpadded URL-safe base64.
 //	tmp/<random hex>.tmp    uploads in progress, mode 0600.
+//	.lock                   the lock file, mode 0600: a Store holds
+//	                        flock(2) on it from Open to Close; it records
+//	                        the holder's pid and host. Never removed.
 //
 // Each committed file carries its SHA-256 in the extended attribute
 // user.greeter.sha256 when the filesystem supports it. Open and Stat compute
 // and try to store the digest when the attribute is missing; List reports a
 // zero SHA256 for such a file instead of reading it.
 //
+// One Store at a time owns a data directory: Open fails with ErrLocked,
+// naming the holder, while another Store (in any process on this host)
+// holds it, so a second server can neither remove the first one's
+// temporary files nor write the same resumable upload.
+//
 // Temporary files of uploads that died with the process stay in tmp/ until
-// CleanTemporaries removes them; Open never does.
+// CleanTemporaries removes them, once they are MinTemporaryAge old; Open
+// never does.
 //
 // Resumable uploads (service.ResumableStore) keep their bytes across broken
 // streams and restarts:
@@ -57,8 +66,8 @@
 // again. A completed upload is committed exactly like a plain one (the
 // same verification, sync and rename into objects/) and its state is
 // deleted; a size or digest mismatch deletes it too. One stream at a time
-// may hold an upload (an in-process lock; one server process owns a data
-// directory). Incomplete uploads are never visible to Open, Stat, List or
+// may hold an upload (an in-process lock; the directory lock makes one
+// process the owner of a data directory). Incomplete uploads are never visible to Open, Stat, List or
 // Delete; CleanExpiredUploads removes those not written to for a while.
 //
 // Check reports whether the data directory still takes uploads; Live is a
@@ -68,6 +77,7 @@
 //
 //	doc.go               this overview
 //	diskstore.go         Store, Open, the layout, owners' paths, error wrapping
+//	dirlock.go           the data directory's lock, ErrLocked
 //	options.go           every Option with its field and its default
 //	hashedfile.go        the file an upload writes and hashes in one pass
 //	commit.go            the commit tail every upload shares
@@ -82,4 +92,5 @@
 //	health.go            Check
 //	live.go              Live, a store that reopens its data directory
 //	sys_*.go             writeback and the digest attribute, per platform
+//	flock_*.go           flock(2), per platform
 package diskstore

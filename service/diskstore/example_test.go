@@ -23,7 +23,8 @@ func Example() {
 		return
 	}
 	defer s.Close()
-	// At start-up, before serving, every temporary file is stale.
+	// At start-up, remove the temporary files that a process that died
+	// left behind (those older than MinTemporaryAge).
 	if _, err := s.CleanTemporaries(0); err != nil {
 		fmt.Println(err)
 		return

@@ -11,17 +11,26 @@ import (
 	"github.com/greeter/greeter/service"
 )
 
+// MinTemporaryAge is the least time since its last write for a temporary
+// file to be removed by CleanTemporaries. An upload in flight writes at
+// least once per idle timeout or is ended (service.DefaultIdleTimeout is
+// 30s), so a temporary file this old belongs to no running upload. It is a
+// second line of defence behind the data directory's lock: a process that
+// shares the directory without honouring the lock (another host over a
+// network filesystem without flock, an old version) keeps its uploads.
+const MinTemporaryAge = time.Hour
+
 // CleanTemporaries removes the temporary files of uploads in tmp/ that were
-// last written more than olderThan ago and returns how many it removed. It
-// keeps going after an error and returns all of them joined.
+// last written more than olderThan ago, but never less than
+// MinTemporaryAge ago, and returns how many it removed. It keeps going
+// after an error and returns all of them joined.
 //
 // An upload whose temporary file is removed fails at Commit and nothing of
-// it becomes visible. With olderThan zero or less every temporary file is
-// removed, which is right only while no upload runs: the server calls
-// CleanTemporaries(0) at start-up, before it serves, because every
-// temporary file it finds then belongs to a process that is gone. Open
-// never calls it.
+// it becomes visible. The server calls CleanTemporaries(0) at start-up, to
+// remove what a process that died left behind; a temporary file younger
+// than MinTemporaryAge stays until a later call. Open never calls it.
 func (s *Store) CleanTemporaries(olderThan time.Duration) (removed int, err error) {
+	olderThan = max(olderThan, MinTemporaryAge)
 	entries, err := fs.ReadDir(s.root.FS(), tmpDir)
 	if err != nil {
 		return 0, fmt.Errorf("diskstore: clean temporaries: %w", err)
@@ -32,11 +41,9 @@ func (s *Store) CleanTemporaries(olderThan time.Duration) (removed int, err erro
 		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), tmpSuffix) {
 			continue
 		}
-		if olderThan > 0 {
-			fi, err := e.Info()
-			if err != nil || fi.ModTime().After(cutoff) {
-				continue // gone meanwhile, or still fresh
-			}
+		fi, err := e.Info()
+		if err != nil || fi.ModTime().After(cutoff) {
+			continue // gone meanwhile, or still fresh
 		}
 		if err := s.root.Remove(tmpDir + "/" + e.Name()); err != nil {
 			if !errors.Is(err, fs.ErrNotExist) {

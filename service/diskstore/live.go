@@ -16,12 +16,18 @@ import (
 // Open it does not create the data directory itself: a directory missing
 // from its path (an unmounted volume, say) must be put back by whoever
 // removed it, not papered over with an empty one on the parent filesystem.
+// The new Store takes the lock of the directory now at the path; when that
+// is the directory s holds (only a folder in it went missing), it shares
+// s's lock, so s never blocks its own successor.
 func (s *Store) reopenRoot() (*Store, error) {
-	root, err := openRoot(s.root.Name())
+	root, lock, err := openRoot(s.root.Name(), s.lock)
 	if err != nil {
+		if errors.Is(err, ErrLocked) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("diskstore: reopen: %w", err)
 	}
-	return &Store{root: root, opts: s.opts}, nil
+	return &Store{root: root, lock: lock, opts: s.opts}, nil
 }
 
 var _ service.ResumableStore = (*Live)(nil)
@@ -57,7 +63,8 @@ func (l *Live) Store() *Store { return l.cur.Load() }
 // Check checks the Store in use as Store.Check does. When its directory is
 // gone from its path and a directory is there again, Check opens a new
 // Store on it and, if that one is healthy, switches to it, closes the old
-// one and returns nil. Otherwise it returns the old Store's error.
+// one and returns nil. Otherwise it returns the old Store's error, joined
+// with a *LockedError when another Store holds the new directory.
 func (l *Live) Check(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -70,6 +77,10 @@ func (l *Live) Check(ctx context.Context) error {
 		return err
 	}
 	next, rerr := old.reopenRoot()
+	if errors.Is(rerr, ErrLocked) {
+		// Another process took the new directory first: say who.
+		return fmt.Errorf("%w; %w", err, rerr)
+	}
 	if rerr != nil {
 		return err
 	}

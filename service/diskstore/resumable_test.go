@@ -103,6 +103,7 @@ func TestResumableSurvivesCrash(t *testing.T) {
 	const want = 140 << 10
 	wantCommitted(t, s, owner, "crash", want)
 	up.(*resumable).f.Close() // the process dies; nothing else runs
+	s.Close()                 // and the kernel releases its lock
 
 	s2, err := Open(dir)
 	if err != nil {
