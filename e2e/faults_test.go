@@ -650,6 +650,15 @@ func TestFaultKillServerDuringUploads(t *testing.T) {
 	if n := len(r.temps()); n != 2 {
 		t.Errorf("after SIGKILL tmp/ holds %d temporaries, want the 2 of the plain uploads", n)
 	}
+	// The janitor keeps temporaries younger than diskstore.MinTemporaryAge
+	// (1 h; another process might still be writing them, R7): age these as a
+	// restart an hour or more later would find them.
+	old := time.Now().Add(-2 * time.Hour) // twice diskstore.MinTemporaryAge
+	for name := range r.temps() {
+		if err := os.Chtimes(filepath.Join(r.data, "tmp", name), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	r.start()
 	if n := len(r.temps()); n != 0 {

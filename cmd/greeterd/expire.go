@@ -7,10 +7,11 @@ import (
 )
 
 // uploadExpirer removes incomplete resumable uploads last written more than
-// olderThan ago and returns how many it removed. *diskstore.Live implements
-// it.
+// olderThan ago, and temporaries a crash left behind, returning how many it
+// removed. *diskstore.Live implements it.
 type uploadExpirer interface {
 	CleanExpiredUploads(olderThan time.Duration) (int, error)
+	CleanTemporaries(olderThan time.Duration) (int, error)
 }
 
 // expireUploads deletes the incomplete resumable uploads that made no
@@ -43,8 +44,12 @@ func expireUploads(ctx context.Context, store uploadExpirer, ttl time.Duration, 
 	}
 }
 
-// expirePass runs one pass of expireUploads and logs its outcome.
+// expirePass runs one pass of expireUploads and logs its outcome. It also
+// removes temporaries left by a crash (the store keeps any younger than
+// diskstore.MinTemporaryAge, so in-flight uploads are safe), since a crash
+// followed by a quick restart leaves them too young for the start-up pass.
 func expirePass(store uploadExpirer, ttl time.Duration, log *slog.Logger) {
+	cleanTemporaries(store, log)
 	n, err := store.CleanExpiredUploads(ttl)
 	switch {
 	case err != nil:
@@ -52,5 +57,14 @@ func expirePass(store uploadExpirer, ttl time.Duration, log *slog.Logger) {
 			slog.Int("count", n), slog.Duration("older_than", ttl), slog.Any("error", err))
 	case n > 0:
 		log.Info("expired incomplete uploads", slog.Int("count", n), slog.Duration("older_than", ttl))
+	}
+}
+
+// cleanTemporaries removes stale temporaries and logs the pass once.
+func cleanTemporaries(store uploadExpirer, log *slog.Logger) {
+	if n, err := store.CleanTemporaries(0); err != nil {
+		log.Warn("janitor failed", slog.Any("error", err))
+	} else if n > 0 {
+		log.Info("janitor removed stale temporaries", slog.Int("count", n))
 	}
 }

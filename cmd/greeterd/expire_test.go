@@ -50,6 +50,8 @@ func (s *scriptedExpirer) CleanExpiredUploads(olderThan time.Duration) (int, err
 	return r.n, r.err
 }
 
+func (s *scriptedExpirer) CleanTemporaries(time.Duration) (int, error) { return 0, nil }
+
 func (s *scriptedExpirer) passes() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

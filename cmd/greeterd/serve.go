@@ -201,11 +201,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return fmt.Errorf("opening data dir: %w", err)
 	}
 	defer store.Close()
-	if n, err := store.CleanTemporaries(0); err != nil {
-		log.Warn("janitor failed", slog.Any("error", err))
-	} else if n > 0 {
-		log.Info("janitor removed stale temporaries", slog.Int("count", n))
-	}
+	cleanTemporaries(store, log) // before serving, so no stale temporary outlives start-up
 	stopExpiry := expireUploads(ctx, store, c.resumableTTL, log)
 	defer stopExpiry() // deferred after store.Close, so it runs first
 

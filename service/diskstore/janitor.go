@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -57,8 +56,6 @@ func (s *Store) CleanTemporaries(olderThan time.Duration) (removed int, err erro
 		if err := s.syncDir(tmpDir); err != nil {
 			errs = append(errs, err)
 		}
-		s.opts.logger.Info("stale temporary files removed",
-			slog.Int("count", removed), slog.Duration("older_than", olderThan))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return removed, fmt.Errorf("diskstore: clean temporaries: %w", err)
@@ -93,10 +90,6 @@ func (s *Store) CleanExpiredUploads(olderThan time.Duration) (removed int, err e
 		if err != nil {
 			errs = append(errs, err)
 		}
-	}
-	if removed > 0 {
-		s.opts.logger.Info("expired uploads removed",
-			slog.Int("count", removed), slog.Duration("older_than", olderThan))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return removed, fmt.Errorf("diskstore: clean expired uploads: %w", err)
