@@ -5,7 +5,13 @@
 // namespace (the owner comes from the request context, see Server.owner),
 // names are validated before any storage call, uploads stream to storage with
 // bounded memory and become visible only after they are complete and
-// verified, downloads announce the size and SHA-256 of the whole file before
-// the first chunk, and every failure reaches the client as a status with a
-// precise code (see toStatus). Handlers never return a plain Go error.
+// verified, a resumable upload keeps the bytes it received when its stream
+// breaks so that a later stream continues from there, downloads announce the
+// size and SHA-256 of the whole file before the first chunk, and every
+// failure reaches the client as a status with a precise code (see
+// toStatus). Handlers never return a plain Go error.
+//
+// Handlers live by concern: upload.go (plain and resumable uploads, one
+// receive loop), download.go, files.go (the unary file RPCs), and
+// service.go (the Server, its Options and SayHello).
 package service

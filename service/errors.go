@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -12,11 +14,16 @@ import (
 	"github.com/greeter/greeter/service/objname"
 )
 
-// toStatus maps a domain error to the status the client receives. It is the
-// only place where storage and validation errors become gRPC codes. name is
-// the object the call was about; it is quoted into messages because clients
-// supplied it. Errors that are the server's fault are logged here and reach
-// the client as a generic Internal status.
+// toStatus maps an error of the store, of the stream or of the request's
+// context to the status the client receives: it is the only place where
+// such errors become gRPC codes. Checks of the request itself (its name,
+// prefix, page token, offsets, declared size and digest, the order of its
+// messages) build their InvalidArgument, OutOfRange or ResourceExhausted
+// statuses where they are made, so that the message says what was wrong;
+// those statuses pass through toStatus unchanged. name is the object the
+// call was about; it is quoted into messages because clients supplied it.
+// Errors that are the server's fault are logged here and reach the client
+// as a generic Internal status.
 func (s *Server) toStatus(ctx context.Context, name string, err error) error {
 	if err == nil {
 		return nil
@@ -69,4 +76,19 @@ func (s *Server) toStatus(ctx context.Context, name string, err error) error {
 		s.log.ErrorContext(ctx, "storage error", slog.String("object", name), slog.Any("error", err))
 		return status.Error(codes.Internal, "internal storage error")
 	}
+}
+
+// withErrorInfo returns st with an ErrorInfo naming reason and the
+// committed size. If the details cannot be attached, st goes out without
+// them.
+func withErrorInfo(st *status.Status, reason string, committed int64) error {
+	info := &errdetails.ErrorInfo{
+		Reason:   reason,
+		Domain:   wire.ErrorDomain,
+		Metadata: map[string]string{wire.MetadataCommittedSize: strconv.FormatInt(committed, 10)},
+	}
+	if d, err := st.WithDetails(info); err == nil {
+		return d.Err()
+	}
+	return st.Err()
 }

@@ -17,212 +17,30 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/greeter/greeter/identity"
 	pb "github.com/greeter/greeter/proto/greeterpb"
 	"github.com/greeter/greeter/service"
-	"github.com/greeter/greeter/service/diskstore"
+	"github.com/greeter/greeter/service/servicetest"
 )
 
-// Limits of FuzzUploadSequence: at most fuzzMaxOps operations per input,
-// files of at most fuzzMaxFile bytes (so that oversize uploads are reachable
-// in a few chunks), chunks of at most fuzzBigChunk bytes.
-const (
-	fuzzMaxOps   = 32
-	fuzzMaxFile  = 64 << 10
-	fuzzBigChunk = 48 << 10
-)
+// fuzzStreamKey is the metadata key through which a fuzz client names its
+// stream, so that it can await the reports of that stream's handler.
+const fuzzStreamKey = "x-fuzz-stream"
 
-// Operation kinds, chosen by the first byte of an operation modulo 8:
-// metadata 2/8, chunk 4/8, cancel 1/8, end of stream 1/8.
-const (
-	fuzzOpMeta   = 0
-	fuzzOpChunk  = 2
-	fuzzOpCancel = 6
-	fuzzOpEOF    = 7
-)
-
-// fuzzNames are the names a MetaData operation picks from. ok says whether
-// objname accepts the joined name; several valid names conflict with each
-// other (a file where another needs a folder).
-var fuzzNames = []struct {
-	filename, extension string
-	ok                  bool
-}{
-	{"a.txt", "", true},
-	{"b.bin", "", true},
-	{"dir/c.txt", "", true},
-	{"dir", "", true},
-	{"a.txt/x", "", true},
-	{"d/e/f/g.bin", "", true},
-	{"report", ".pdf", true},
-	{"dir/", "c.txt", true},
-	{"", "", false},
-	{"../escape", "", false},
-	{"/abs", "", false},
-	{"a//b", "", false},
-	{"dot/./x", "", false},
-	{"nul\x00", "", false},
-	{"bidi\u202etxt.exe", "", false},
-	{"e\u0301", "", false}, // not NFC
-	{strings.Repeat("s", 256), "", false},
-	{`back\slash`, "", false},
-	{"a.txt", "/..", false},
-}
-
-// Declared-size and declared-digest modes of a MetaData operation. "Exact"
-// and "right" refer to the bytes the upload's chunks actually carry.
-const (
-	sizeNone = iota
-	sizeExact
-	sizeLess
-	sizeMore
-	sizeNegative
-	sizeOverMax
-)
-
-const (
-	digestNone = iota
-	digestRight
-	digestWrong
-	digestNotHex
-	digestShort
-)
-
-// fuzzOp is one decoded operation.
-type fuzzOp struct {
-	kind   int
-	name   int // index into fuzzNames
-	size   int // size mode
-	digest int // digest mode
-	n      int // chunk length
-}
-
-// decodeFuzzOps turns fuzz bytes into at most fuzzMaxOps operations. Every
-// input decodes; missing argument bytes read as zero.
-func decodeFuzzOps(b []byte) []fuzzOp {
-	next := func() int {
-		if len(b) == 0 {
-			return 0
-		}
-		c := int(b[0])
-		b = b[1:]
-		return c
-	}
-	var ops []fuzzOp
-	for len(b) > 0 && len(ops) < fuzzMaxOps {
-		switch k := next() % 8; {
-		case k < fuzzOpChunk:
-			name, flags := next(), next()
-			ops = append(ops, fuzzOp{kind: fuzzOpMeta, name: name % len(fuzzNames), size: (flags & 7) % 6, digest: (flags >> 3 & 7) % 5})
-		case k < fuzzOpCancel:
-			n := next()
-			length := n * 16
-			if n == 255 {
-				length = fuzzBigChunk
-			}
-			ops = append(ops, fuzzOp{kind: fuzzOpChunk, n: length})
-		default:
-			ops = append(ops, fuzzOp{kind: k})
-		}
-	}
-	return ops
-}
-
-// Encoders for seeds: the inverse of decodeFuzzOps. Chunk lengths are
-// multiples of 16 up to 4064.
-func seedMeta(name, size, digest int) []byte {
-	return []byte{fuzzOpMeta, byte(name), byte(digest<<3 | size)}
-}
-func seedChunk(n int) []byte         { return []byte{fuzzOpChunk, byte(n / 16)} }
-func seedBigChunk() []byte           { return []byte{fuzzOpChunk, 255} }
-func seedCancel() []byte             { return []byte{fuzzOpCancel} }
-func seedEOF() []byte                { return []byte{fuzzOpEOF} }
-func seedOps(parts ...[]byte) []byte { return slices.Concat(parts...) }
-
-// fuzzPattern returns n deterministic bytes for the upload numbered upload,
-// starting at offset off of its file.
-func fuzzPattern(upload, off, n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		p := off + i
-		b[i] = byte(p*7 + p>>8 + upload*13)
-	}
-	return b
-}
-
-// Metadata keys through which a fuzz client names its caller and stream.
-const (
-	fuzzOwnerKey  = "x-fuzz-owner"
-	fuzzStreamKey = "x-fuzz-stream"
-)
-
-// fuzzEvent reports that the handler of a stream started or returned.
-type fuzzEvent struct {
-	stream string
-	done   bool
-	err    error
-}
-
-// fuzzServer is a Greeter server over bufconn on the real disk store. Its
-// interceptor reports when each upload's handler starts and returns (with
-// the error it returned), so a client can check the disk exactly when the
-// handler is done.
-type fuzzServer struct {
-	dir    string
-	store  *diskstore.Store
-	client pb.GreeterClient
-	events chan fuzzEvent
-}
-
-func newFuzzServer(tb testing.TB) *fuzzServer {
-	tb.Helper()
-	dir := tb.TempDir()
-	store, err := diskstore.Open(dir)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	s := &fuzzServer{dir: dir, store: store, events: make(chan fuzzEvent, 256)}
-	client, stop := serveBufconn(tb, func(r grpc.ServiceRegistrar) {
-		service.New(store, service.Options{MaxFileSize: fuzzMaxFile, IdleTimeout: 10 * time.Minute}).Register(r)
-	}, grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, next grpc.StreamHandler) error {
-		ctx := ss.Context()
-		md, _ := metadata.FromIncomingContext(ctx)
-		if v := md.Get(fuzzOwnerKey); len(v) == 1 {
-			ctx = identity.NewContext(ctx, identity.Identity{Subject: v[0], Source: identity.SourceToken})
-		}
-		id := strings.Join(md.Get(fuzzStreamKey), ",")
-		s.events <- fuzzEvent{stream: id}
-		err := next(srv, &ctxStream{ServerStream: ss, ctx: ctx})
-		s.events <- fuzzEvent{stream: id, done: true, err: err}
-		return err
-	}))
-	tb.Cleanup(func() {
-		stop()
-		store.Close()
-	})
-	s.client = client
-	return s
-}
-
-// await returns the next event of stream, skipping events of streams an
-// earlier failed check left behind.
-func (s *fuzzServer) await(ctx context.Context, t *testing.T, stream string, done bool) fuzzEvent {
+// awaitStream returns the report of the handler of stream starting (done
+// false) or returning (done true).
+func awaitStream(ctx context.Context, t *testing.T, s *servicetest.Server, stream string, done bool) servicetest.Call {
 	t.Helper()
-	for {
-		select {
-		case ev := <-s.events:
-			if ev.stream == stream && ev.done == done {
-				return ev
-			}
-		case <-ctx.Done():
-			t.Fatalf("stream %s: the handler never %s", stream, map[bool]string{false: "started", true: "returned"}[done])
-		}
+	call, err := s.Await(ctx, func(c servicetest.Call) bool {
+		return c.Done == done && strings.Join(c.Header.Get(fuzzStreamKey), ",") == stream
+	})
+	if err != nil {
+		t.Fatalf("stream %s: the handler never %s", stream, map[bool]string{false: "started", true: "returned"}[done])
 	}
+	return call
 }
 
 // fuzzUploads numbers owners and streams across all iterations of a process.
@@ -314,9 +132,12 @@ func FuzzUploadSequence(f *testing.F) {
 		f.Add(seed)
 	}
 
-	s := newFuzzServer(f)
-	tmp := filepath.Join(s.dir, "tmp")
-	uploads := filepath.Join(s.dir, "uploads")
+	// The server reports when each upload's handler starts and returns
+	// (with the error it returned), so a client can check the disk exactly
+	// when the handler is done.
+	s := servicetest.Start(f, servicetest.Config{Options: service.Options{MaxFileSize: fuzzMaxFile, IdleTimeout: 10 * time.Minute}})
+	tmp := filepath.Join(s.Dir, "tmp")
+	uploads := filepath.Join(s.Dir, "uploads")
 
 	f.Fuzz(func(t *testing.T, input []byte) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -325,11 +146,11 @@ func FuzzUploadSequence(f *testing.F) {
 		model := map[string][]byte{} // what owner should have stored
 		t.Cleanup(func() {
 			for name := range model {
-				if err := s.store.Delete(context.Background(), owner, name); err != nil {
+				if err := s.Store.Delete(context.Background(), owner, name); err != nil {
 					t.Errorf("cleanup: delete %q: %v", name, err)
 				}
 			}
-			os.RemoveAll(filepath.Join(s.dir, "objects", base64.RawURLEncoding.EncodeToString([]byte(owner))))
+			os.RemoveAll(filepath.Join(s.Dir, "objects", base64.RawURLEncoding.EncodeToString([]byte(owner))))
 		})
 
 		ops := decodeFuzzOps(input)
@@ -353,15 +174,15 @@ func FuzzUploadSequence(f *testing.F) {
 			if left, _ := os.ReadDir(uploads); len(left) > 0 {
 				t.Fatalf("resumable state appeared for plain uploads: %v", left)
 			}
-			checkFuzzModel(ctx, t, s.store, owner, model, false)
+			checkFuzzModel(ctx, t, s.Store, owner, model, false)
 		}
-		checkFuzzModel(ctx, t, s.store, owner, model, true)
+		checkFuzzModel(ctx, t, s.Store, owner, model, true)
 	})
 }
 
 // runFuzzStream sends one stream of ops for owner, checks its outcome
 // against the model and updates the model.
-func runFuzzStream(ctx context.Context, t *testing.T, s *fuzzServer, owner string, model map[string][]byte, ops []fuzzOp) {
+func runFuzzStream(ctx context.Context, t *testing.T, s *servicetest.Server, owner string, model map[string][]byte, ops []fuzzOp) {
 	t.Helper()
 	num := int(fuzzUploads.Add(1))
 	id := strconv.Itoa(num)
@@ -391,15 +212,15 @@ func runFuzzStream(ctx context.Context, t *testing.T, s *fuzzServer, owner strin
 			}
 		}
 	}
-	sctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(ctx, fuzzOwnerKey, owner, fuzzStreamKey, id))
+	sctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(servicetest.AsOwner(ctx, owner), fuzzStreamKey, id))
 	defer cancel()
-	up, err := s.client.UploadFile(sctx)
+	up, err := s.Client.UploadFile(sctx)
 	if err != nil {
 		t.Fatalf("stream %s: UploadFile: %v", id, err)
 	}
 	// Cancel only once the server runs the handler, so that every stream
 	// reaches it and its outcome can be awaited.
-	s.await(ctx, t, id, false)
+	awaitStream(ctx, t, s, id, false)
 
 	sending := true
 	var clientErr error
@@ -431,7 +252,7 @@ func runFuzzStream(ctx context.Context, t *testing.T, s *fuzzServer, owner strin
 	if last := ops[len(ops)-1].kind; last != fuzzOpCancel && last != fuzzOpEOF {
 		resp, clientErr = up.CloseAndRecv()
 	}
-	serverErr := s.await(ctx, t, id, true).err
+	serverErr := awaitStream(ctx, t, s, id, true).Err
 
 	serverCode := checkFuzzStatus(t, "stream "+id+" handler", serverErr)
 	clientCode := checkFuzzStatus(t, "stream "+id+" client", clientErr)
@@ -450,41 +271,9 @@ func runFuzzStream(ctx context.Context, t *testing.T, s *fuzzServer, owner strin
 	model[name] = data
 }
 
-// fuzzMetaData builds the MetaData of op for an upload of size bytes whose
-// digest is sum.
-func fuzzMetaData(op fuzzOp, size int, sum [32]byte) *pb.MetaData {
-	n := fuzzNames[op.name]
-	md := &pb.MetaData{Filename: n.filename, Extension: n.extension}
-	declare := func(v int64) { md.Size = &v }
-	switch op.size {
-	case sizeExact:
-		declare(int64(size))
-	case sizeLess:
-		declare(int64(size - 1))
-	case sizeMore:
-		declare(int64(size + 1))
-	case sizeNegative:
-		declare(-1)
-	case sizeOverMax:
-		declare(fuzzMaxFile + 1)
-	}
-	switch op.digest {
-	case digestRight:
-		md.Sha256 = hex.EncodeToString(sum[:])
-	case digestWrong:
-		other := sha256.Sum256(append(sum[:], 'x'))
-		md.Sha256 = hex.EncodeToString(other[:])
-	case digestNotHex:
-		md.Sha256 = strings.Repeat("z", 64)
-	case digestShort:
-		md.Sha256 = "abcd"
-	}
-	return md
-}
-
 // checkFuzzModel checks that owner's visible files are exactly the model's,
 // and, if contents is set, that each holds the model's bytes.
-func checkFuzzModel(ctx context.Context, t *testing.T, store *diskstore.Store, owner string, model map[string][]byte, contents bool) {
+func checkFuzzModel(ctx context.Context, t *testing.T, store service.Store, owner string, model map[string][]byte, contents bool) {
 	t.Helper()
 	infos, err := store.List(ctx, owner, "", "", len(model)+10)
 	if err != nil {
@@ -520,23 +309,4 @@ func checkFuzzModel(ctx context.Context, t *testing.T, store *diskstore.Store, o
 			t.Fatalf("%q holds sha256 %s, want %s (the concatenation of its chunks)", name, got, want)
 		}
 	}
-}
-
-// describeFuzzOps renders ops for failure messages.
-func describeFuzzOps(ops []fuzzOp) string {
-	var parts []string
-	for _, op := range ops {
-		switch op.kind {
-		case fuzzOpMeta:
-			n := fuzzNames[op.name]
-			parts = append(parts, fmt.Sprintf("meta(%q size=%d digest=%d)", n.filename+n.extension, op.size, op.digest))
-		case fuzzOpChunk:
-			parts = append(parts, fmt.Sprintf("chunk(%d)", op.n))
-		case fuzzOpCancel:
-			parts = append(parts, "cancel")
-		case fuzzOpEOF:
-			parts = append(parts, "eof")
-		}
-	}
-	return strings.Join(parts, " ")
 }

@@ -1,278 +1,23 @@
 package service_test
 
 import (
-	"context"
-	"io/fs"
-	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/greeter/greeter/proto/greeterpb"
 	"github.com/greeter/greeter/proto/wire"
 	"github.com/greeter/greeter/service"
 	"github.com/greeter/greeter/service/diskstore"
+	"github.com/greeter/greeter/service/servicetest"
 )
 
-// rharness is a harness whose server can be restarted on the same data
-// directory and whose store reports how far resumable uploads have
-// written.
-type rharness struct {
-	*harness
-	opts      service.Options
-	storeOpts []diskstore.Option
-	// wrap picks what the server sees of the disk store.
-	wrap     func(*diskstore.Store) service.Store
-	progress *progress
-	stop     func()
-}
-
-func newResumableHarness(t *testing.T, opts service.Options, storeOpts ...diskstore.Option) *rharness {
-	t.Helper()
-	h := &rharness{
-		harness:   &harness{t: t, dir: t.TempDir(), handled: make(chan string, 1024)},
-		opts:      opts,
-		storeOpts: storeOpts,
-		progress:  &progress{},
-	}
-	h.wrap = func(s *diskstore.Store) service.Store { return &observedStore{Store: s, p: h.progress} }
-	h.start()
-	t.Cleanup(func() { h.stop() })
-	return h
-}
-
-// start opens the store and serves it over a new bufconn.
-func (h *rharness) start() {
-	t := h.t
-	t.Helper()
-	store, err := diskstore.Open(h.dir, h.storeOpts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.store = store
-	stop := h.serve(h.wrap(store), h.opts)
-	h.stop = func() {
-		stop()
-		store.Close()
-	}
-}
-
-// restart stops the server and closes the store, then opens a new store on
-// the same directory and serves it: what a server restart looks like.
-func (h *rharness) restart() {
-	h.t.Helper()
-	h.stop()
-	h.start()
-}
-
-// progress lets a test wait until the server has written a resumable
-// upload up to some size, without sleeping.
-type progress struct {
-	mu      sync.Mutex
-	target  int64
-	reached chan struct{}
-}
-
-// at returns a channel that is closed once a resumable upload's file has
-// reached n bytes on the server.
-func (p *progress) at(n int64) <-chan struct{} {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.target, p.reached = n, make(chan struct{})
-	return p.reached
-}
-
-func (p *progress) wrote(total int64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.reached != nil && total >= p.target {
-		close(p.reached)
-		p.reached = nil
-	}
-}
-
-// observedStore is the real disk store with resumable uploads that report
-// their progress.
-type observedStore struct {
-	*diskstore.Store
-	p *progress
-}
-
-func (o *observedStore) BeginResumable(ctx context.Context, owner string, r service.Resume) (service.ResumableUpload, error) {
-	up, err := o.Store.BeginResumable(ctx, owner, r)
-	if err != nil {
-		return nil, err
-	}
-	return &observedUpload{ResumableUpload: up, p: o.p}, nil
-}
-
-type observedUpload struct {
-	service.ResumableUpload
-	p *progress
-}
-
-func (u *observedUpload) Write(b []byte) (int, error) {
-	n, err := u.ResumableUpload.Write(b)
-	u.p.wrote(u.ResumableUpload.Written())
-	return n, err
-}
-
-// resumeMeta is the first message of a resumable upload of data.
-func resumeMeta(id, name string, data []byte, offset int64) *uploadMsg {
-	size := int64(len(data))
-	return metaWith(&pb.MetaData{Filename: name, Size: &size, Sha256: hexSum(data), UploadId: id, Offset: offset})
-}
-
-// resumeMsgs is a whole resumable upload of data[offset:] in chunks.
-func resumeMsgs(id, name string, data []byte, offset int64, chunkSize int) []*uploadMsg {
-	msgs := []*uploadMsg{resumeMeta(id, name, data, offset)}
-	for off := int(offset); off < len(data); off += chunkSize {
-		msgs = append(msgs, chunk(data[off:min(off+chunkSize, len(data))]))
-	}
-	return msgs
-}
-
-// asOwner makes a context whose calls run as owner.
-func asOwner(ctx context.Context, owner string) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, ownerKey, owner)
-}
-
-// committed returns what QueryUpload reports for id.
-func (h *rharness) committed(ctx context.Context, id string) (int64, error) {
-	st, err := h.client.QueryUpload(ctx, &pb.QueryUploadRequest{UploadId: id})
-	if err != nil {
-		return 0, err
-	}
-	if st.GetUploadId() != id || st.GetComplete() {
-		h.t.Errorf("QueryUpload(%q) = %v, want the same upload_id, not complete", id, st)
-	}
-	return st.GetCommittedSize(), nil
-}
-
-func (h *rharness) wantCommitted(ctx context.Context, id string, want int64) {
-	h.t.Helper()
-	got, err := h.committed(ctx, id)
-	if err != nil || got != want {
-		h.t.Fatalf("QueryUpload(%q) = %d, %v; want %d, nil", id, got, err, want)
-	}
-}
-
-func (h *rharness) wantNoUpload(ctx context.Context, id string) {
-	h.t.Helper()
-	_, err := h.committed(ctx, id)
-	wantCode(h.t, err, codes.NotFound, "not found")
-}
-
-// interrupted sends the start of a resumable upload (data[offset:cut]),
-// waits until the server has written at least reach bytes of the file and
-// then cancels the call, as a broken connection would. It returns once the
-// server's handler has finished.
-func (h *rharness) interrupted(ctx context.Context, id, name string, data []byte, offset, cut, reach int64, chunkSize int) {
-	h.t.Helper()
-	reached := h.progress.at(reach)
-	cctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stream, err := h.client.UploadFile(cctx)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	for _, m := range resumeMsgs(id, name, data[:cut], offset, chunkSize) {
-		if m.GetMetadata() != nil {
-			m = resumeMeta(id, name, data, offset) // declare the whole file
-		}
-		if err := stream.Send(m); err != nil {
-			h.t.Fatalf("Send: %v", err)
-		}
-	}
-	select {
-	case <-reached:
-	case <-ctx.Done():
-		h.t.Fatalf("the server never wrote %d bytes", reach)
-	}
-	cancel()
-	h.waitHandled(pb.Greeter_UploadFile_FullMethodName)
-}
-
-// partial uploads data[offset:cut] and half-closes, which leaves an
-// incomplete upload committed up to cut.
-func (h *rharness) partial(ctx context.Context, id, name string, data []byte, offset, cut int64) {
-	h.t.Helper()
-	msgs := resumeMsgs(id, name, data[:cut], offset, 100)
-	msgs[0] = resumeMeta(id, name, data, offset)
-	_, err := h.send(ctx, msgs...)
-	wantCode(h.t, err, codes.FailedPrecondition, "upload incomplete: "+strconv.FormatInt(cut, 10)+" of "+strconv.Itoa(len(data))+" bytes")
-	wantErrorInfo(h.t, err, wire.ReasonUploadIncomplete, cut)
-	h.waitHandled(pb.Greeter_UploadFile_FullMethodName)
-}
-
-// wantErrorInfo checks that err carries the greeter ErrorInfo reason with
-// the committed size.
-func wantErrorInfo(t *testing.T, err error, reason string, committed int64) {
-	t.Helper()
-	st, _ := status.FromError(err)
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok {
-			if info.GetReason() != reason || info.GetDomain() != "greeter" || info.GetMetadata()["committed_size"] != strconv.FormatInt(committed, 10) {
-				t.Fatalf("got ErrorInfo %v, want reason %s, domain greeter, committed_size %d", info, reason, committed)
-			}
-			return
-		}
-	}
-	t.Fatalf("got details %v in %v, want an ErrorInfo", st.Details(), err)
-}
-
-// assertNoUploadState checks that nothing is left below uploads/.
-func (h *rharness) assertNoUploadState() {
-	h.t.Helper()
-	var left []string
-	filepath.WalkDir(filepath.Join(h.dir, "uploads"), func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			left = append(left, p)
-		}
-		return nil
-	})
-	if len(left) > 0 {
-		h.t.Errorf("upload state left behind: %v", left)
-	}
-}
-
-// assertInvisible checks that name cannot be seen through the API.
-func (h *rharness) assertInvisible(ctx context.Context, name string) {
-	h.t.Helper()
-	_, err := h.client.StatFile(ctx, &pb.MetaData{Filename: name})
-	wantCode(h.t, err, codes.NotFound, "not found")
-	_, _, err = h.download(ctx, &pb.MetaData{Filename: name})
-	wantCode(h.t, err, codes.NotFound, "not found")
-	list, err := h.client.ListFiles(ctx, &pb.ListFilesRequest{})
-	if err != nil || len(list.GetFiles()) != 0 {
-		h.t.Errorf("ListFiles = %v, %v; want no files", list.GetFiles(), err)
-	}
-}
-
-// assertStored checks that name holds data.
-func (h *rharness) assertStored(ctx context.Context, name string, data []byte) {
-	h.t.Helper()
-	got, hdr, err := h.download(ctx, &pb.MetaData{Filename: name})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	if hexSum(got) != hexSum(data) || hdr.Get(wire.HeaderSHA256)[0] != hexSum(data) {
-		h.t.Fatalf("got %d bytes with sha256 %s (header %v), want %d bytes with sha256 %s",
-			len(got), hexSum(got), hdr.Get(wire.HeaderSHA256), len(data), hexSum(data))
-	}
-}
-
 func TestResumableInterruptAndResume(t *testing.T) {
-	h := newResumableHarness(t, service.Options{})
+	h := start(t, servicetest.Config{})
 	ctx := testCtx(t)
 	data := randomBytes(t, 1<<20)
 
@@ -303,7 +48,7 @@ func TestResumableInterruptAndResume(t *testing.T) {
 }
 
 func TestResumableInOneGo(t *testing.T) {
-	h := newResumableHarness(t, service.Options{})
+	h := start(t, servicetest.Config{})
 	ctx := testCtx(t)
 	for _, size := range []int{0, 1, 1000} {
 		data := randomBytes(t, size)
@@ -317,7 +62,7 @@ func TestResumableInOneGo(t *testing.T) {
 }
 
 func TestResumableRejections(t *testing.T) {
-	h := newResumableHarness(t, service.Options{MaxFileSize: 1 << 20})
+	h := start(t, servicetest.Config{Options: service.Options{MaxFileSize: 1 << 20}})
 	ctx := testCtx(t)
 	data := randomBytes(t, 1000)
 	other := randomBytes(t, 1000)
@@ -420,36 +165,16 @@ func TestResumableRejections(t *testing.T) {
 	}
 }
 
-func TestQueryUploadErrors(t *testing.T) {
-	h := newResumableHarness(t, service.Options{})
-	ctx := testCtx(t)
-	for _, c := range []struct {
-		id   string
-		code codes.Code
-		msg  string
-	}{
-		{"", codes.InvalidArgument, "invalid upload_id"},
-		{"../etc", codes.InvalidArgument, "invalid upload_id"},
-		{"a.b", codes.InvalidArgument, "invalid upload_id"},
-		{strings.Repeat("z", 129), codes.InvalidArgument, "invalid upload_id"},
-		{strings.Repeat("z", 128), codes.NotFound, "not found"},
-		{"never-started_1", codes.NotFound, `upload "never-started_1" not found`},
-	} {
-		_, err := h.client.QueryUpload(ctx, &pb.QueryUploadRequest{UploadId: c.id})
-		wantCode(t, err, c.code, c.msg)
-	}
-}
-
 // TestResumableOtherOwner checks that incomplete uploads live in their
 // owner's namespace: for anyone else the upload ID is unused.
 func TestResumableOtherOwner(t *testing.T) {
-	h := newResumableHarness(t, service.Options{})
+	h := start(t, servicetest.Config{})
 	ctx := testCtx(t)
-	bob := asOwner(ctx, "bob")
+	bob := servicetest.AsOwner(ctx, "bob")
 	data := randomBytes(t, 1000)
 	h.partial(ctx, "shared-id", "f", data, 0, 600)
 
-	_, err := h.client.QueryUpload(bob, &pb.QueryUploadRequest{UploadId: "shared-id"})
+	_, err := h.Client.QueryUpload(bob, &pb.QueryUploadRequest{UploadId: "shared-id"})
 	wantCode(t, err, codes.NotFound, "not found")
 	// Bob resuming at alice's offset finds no upload of his own to resume:
 	// the same answer as for any unknown ID, so nothing leaks.
@@ -476,11 +201,11 @@ func TestResumableOtherOwner(t *testing.T) {
 }
 
 func TestResumableNeverVisibleWhileInProgress(t *testing.T) {
-	h := newResumableHarness(t, service.Options{})
+	h := start(t, servicetest.Config{})
 	ctx := testCtx(t)
 	data := randomBytes(t, 256<<10)
-	reached := h.progress.at(128 << 10)
-	stream, err := h.client.UploadFile(ctx)
+	reached := h.Store.Reached(128 << 10)
+	stream, err := h.Client.UploadFile(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -517,12 +242,12 @@ func TestResumableNeverVisibleWhileInProgress(t *testing.T) {
 // bytes arrive, not only when the stream ends.
 func TestResumableCheckpoints(t *testing.T) {
 	const interval = 64 << 10
-	h := newResumableHarness(t, service.Options{}, diskstore.WithCheckpointInterval(interval))
+	h := start(t, servicetest.Config{StoreOptions: []diskstore.Option{diskstore.WithCheckpointInterval(interval)}})
 	ctx := testCtx(t)
 	data := randomBytes(t, 1<<20)
 	const reach = 300 << 10
-	reached := h.progress.at(reach)
-	stream, err := h.client.UploadFile(ctx)
+	reached := h.Store.Reached(reach)
+	stream, err := h.Client.UploadFile(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -548,207 +273,14 @@ func TestResumableCheckpoints(t *testing.T) {
 	h.wantCommitted(ctx, "cp", 512<<10)
 }
 
-func TestResumableRestart(t *testing.T) {
-	h := newResumableHarness(t, service.Options{})
-	ctx := testCtx(t)
-	data := randomBytes(t, 512<<10)
-
-	h.interrupted(ctx, "rs", "restart.bin", data, 0, 256<<10, 100<<10, 32<<10)
-	first, err := h.committed(ctx, "rs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.restart()
-	h.wantCommitted(ctx, "rs", first)
-	h.assertInvisible(ctx, "restart.bin")
-
-	h.partial(ctx, "rs", "restart.bin", data, first, 400<<10)
-	h.restart()
-	h.wantCommitted(ctx, "rs", 400<<10)
-	if _, err := h.send(ctx, resumeMsgs("rs", "restart.bin", data, 400<<10, 32<<10)...); err != nil {
-		t.Fatal(err)
-	}
-	h.assertStored(ctx, "restart.bin", data)
-	h.assertNoUploadState()
-}
-
-func TestResumableExpiry(t *testing.T) {
-	clock := &testClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	h := newResumableHarness(t, service.Options{ResumableTTL: time.Hour}, diskstore.WithClock(clock.Now))
-	ctx := testCtx(t)
-	data := randomBytes(t, 1000)
-	h.partial(ctx, "exp", "f", data, 0, 500)
-
-	clock.Advance(50 * time.Minute)
-	h.wantCommitted(ctx, "exp", 500)
-	if n, err := h.store.CleanExpiredUploads(time.Hour); err != nil || n != 0 {
-		t.Fatalf("CleanExpiredUploads(1h) after 50 min = %d, %v; want 0, nil", n, err)
-	}
-	clock.Advance(20 * time.Minute)
-	h.wantNoUpload(ctx, "exp")
-	if n, err := h.store.CleanExpiredUploads(time.Hour); err != nil || n != 1 {
-		t.Fatalf("CleanExpiredUploads(1h) after 70 min = %d, %v; want 1, nil", n, err)
-	}
-	h.assertNoUploadState()
-	_, err := h.send(ctx, resumeMsgs("exp", "f", data, 500, 250)...)
-	wantCode(t, err, codes.FailedPrecondition, "committed size of 0 bytes")
-	wantErrorInfo(t, err, wire.ReasonOffsetMismatch, 0)
-	h.waitHandled(pb.Greeter_UploadFile_FullMethodName)
-	h.assertInvisible(ctx, "f")
-}
-
-// TestResumableExpiryWithoutJanitor checks that the service's TTL holds even
-// when nothing cleans up: an expired upload starts anew.
-func TestResumableExpiryWithoutJanitor(t *testing.T) {
-	clock := &testClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	h := newResumableHarness(t, service.Options{ResumableTTL: time.Hour}, diskstore.WithClock(clock.Now))
-	ctx := testCtx(t)
-	data := randomBytes(t, 1000)
-	h.partial(ctx, "exp", "f", data, 0, 500)
-	clock.Advance(2 * time.Hour)
-	if _, err := h.send(ctx, resumeMsgs("exp", "f", data, 0, 300)...); err != nil {
-		t.Fatal(err)
-	}
-	h.assertStored(ctx, "f", data)
-	h.assertNoUploadState()
-}
-
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func TestResumablePerOwnerCap(t *testing.T) {
-	h := newResumableHarness(t, service.Options{}, diskstore.WithMaxUploadsPerOwner(2))
-	ctx := testCtx(t)
-	data := randomBytes(t, 1000)
-	h.partial(ctx, "a", "a", data, 0, 100)
-	h.partial(ctx, "b", "b", data, 0, 100)
-	_, err := h.send(ctx, resumeMsgs("c", "c", data, 0, 500)...)
-	wantCode(t, err, codes.ResourceExhausted, "too many incomplete uploads")
-	h.waitHandled(pb.Greeter_UploadFile_FullMethodName)
-	h.wantNoUpload(ctx, "c")
-
-	// The cap is per owner, and resuming does not count as a new upload.
-	if _, err := h.send(asOwner(ctx, "bob"), resumeMsgs("c", "c", data, 0, 500)...); err != nil {
-		t.Fatalf("bob's upload: %v", err)
-	}
-	if _, err := h.send(ctx, resumeMsgs("a", "a", data, 100, 500)...); err != nil {
-		t.Fatalf("resuming a: %v", err)
-	}
-	if _, err := h.send(ctx, resumeMsgs("c", "c", data, 0, 500)...); err != nil {
-		t.Fatalf("c once a completed: %v", err)
-	}
-	// The cap is on incomplete uploads, not on plain ones.
-	if _, err := h.upload(ctx, "plain", data, 500); err != nil {
-		t.Fatalf("plain upload at the cap: %v", err)
-	}
-}
-
-// TestResumableCommittedNeverDecreases breaks a 16 MiB upload at five
-// random points, each time resuming from what QueryUpload reports, and then
-// finishes it.
-func TestResumableCommittedNeverDecreases(t *testing.T) {
-	h := newResumableHarness(t, service.Options{})
-	ctx := testCtx(t)
-	const size, chunkSize = 16 << 20, 256 << 10
-	data := randomBytes(t, size)
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
-	rng := rand.New(rand.NewPCG(seed, seed))
-
-	var committed, sent int64
-	for i := range 5 {
-		// A cut in the part not yet committed; the server has written at
-		// least reach bytes when the call breaks, some more may be in
-		// flight.
-		cut := committed + 1 + rng.Int64N(size-committed-1)
-		reach := max(committed+1, cut-chunkSize)
-		h.interrupted(ctx, "big", "big.bin", data, committed, cut, reach, chunkSize)
-		sent += cut - committed
-		got, err := h.committed(ctx, "big")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("interruption %d: sent up to %d, committed %d", i, cut, got)
-		if got < committed || got < reach || got > cut {
-			t.Fatalf("interruption %d: committed %d bytes, want at least %d (before) and %d (written), at most %d (sent)",
-				i, got, committed, reach, cut)
-		}
-		committed = got
-		h.assertInvisible(ctx, "big.bin")
-	}
-	if _, err := h.send(ctx, resumeMsgs("big", "big.bin", data, committed, chunkSize)...); err != nil {
-		t.Fatal(err)
-	}
-	sent += size - committed
-	h.assertStored(ctx, "big.bin", data)
-	if sent >= 2*size {
-		t.Errorf("sent %d bytes for a %d byte file, want less than twice its size", sent, size)
-	}
-	h.assertNoUploadState()
-}
-
-// TestResumableNeedsResumableStore checks the answer of a server whose
-// store cannot keep uploads.
-func TestResumableNeedsResumableStore(t *testing.T) {
-	h := newResumableHarness(t, service.Options{})
-	h.wrap = func(s *diskstore.Store) service.Store { return struct{ service.Store }{s} }
-	h.restart()
-	ctx := testCtx(t)
-	data := randomBytes(t, 10)
-	_, err := h.send(ctx, resumeMsgs("x", "f", data, 0, 10)...)
-	wantCode(t, err, codes.Unimplemented, "resumable uploads are not supported")
-	_, err = h.client.QueryUpload(ctx, &pb.QueryUploadRequest{UploadId: "x"})
-	wantCode(t, err, codes.Unimplemented, "resumable uploads are not supported")
-	// Without an upload_id an offset is a client error whatever the store.
-	_, err = h.send(ctx, metaWith(&pb.MetaData{Filename: "f", Offset: 3}))
-	wantCode(t, err, codes.InvalidArgument, "offset requires upload_id")
-}
-
-// TestResumableDataDirLayout pins where incomplete uploads live, so that
-// operators and the janitor agree: uploads/<owner>/<id>.{part,json}.
-func TestResumableDataDirLayout(t *testing.T) {
-	h := newResumableHarness(t, service.Options{})
-	ctx := testCtx(t)
-	data := randomBytes(t, 100)
-	h.partial(ctx, "lay-out_1", "f", data, 0, 40)
-	owners, err := os.ReadDir(filepath.Join(h.dir, "uploads"))
-	if err != nil || len(owners) != 1 {
-		t.Fatalf("uploads/ = %v, %v; want one owner folder", owners, err)
-	}
-	part, err := os.Stat(filepath.Join(h.dir, "uploads", owners[0].Name(), "lay-out_1.part"))
-	if err != nil || part.Size() != 40 {
-		t.Fatalf("part file: %v, %v; want 40 bytes", part, err)
-	}
-	if _, err := os.Stat(filepath.Join(h.dir, "uploads", owners[0].Name(), "lay-out_1.json")); err != nil {
-		t.Fatalf("state file: %v", err)
-	}
-	if entries, _ := os.ReadDir(filepath.Join(h.dir, "objects")); len(entries) != 0 {
-		t.Errorf("objects/ holds %v, want nothing", entries)
-	}
-}
-
 // TestResumableIdleTimeoutKeepsBytes checks that a stream the server gives
 // up on for silence is suspended, not discarded.
 func TestResumableIdleTimeoutKeepsBytes(t *testing.T) {
-	h := newResumableHarness(t, service.Options{IdleTimeout: 250 * time.Millisecond})
+	h := start(t, servicetest.Config{Options: service.Options{IdleTimeout: 250 * time.Millisecond}})
 	ctx := testCtx(t)
 	data := randomBytes(t, 1000)
-	reached := h.progress.at(300)
-	stream, err := h.client.UploadFile(ctx)
+	reached := h.Store.Reached(300)
+	stream, err := h.Client.UploadFile(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -764,4 +296,19 @@ func TestResumableIdleTimeoutKeepsBytes(t *testing.T) {
 	h.waitHandled(pb.Greeter_UploadFile_FullMethodName)
 	h.wantCommitted(ctx, "idle", 300)
 	h.assertInvisible(ctx, "f")
+}
+
+// TestResumableNeedsResumableStore checks the answer of a server whose
+// store cannot keep uploads.
+func TestResumableNeedsResumableStore(t *testing.T) {
+	h := start(t, servicetest.Config{Plain: true})
+	ctx := testCtx(t)
+	data := randomBytes(t, 10)
+	_, err := h.send(ctx, resumeMsgs("x", "f", data, 0, 10)...)
+	wantCode(t, err, codes.Unimplemented, "resumable uploads are not supported")
+	_, err = h.Client.QueryUpload(ctx, &pb.QueryUploadRequest{UploadId: "x"})
+	wantCode(t, err, codes.Unimplemented, "resumable uploads are not supported")
+	// Without an upload_id an offset is a client error whatever the store.
+	_, err = h.send(ctx, metaWith(&pb.MetaData{Filename: "f", Offset: 3}))
+	wantCode(t, err, codes.InvalidArgument, "offset requires upload_id")
 }

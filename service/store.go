@@ -44,6 +44,26 @@ var (
 	ErrInvalidUploadID = errors.New("upload_id must be 1 to 128 characters from A-Z, a-z, 0-9, '_' and '-'")
 )
 
+// maxUploadIDLen is the longest accepted upload_id, in bytes.
+const maxUploadIDLen = 128
+
+// ValidateUploadID checks that id can name a resumable upload: 1 to 128
+// characters from A-Z, a-z, 0-9, '_' and '-'. It returns ErrInvalidUploadID
+// otherwise. Stores use upload IDs in file names, so they check it too.
+func ValidateUploadID(id string) error {
+	if id == "" || len(id) > maxUploadIDLen {
+		return ErrInvalidUploadID
+	}
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '-':
+		default:
+			return ErrInvalidUploadID
+		}
+	}
+	return nil
+}
+
 // UploadError names the resumable upload an error is about, so that the
 // status sent to the client can name it too. A ResumableStore wraps
 // ErrNotFound, ErrUploadBusy, ErrUploadMismatch, ErrOffsetMismatch and

@@ -19,7 +19,7 @@
 //   - Telemetry carries no secrets and bounded cardinality: no per-message
 //     span events, no metadata on spans, no peer or server address labels on
 //     metrics, metric labels only from fixed sets, and object names truncated
-//     by ObjectAttr.
+//     by spanattr.ObjectName.
 //   - Metrics are served from a private Prometheus registry by
 //     Providers.MetricsHandler, never from the process-wide default.
 //

@@ -1,16 +1,16 @@
-package telemetry_test
+package spanattr_test
 
 import (
 	"strings"
 	"testing"
 	"unicode/utf8"
 
-	"github.com/greeter/greeter/telemetry"
+	"github.com/greeter/greeter/telemetry/spanattr"
 )
 
-// TestObjectAttr checks that object names are bounded to 128 bytes without
-// splitting a UTF-8 sequence (RELIABILITY O2).
-func TestObjectAttr(t *testing.T) {
+// TestObjectName checks that object names are bounded to 128 bytes without
+// splitting a UTF-8 sequence (O2).
+func TestObjectName(t *testing.T) {
 	tests := []struct {
 		name string
 		in   string
@@ -26,16 +26,16 @@ func TestObjectAttr(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			kv := telemetry.ObjectAttr(tt.in)
-			if kv.Key != telemetry.AttrObject {
-				t.Errorf("key: got %q, want %q", kv.Key, telemetry.AttrObject)
+			kv := spanattr.ObjectName(tt.in)
+			if kv.Key != spanattr.Object {
+				t.Errorf("key: got %q, want %q", kv.Key, spanattr.Object)
 			}
 			got := kv.Value.AsString()
 			if got != tt.want {
 				t.Errorf("value: got %q (%d bytes), want %q (%d bytes)", got, len(got), tt.want, len(tt.want))
 			}
-			if len(got) > telemetry.MaxObjectAttrLen || !utf8.ValidString(got) {
-				t.Errorf("value: got %d bytes, valid UTF-8 %v; want at most %d valid bytes", len(got), utf8.ValidString(got), telemetry.MaxObjectAttrLen)
+			if len(got) > spanattr.MaxObjectLen || !utf8.ValidString(got) {
+				t.Errorf("value: got %d bytes, valid UTF-8 %v; want at most %d valid bytes", len(got), utf8.ValidString(got), spanattr.MaxObjectLen)
 			}
 		})
 	}

@@ -1,0 +1,282 @@
+package service
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/greeter/greeter/proto/greeterpb"
+	"github.com/greeter/greeter/proto/wire"
+	"github.com/greeter/greeter/telemetry/spanattr"
+)
+
+// UploadFile stores the streamed file. The first message must carry
+// MetaData and no later one may; the file becomes visible only after every
+// byte arrived, matched what was declared, and was made durable.
+//
+// A first message with an upload_id (or an offset) starts or resumes a
+// resumable upload: the bytes it receives are kept when the stream breaks
+// (cancellation, a Recv error, the idle timeout, a protocol error) or ends
+// early, so that a later stream continues where this one stopped. Any other
+// upload is plain: a failed stream leaves nothing behind. Both kinds are
+// received the same way and differ only in that keep or discard.
+func (s *Server) UploadFile(stream pb.Greeter_UploadFileServer) (err error) {
+	ctx := stream.Context()
+	defer recordOutcome(ctx, &err)
+	owner, err := s.owner(ctx)
+	if err != nil {
+		return err
+	}
+	recv := newReceiver(ctx, stream, s.opts.IdleTimeout)
+	defer recv.stop()
+
+	md, err := s.firstMessage(ctx, recv)
+	if err != nil {
+		return err
+	}
+	name, err := objectName(md)
+	if err != nil {
+		return err
+	}
+	want, err := s.expectation(md)
+	if err != nil {
+		return err
+	}
+	var resume *Resume
+	var extra []attribute.KeyValue
+	if md.GetUploadId() != "" || md.GetOffset() != 0 {
+		if resume, err = s.resumeRequest(ctx, md, name, want); err != nil {
+			return err
+		}
+		extra = []attribute.KeyValue{spanattr.UploadID.String(resume.ID), spanattr.Offset.Int64(resume.Offset)}
+	}
+
+	tr := s.startTransfer(ctx, directionUpload, owner, name, extra...)
+	defer tr.end()
+	in, err := s.begin(ctx, owner, name, want, resume)
+	if err != nil {
+		return s.toStatus(ctx, name, err)
+	}
+	// Whatever ends this call before the upload completes, even a panic,
+	// discards a plain upload and keeps a resumable one's bytes.
+	defer s.fail(ctx, in, nil)
+
+	if err := s.receive(ctx, recv, in, tr); err != nil {
+		return err
+	}
+	if in.resumable != nil && in.Written() < want.Size {
+		return s.incomplete(ctx, in)
+	}
+	return s.commit(stream, in)
+}
+
+// firstMessage returns the MetaData that the first message of an upload
+// must carry.
+func (s *Server) firstMessage(ctx context.Context, recv *receiver) (*pb.MetaData, error) {
+	first, err := recv.next()
+	switch {
+	case errors.Is(err, io.EOF):
+		return nil, status.Error(codes.InvalidArgument, "empty upload: the first message must carry metadata")
+	case err != nil:
+		return nil, s.toStatus(ctx, "", err)
+	}
+	md := first.GetMetadata()
+	if md == nil {
+		return nil, status.Error(codes.InvalidArgument, "the first message must carry metadata, not chunk_data")
+	}
+	return md, nil
+}
+
+// expectation turns what an uploader declared into an Expect.
+func (s *Server) expectation(md *pb.MetaData) (Expect, error) {
+	var want Expect
+	if md.Size != nil {
+		size := md.GetSize()
+		if size < 0 {
+			return want, status.Errorf(codes.InvalidArgument, "declared size must not be negative, got %d", size)
+		}
+		if size > s.opts.MaxFileSize {
+			return want, status.Errorf(codes.ResourceExhausted, "declared size %d exceeds the maximum file size of %d bytes", size, s.opts.MaxFileSize)
+		}
+		want.Size, want.HasSize = size, true
+	}
+	if d := md.GetSha256(); d != "" {
+		if len(d) != hex.EncodedLen(len(want.SHA256)) {
+			return want, status.Errorf(codes.InvalidArgument, "declared sha256 must be %d hex digits, got %d characters", hex.EncodedLen(len(want.SHA256)), len(d))
+		}
+		if _, err := hex.Decode(want.SHA256[:], []byte(d)); err != nil {
+			return want, status.Error(codes.InvalidArgument, "declared sha256 must be hex digits")
+		}
+		want.HasSHA256 = true
+	}
+	return want, nil
+}
+
+// resumeRequest checks the first message of a resumable upload, md, which
+// carries an upload_id or an offset, and returns what to resume.
+func (s *Server) resumeRequest(ctx context.Context, md *pb.MetaData, name string, want Expect) (*Resume, error) {
+	id, offset := md.GetUploadId(), md.GetOffset()
+	if id == "" {
+		return nil, status.Error(codes.InvalidArgument, "offset requires upload_id: only a resumable upload continues at an offset")
+	}
+	if _, err := s.resumableStore(); err != nil {
+		return nil, err
+	}
+	if err := ValidateUploadID(id); err != nil {
+		return nil, s.toStatus(ctx, name, err)
+	}
+	if offset < 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "offset must not be negative, got %d", offset)
+	}
+	if !want.HasSize || !want.HasSHA256 {
+		return nil, status.Error(codes.InvalidArgument, "resumable uploads must declare size and sha256")
+	}
+	return &Resume{ID: id, Name: name, Want: want, Offset: offset, TTL: s.opts.ResumableTTL}, nil
+}
+
+// resumableStore returns the store as a ResumableStore, or the status of
+// resumable calls when the store cannot keep uploads across streams.
+func (s *Server) resumableStore() (ResumableStore, error) {
+	rs, ok := s.store.(ResumableStore)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "resumable uploads are not supported by this server's storage")
+	}
+	return rs, nil
+}
+
+// inbound is an upload being received from one stream.
+type inbound struct {
+	Upload
+	name   string
+	want   Expect
+	limit  int64 // the most bytes the file may hold
+	chunks int   // data messages received so far
+	// resumable is the upload again when it can outlive the stream, and id
+	// is its upload_id; resumable is nil for a plain upload.
+	resumable ResumableUpload
+	id        string
+}
+
+// begin creates the upload of name for owner, or starts or resumes the
+// resumable upload r when r is not nil.
+func (s *Server) begin(ctx context.Context, owner, name string, want Expect, r *Resume) (*inbound, error) {
+	if r == nil {
+		up, err := s.store.Create(ctx, owner, name)
+		if err != nil {
+			return nil, err
+		}
+		limit := s.opts.MaxFileSize
+		if want.HasSize {
+			limit = want.Size
+		}
+		return &inbound{Upload: up, name: name, want: want, limit: limit}, nil
+	}
+	rs, err := s.resumableStore()
+	if err != nil {
+		return nil, err
+	}
+	up, err := rs.BeginResumable(ctx, owner, *r)
+	if err != nil {
+		return nil, err
+	}
+	return &inbound{Upload: up, name: name, want: want, limit: want.Size, resumable: up, id: r.ID}, nil
+}
+
+// receive writes the chunks of the stream to in until the client
+// half-closes. A stream that breaks or sends metadata again fails the
+// upload; more bytes than the file may hold discard it, since no later
+// stream could make the declared file of them.
+func (s *Server) receive(ctx context.Context, recv *receiver, in *inbound, tr *transfer) error {
+	for {
+		msg, err := recv.next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			s.fail(ctx, in, err)
+			return s.toStatus(ctx, in.name, err)
+		}
+		if msg.GetMetadata() != nil {
+			err := status.Error(codes.InvalidArgument, "metadata may only be sent in the first message")
+			s.fail(ctx, in, err)
+			return err
+		}
+		chunk := msg.GetChunkData()
+		if int64(len(chunk)) > in.limit-in.Written() {
+			return s.overflow(ctx, in)
+		}
+		if _, err := in.Write(chunk); err != nil {
+			return s.toStatus(ctx, in.name, err)
+		}
+		tr.add(len(chunk))
+		in.chunks++
+	}
+}
+
+// fail ends an upload that will not complete on this stream: a plain
+// upload is discarded, a resumable one is suspended so that a later stream
+// continues where this one stopped. cause, when not nil, is why the stream
+// ended early; a broken stream is routine for a resumable upload, so it is
+// logged at INFO. fail does nothing once the upload was committed, aborted
+// or suspended, so UploadFile also defers it for the failures that return
+// at once (a storage error, a panic).
+func (s *Server) fail(ctx context.Context, in *inbound, cause error) {
+	if in.resumable == nil {
+		in.Abort() // Its error leaves only a temporary the janitor removes.
+		return
+	}
+	if err := in.resumable.Suspend(); err != nil {
+		s.log.ErrorContext(ctx, "saving a resumable upload failed", slog.String("upload_id", in.id), slog.Any("error", err))
+		return
+	}
+	if cause != nil {
+		s.log.InfoContext(ctx, "resumable upload suspended", slog.String("upload_id", in.id),
+			slog.Int64("bytes", in.Written()), slog.Any("cause", cause))
+	}
+}
+
+// overflow discards an upload that received more bytes than its file may
+// hold and returns the status that says so.
+func (s *Server) overflow(ctx context.Context, in *inbound) error {
+	if err := in.Abort(); err != nil {
+		s.log.WarnContext(ctx, "discarding an oversized upload failed", slog.String("object", in.name), slog.Any("error", err))
+	}
+	if in.want.HasSize {
+		return status.Errorf(codes.InvalidArgument, "upload of %q: more bytes than the declared size of %d", in.name, in.want.Size)
+	}
+	return status.Errorf(codes.ResourceExhausted, "upload of %q exceeds the maximum file size of %d bytes", in.name, s.opts.MaxFileSize)
+}
+
+// incomplete keeps a resumable upload whose client half-closed before
+// every declared byte arrived, and returns the status that says where to
+// resume.
+func (s *Server) incomplete(ctx context.Context, in *inbound) error {
+	got := in.Written()
+	if err := in.resumable.Suspend(); err != nil {
+		return s.toStatus(ctx, in.name, err)
+	}
+	st := status.Newf(codes.FailedPrecondition, "upload incomplete: %d of %d bytes; resume upload %q at offset %d", got, in.want.Size, in.id, got)
+	return withErrorInfo(st, wire.ReasonUploadIncomplete, got)
+}
+
+// commit verifies and publishes a received upload, under a storage.commit
+// span, and answers the client with what was stored.
+func (s *Server) commit(stream pb.Greeter_UploadFileServer, in *inbound) error {
+	ctx := stream.Context()
+	cctx, commitSpan := s.tracer.Start(ctx, "storage.commit")
+	info, err := in.Commit(cctx, in.want)
+	commitSpan.End()
+	if err != nil {
+		return s.toStatus(ctx, in.name, err)
+	}
+	sum := hex.EncodeToString(info.SHA256[:])
+	trace.SpanFromContext(ctx).SetAttributes(spanattr.Bytes.Int64(info.Size), spanattr.Chunks.Int(in.chunks), spanattr.SHA256.String(sum))
+	return stream.SendAndClose(&pb.StringResponse{Message: "Success!", Size: info.Size, Sha256: sum})
+}
