@@ -8,23 +8,19 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // minRSABits is the smallest RSA modulus accepted for verification.
@@ -32,6 +28,10 @@ const minRSABits = 2048
 
 // maxJWKSBytes bounds a JWKS document read from a file or URL.
 const maxJWKSBytes = 1 << 20
+
+// minRefreshInterval is the least time between two checks of one key
+// source, whatever Config says, so that no setting makes the refresher spin.
+const minRefreshInterval = time.Second
 
 // publicKey is one verification key with the single algorithm it may verify.
 type publicKey struct {
@@ -63,47 +63,121 @@ func newKeySet(gen uint64, groups ...[]publicKey) *keySet {
 	return ks
 }
 
+// sameKeys reports whether a and b hold the same keys in the same order.
+func sameKeys(a, b []publicKey) bool {
+	return slices.EqualFunc(a, b, func(x, y publicKey) bool {
+		k, ok := x.key.(interface{ Equal(crypto.PublicKey) bool })
+		return ok && x.kid == y.kid && x.alg == y.alg && k.Equal(y.key)
+	})
+}
+
 // fileStamp identifies one version of a key file.
 type fileStamp struct {
 	mod  time.Time
 	size int64
 }
 
-// keyStore loads keys from files and a JWKS URL and reloads them while
-// serving. Refreshes run in the goroutine of the RPC that notices they are
-// due, one at a time; other RPCs keep using the current keys.
+// keyStore holds the active key set and keeps it fresh. RPCs only read the
+// set (one atomic load); key files and the JWKS URL are read by New and
+// then only by a refresh goroutine the store owns, under its own context.
+// A timer starts a refresh when a source is due; an RPC whose token names
+// an unknown kid asks for one and waits no longer than its own deadline or
+// unknownWait, and its cancellation never reaches the fetch. At most one
+// refresh runs at a time: requests that arrive while one runs share one
+// more run after it. No goroutine exists between refreshes, so a store that
+// is never closed leaks no goroutine, only its timer.
+//
+// golang.org/x/sync/singleflight is not used: it runs the shared call on
+// the first caller's goroutine and context, which is the defect this
+// replaces, and it has no notion of a schedule or of retries.
 type keyStore struct {
-	pemFiles  []string
-	jwksFile  string
-	jwksURL   string
-	client    *http.Client
-	fileEvery time.Duration
-	urlEvery  time.Duration
-	urlRetry  time.Duration
-	logger    *slog.Logger
-	onEvent   func(string)
+	pemFiles     []string
+	jwksFile     string
+	jwksURL      string
+	client       *http.Client
+	fetchTimeout time.Duration
+	fileEvery    time.Duration
+	urlEvery     time.Duration
+	retryMax     time.Duration
+	unknownEvery time.Duration
+	unknownWait  time.Duration
+	logger       *slog.Logger
 
 	cur atomic.Pointer[keySet]
 
-	// sem (capacity 1) serialises refreshes; the fields below are guarded
-	// by it.
-	sem        chan struct{}
+	ctx    context.Context // the refresher's; cancelled by close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the running refresh goroutine
+
+	// mu guards the fields below.
+	mu           sync.Mutex
+	closed       bool
+	running      bool          // a refresh goroutine exists
+	again        bool          // a refresh was asked for while one ran
+	waiters      chan struct{} // callers with an unknown kid; nil if none
+	unknownSpent time.Time     // when an unknown-kid fetch last got an answer
+	nextURL      time.Time     // when the JWKS URL is due
+	failures     int           // consecutive failed fetches of the URL
+	timer        *time.Timer
+
+	// Owned by New, then by the refresh goroutine.
 	gen        uint64
 	fileKeys   map[string][]publicKey
 	fileStamps map[string]fileStamp
 	urlKeys    []publicKey
 	nextFiles  time.Time
-	nextURL    time.Time
-	unknownKID *rate.Limiter
+}
+
+// newKeyStore validates the key sources of cfg, loads them (ctx bounds the
+// first fetch of the JWKS URL) and starts refreshing them.
+func newKeyStore(ctx context.Context, cfg Config) (*keyStore, error) {
+	if cfg.JWKSURL != "" {
+		if err := CheckJWKSURL(cfg.JWKSURL, cfg.AllowInsecureJWKSURL); err != nil {
+			return nil, fmt.Errorf("auth: JWKS URL: %w", err)
+		}
+	}
+	s := &keyStore{
+		pemFiles:     slices.Clone(cfg.PublicKeyFiles),
+		jwksFile:     cfg.JWKSFile,
+		jwksURL:      cfg.JWKSURL,
+		client:       jwksClient(cfg.HTTPClient),
+		fetchTimeout: DefaultHTTPTimeout,
+		fileEvery:    interval(cfg.FileCheckInterval, DefaultFileCheckInterval),
+		urlEvery:     interval(cfg.JWKSRefreshInterval, DefaultJWKSRefreshInterval),
+		retryMax:     interval(cfg.JWKSRetryInterval, DefaultJWKSRetryInterval),
+		unknownEvery: orDefault(cfg.UnknownKIDInterval, DefaultUnknownKIDInterval),
+		unknownWait:  orDefault(cfg.UnknownKIDWait, DefaultUnknownKIDWait),
+		logger:       cfg.Logger,
+		fileKeys:     make(map[string][]publicKey),
+		fileStamps:   make(map[string]fileStamp),
+	}
+	if err := s.load(ctx); err != nil {
+		return nil, err
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.mu.Lock()
+	s.scheduleLocked()
+	s.mu.Unlock()
+	return s, nil
+}
+
+// interval returns d, or def if d is not positive, and at least
+// minRefreshInterval.
+func interval(d, def time.Duration) time.Duration {
+	return max(orDefault(d, def), minRefreshInterval)
+}
+
+// orDefault returns d, or def if d is not positive.
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
 }
 
 // load reads every source for the first time. Files must load; a JWKS URL
-// that fails is retried later, as long as some key was loaded.
+// that fails is retried in the background, as long as some key was loaded.
 func (s *keyStore) load(ctx context.Context) error {
-	s.sem = make(chan struct{}, 1)
-	s.fileKeys = make(map[string][]publicKey)
-	s.fileStamps = make(map[string]fileStamp)
-	now := time.Now()
 	for _, path := range s.files() {
 		keys, stamp, err := readKeyFile(path, path == s.jwksFile)
 		if err != nil {
@@ -111,11 +185,9 @@ func (s *keyStore) load(ctx context.Context) error {
 		}
 		s.fileKeys[path], s.fileStamps[path] = keys, stamp
 	}
-	s.nextFiles = now.Add(s.fileEvery)
+	s.nextFiles = time.Now().Add(s.fileEvery)
 	if s.jwksURL != "" {
-		if err := s.fetchURL(ctx, now); err != nil {
-			s.logger.LogAttrs(ctx, slog.LevelWarn, "jwks_refresh_failed", slog.String("error", err.Error()))
-		}
+		s.fetchURL(ctx)
 	}
 	s.publish()
 	if len(s.cur.Load().keys) == 0 {
@@ -143,111 +215,269 @@ func (s *keyStore) publish() {
 	s.cur.Store(newKeySet(s.gen, groups...))
 }
 
-// current returns the active key set, first refreshing it if a refresh is
-// due and no other RPC is refreshing.
-func (s *keyStore) current(ctx context.Context) *keySet {
-	now := time.Now()
-	select {
-	case s.sem <- struct{}{}:
-		s.refreshDue(ctx, now)
-		<-s.sem
-	default:
-	}
+// current returns the active key set. It does no I/O and takes no lock.
+func (s *keyStore) current() *keySet {
 	return s.cur.Load()
 }
 
-// refreshUnknownKID is called when a token names a kid the active set lacks.
-// It refetches the JWKS URL at most once per unknown-kid interval, waiting
-// no longer than ctx allows, and returns the (possibly new) active set.
+// refreshUnknownKID is called when a token names a kid the active set
+// lacks. Unless an unknown kid got the JWKS URL an answer less than
+// unknownEvery ago, it asks the refresher for a fetch and waits for it
+// until ctx ends or unknownWait passes. It returns the active set then.
 func (s *keyStore) refreshUnknownKID(ctx context.Context) *keySet {
-	if s.jwksURL == "" || !s.unknownKID.Allow() {
+	if s.jwksURL == "" {
 		return s.cur.Load()
 	}
-	select {
-	case s.sem <- struct{}{}:
-	case <-ctx.Done():
-		return s.cur.Load()
+	if done := s.requestFetch(time.Now()); done != nil {
+		wait := time.NewTimer(s.unknownWait)
+		defer wait.Stop()
+		select {
+		case <-done:
+		case <-ctx.Done():
+		case <-wait.C:
+		}
 	}
-	defer func() { <-s.sem }()
-	now := time.Now()
-	if err := s.fetchURL(ctx, now); err != nil {
-		s.logger.LogAttrs(ctx, slog.LevelWarn, "jwks_refresh_failed", slog.String("error", err.Error()))
-		return s.cur.Load()
-	}
-	s.publish()
 	return s.cur.Load()
 }
 
-func (s *keyStore) refreshDue(ctx context.Context, now time.Time) {
-	changed := false
-	if len(s.fileStamps) > 0 && !now.Before(s.nextFiles) {
-		s.nextFiles = now.Add(s.fileEvery)
-		for _, path := range s.files() {
-			fi, err := os.Stat(path)
-			if err != nil {
-				s.logger.LogAttrs(ctx, slog.LevelError, "key_reload_failed",
-					slog.String("file", path), slog.String("error", err.Error()))
-				continue
-			}
-			if (fileStamp{fi.ModTime(), fi.Size()}) == s.fileStamps[path] {
-				continue
-			}
-			keys, stamp, err := readKeyFile(path, path == s.jwksFile)
-			if err != nil {
-				// Keep the last good keys; retry when the file changes again.
-				s.fileStamps[path] = fileStamp{fi.ModTime(), fi.Size()}
-				s.logger.LogAttrs(ctx, slog.LevelError, "key_reload_failed",
-					slog.String("file", path), slog.String("error", err.Error()))
-				continue
-			}
-			s.fileKeys[path], s.fileStamps[path] = keys, stamp
-			s.logger.LogAttrs(ctx, slog.LevelInfo, "keys_reloaded", slog.String("file", path), slog.Int("keys", len(keys)))
-			changed = true
+// requestFetch asks for a fetch of the JWKS URL on behalf of an unknown
+// kid. It returns nil if the budget is spent or the store is closed, else
+// a channel closed when the fetch that serves the request has ended. While
+// a failed fetch waits for its retry, the retry serves the request.
+func (s *keyStore) requestFetch(now time.Time) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || !s.unknownAllowed(now) {
+		return nil
+	}
+	if s.waiters == nil {
+		s.waiters = make(chan struct{})
+	}
+	if s.failures == 0 || !now.Before(s.nextURL) {
+		s.startLocked()
+	}
+	return s.waiters
+}
+
+// unknownAllowed reports whether an unknown kid may cause a fetch at now.
+// Only fetches that got an answer spend the budget.
+func (s *keyStore) unknownAllowed(now time.Time) bool {
+	return s.unknownSpent.IsZero() || now.Sub(s.unknownSpent) >= s.unknownEvery
+}
+
+// tick is the timer's function: a source is due.
+func (s *keyStore) tick() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.startLocked()
+}
+
+// startLocked starts the refresh goroutine, or asks the running one for
+// one more run.
+func (s *keyStore) startLocked() {
+	switch {
+	case s.closed:
+	case s.running:
+		s.again = true
+	default:
+		s.running = true
+		s.wg.Add(1)
+		go s.run()
+	}
+}
+
+// scheduleLocked arms the timer for the next source that falls due.
+func (s *keyStore) scheduleLocked() {
+	var next time.Time
+	if len(s.fileStamps) > 0 {
+		next = s.nextFiles
+	}
+	if s.jwksURL != "" && (next.IsZero() || s.nextURL.Before(next)) {
+		next = s.nextURL
+	}
+	if s.closed || next.IsZero() {
+		return
+	}
+	d := max(time.Until(next), 0)
+	if s.timer == nil {
+		s.timer = time.AfterFunc(d, s.tick)
+	} else {
+		s.timer.Reset(d)
+	}
+}
+
+// refreshPlan is what one run of the refresh goroutine does.
+type refreshPlan struct {
+	files   bool          // check the key files
+	fetch   bool          // fetch the JWKS URL
+	unknown bool          // the fetch serves unknown kids: an answer spends their budget
+	done    chan struct{} // closed when the run ends; nil if nobody waits
+}
+
+// run refreshes until no more runs are asked for.
+func (s *keyStore) run() {
+	defer s.wg.Done()
+	for {
+		p := s.plan(time.Now())
+		changed := p.files && s.reloadFiles()
+		var answered bool
+		if p.fetch {
+			var urlChanged bool
+			urlChanged, answered = s.fetchURL(s.ctx)
+			changed = changed || urlChanged
+		}
+		if !s.finish(p, changed, answered) {
+			return
 		}
 	}
-	if s.jwksURL != "" && !now.Before(s.nextURL) {
-		if err := s.fetchURL(ctx, now); err != nil {
-			s.logger.LogAttrs(ctx, slog.LevelWarn, "jwks_refresh_failed", slog.String("error", err.Error()))
-		} else {
-			changed = true
+}
+
+// plan decides what a run does and takes the callers it will release.
+func (s *keyStore) plan(now time.Time) refreshPlan {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.again = false
+	p := refreshPlan{files: len(s.fileStamps) > 0 && !now.Before(s.nextFiles)}
+	if s.jwksURL == "" {
+		return p
+	}
+	due := !now.Before(s.nextURL)
+	p.fetch = due
+	if s.waiters != nil {
+		switch {
+		case !s.unknownAllowed(now):
+			// A fetch answered since they asked: they have its keys.
+			p.done, s.waiters = s.waiters, nil
+		case s.failures > 0 && !due:
+			// They wait for the retry.
+		default:
+			p.fetch, p.unknown = true, true
+			p.done, s.waiters = s.waiters, nil
 		}
+	}
+	return p
+}
+
+// finish records the end of a run, publishes changed keys, releases the
+// run's callers and either claims one more run (true) or arms the timer.
+func (s *keyStore) finish(p refreshPlan, changed, answered bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	if p.files {
+		s.nextFiles = now.Add(s.fileEvery)
+	}
+	if p.unknown && answered {
+		s.unknownSpent = now
 	}
 	if changed {
 		s.publish()
 	}
+	if p.done != nil {
+		close(p.done)
+	}
+	if s.again && !s.closed {
+		return true
+	}
+	s.running = false
+	s.scheduleLocked()
+	return false
 }
 
-// fetchURL fetches the JWKS URL and, on success, replaces the URL keys.
-// Failures keep the last good keys and are retried after urlRetry.
-func (s *keyStore) fetchURL(ctx context.Context, now time.Time) error {
-	s.nextURL = now.Add(s.urlRetry)
-	if s.onEvent != nil {
-		s.onEvent("jwks_fetch")
+// reloadFiles re-reads the key files whose stamp changed and reports
+// whether any keys changed. A file that fails keeps its last good keys.
+func (s *keyStore) reloadFiles() bool {
+	changed := false
+	for _, path := range s.files() {
+		fi, err := os.Stat(path)
+		if err != nil {
+			s.logger.LogAttrs(s.ctx, slog.LevelError, "key_reload_failed",
+				slog.String("file", path), slog.String("error", err.Error()))
+			continue
+		}
+		if (fileStamp{fi.ModTime(), fi.Size()}) == s.fileStamps[path] {
+			continue
+		}
+		keys, stamp, err := readKeyFile(path, path == s.jwksFile)
+		if err != nil {
+			// Keep the last good keys; retry when the file changes again.
+			s.fileStamps[path] = fileStamp{fi.ModTime(), fi.Size()}
+			s.logger.LogAttrs(s.ctx, slog.LevelError, "key_reload_failed",
+				slog.String("file", path), slog.String("error", err.Error()))
+			continue
+		}
+		s.fileKeys[path], s.fileStamps[path] = keys, stamp
+		s.logger.LogAttrs(s.ctx, slog.LevelInfo, "keys_reloaded", slog.String("file", path), slog.Int("keys", len(keys)))
+		changed = true
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.jwksURL, nil)
+	return changed
+}
+
+// fetchURL fetches the JWKS URL within fetchTimeout and schedules the next
+// fetch: after urlEvery on success, after a backoff on failure (1 s,
+// doubling up to retryMax). It reports whether the URL keys changed and
+// whether the server answered. A failure keeps the last good keys and logs
+// one warning, unless the store is closing.
+func (s *keyStore) fetchURL(ctx context.Context) (changed, answered bool) {
+	ctx, cancel := context.WithTimeout(ctx, s.fetchTimeout)
+	defer cancel()
+	keys, answered, err := fetchJWKS(ctx, s.client, s.jwksURL)
+	s.mu.Lock()
 	if err != nil {
-		return fmt.Errorf("jwks request: %w", err)
+		s.failures++
+		s.nextURL = time.Now().Add(retryDelay(s.failures, s.retryMax))
+	} else {
+		s.failures = 0
+		s.nextURL = time.Now().Add(s.urlEvery)
 	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("jwks fetch: %w", err)
+	closing := s.closed
+	s.mu.Unlock()
+	switch {
+	case err != nil && !closing:
+		s.logger.LogAttrs(ctx, slog.LevelWarn, "jwks_refresh_failed", slog.String("error", err.Error()))
+	case err == nil && !sameKeys(keys, s.urlKeys):
+		s.urlKeys = keys
+		s.logger.LogAttrs(ctx, slog.LevelInfo, "jwks_refreshed", slog.Int("keys", len(keys)))
+		return true, answered
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("jwks fetch: HTTP %d", resp.StatusCode)
+	return false, answered
+}
+
+// retryDelay is the wait before the retry that follows the given number of
+// consecutive failures: 1 s, doubling up to limit.
+func retryDelay(failures int, limit time.Duration) time.Duration {
+	d := time.Second
+	for i := 1; i < failures && d < limit; i++ {
+		d *= 2
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
-	if err != nil {
-		return fmt.Errorf("jwks read: %w", err)
+	return min(d, limit)
+}
+
+// close stops the refresher: no run starts any more, a fetch in progress is
+// cancelled, and close returns once the refresh goroutine has. Callers
+// waiting for a fetch are released.
+func (s *keyStore) close() {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		if s.timer != nil {
+			s.timer.Stop()
+		}
+		if s.waiters != nil {
+			close(s.waiters)
+			s.waiters = nil
+		}
 	}
-	keys, err := parseJWKS(body)
-	if err != nil {
-		return err
-	}
-	s.urlKeys = keys
-	s.nextURL = now.Add(s.urlEvery)
-	return nil
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+}
+
+// Close stops refreshing keys: it cancels a key fetch in progress and waits
+// for the refresher to return. The Authenticator goes on verifying tokens
+// with the keys it has. Close may be called more than once.
+func (a *Authenticator) Close() {
+	a.keys.close()
 }
 
 // readKeyFile reads a PEM public key or a JWKS document.
@@ -340,111 +570,4 @@ func algorithmFor(pub any) (string, error) {
 		return "RS256", nil
 	}
 	return "", fmt.Errorf("unsupported public key type %T", pub)
-}
-
-// jsonWebKey holds the JWK members this package reads (RFC 7517, 7518, 8037).
-type jsonWebKey struct {
-	Kty string `json:"kty"`
-	Kid string `json:"kid"`
-	Alg string `json:"alg"`
-	Use string `json:"use"`
-	Crv string `json:"crv"`
-	X   string `json:"x"`
-	Y   string `json:"y"`
-	N   string `json:"n"`
-	E   string `json:"e"`
-}
-
-// parseJWKS parses a JWK Set. Keys that are not signature keys of a
-// supported type are skipped; symmetric ("oct") keys are never used. It
-// fails if no key is usable.
-func parseJWKS(data []byte) ([]publicKey, error) {
-	if len(data) > maxJWKSBytes {
-		return nil, errors.New("jwks: document too large")
-	}
-	var doc struct {
-		Keys []jsonWebKey `json:"keys"`
-	}
-	if err := json.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("jwks: %w", err)
-	}
-	var keys []publicKey
-	for _, j := range doc.Keys {
-		if j.Use != "" && j.Use != "sig" {
-			continue
-		}
-		k, err := j.publicKey()
-		if err != nil {
-			continue
-		}
-		keys = append(keys, k)
-	}
-	if len(keys) == 0 {
-		return nil, errors.New("jwks: no usable signature key")
-	}
-	return keys, nil
-}
-
-func (j jsonWebKey) publicKey() (publicKey, error) {
-	b64 := base64.RawURLEncoding.Strict()
-	switch j.Kty {
-	case "OKP":
-		if j.Crv != "Ed25519" || (j.Alg != "" && j.Alg != "EdDSA" && j.Alg != "Ed25519") {
-			return publicKey{}, errors.New("unsupported OKP key")
-		}
-		x, err := b64.DecodeString(j.X)
-		if err != nil || len(x) != ed25519.PublicKeySize {
-			return publicKey{}, errors.New("bad Ed25519 key")
-		}
-		return publicKey{kid: j.Kid, alg: "EdDSA", key: ed25519.PublicKey(x)}, nil
-	case "EC":
-		var (
-			curve elliptic.Curve
-			alg   string
-		)
-		switch j.Crv {
-		case "P-256":
-			curve, alg = elliptic.P256(), "ES256"
-		case "P-384":
-			curve, alg = elliptic.P384(), "ES384"
-		case "P-521":
-			curve, alg = elliptic.P521(), "ES512"
-		default:
-			return publicKey{}, errors.New("unsupported curve")
-		}
-		if j.Alg != "" && j.Alg != alg {
-			return publicKey{}, errors.New("alg does not match curve")
-		}
-		size := (curve.Params().BitSize + 7) / 8
-		x, errX := b64.DecodeString(j.X)
-		y, errY := b64.DecodeString(j.Y)
-		if errX != nil || errY != nil || len(x) != size || len(y) != size {
-			return publicKey{}, errors.New("bad EC coordinates")
-		}
-		pub, err := ecdsa.ParseUncompressedPublicKey(curve, append(append([]byte{4}, x...), y...))
-		if err != nil {
-			return publicKey{}, err
-		}
-		return publicKey{kid: j.Kid, alg: alg, key: pub}, nil
-	case "RSA":
-		alg := j.Alg
-		switch alg {
-		case "":
-			alg = "RS256"
-		case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512":
-		default:
-			return publicKey{}, errors.New("unsupported RSA alg")
-		}
-		n, errN := b64.DecodeString(j.N)
-		e, errE := b64.DecodeString(j.E)
-		if errN != nil || errE != nil || len(e) == 0 || len(e) > 4 {
-			return publicKey{}, errors.New("bad RSA key")
-		}
-		pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
-		if pub.N.BitLen() < minRSABits || pub.E < 3 || pub.E%2 == 0 {
-			return publicKey{}, errors.New("weak RSA key")
-		}
-		return publicKey{kid: j.Kid, alg: alg, key: pub}, nil
-	}
-	return publicKey{}, errors.New("unsupported key type")
 }
