@@ -203,6 +203,57 @@ func TestUnknownKIDBudgetSpentOnlyByAnsweredFetches(t *testing.T) {
 	})
 }
 
+// R2: junk kids sent without pause from before an IdP rotation can spend
+// the unknown-kid budget on fetches that answered with the old keys, but
+// no longer abort them: a new-key token is accepted at most one
+// UnknownKIDInterval after the rotation. (Before, the attacker aborted every
+// fetch, scheduled ones included; a new-key token got in only if its own
+// RPC happened to win the race for a due retry.)
+func TestSustainedJunkKIDsDelayRotationAtMostOneInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		ka := authtest.NewKey(t, dir, "ed25519", "a")
+		kb := authtest.NewKey(t, dir, "ed25519", "b")
+		srv := &jwksServer{}
+		srv.set(http.StatusOK, jwks(t, jwk(t, ka)))
+		a, _ := newAuthenticator(t, urlConfig("https://idp.test/jwks.json", &http.Client{Transport: srv}))
+		srv.setLatency(100 * time.Millisecond)
+
+		stop := make(chan struct{})
+		attacker := make(chan struct{})
+		go func() {
+			defer close(attacker)
+			junk := junkToken(t, ka, "junk")
+			for range 100_000 {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				verifyWithin(a, junk, 3*time.Millisecond)
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+		time.Sleep(time.Minute)
+		srv.set(http.StatusOK, jwks(t, jwk(t, ka), jwk(t, kb))) // the IdP rotates
+		rotated := time.Now()
+		valid := kb.Token(t, "alice", "")
+		for verifyWithin(a, valid, 10*time.Second) != nil && time.Since(rotated) < 2*auth.DefaultUnknownKIDInterval {
+			time.Sleep(time.Second)
+		}
+		took := time.Since(rotated)
+		close(stop)
+		<-attacker
+		t.Logf("new-key token accepted %v after the rotation under a sustained attack", took)
+		if took > auth.DefaultUnknownKIDInterval {
+			t.Errorf("new-key token accepted %v after the rotation, want at most %v", took, auth.DefaultUnknownKIDInterval)
+		}
+		if got := srv.abortedCount(); got != 0 {
+			t.Errorf("callers aborted %d fetches, want 0", got)
+		}
+	})
+}
+
 // R2: a token with a known kid never waits for key I/O, even when a
 // refresh is due and the IdP hangs: the key set is one atomic read.
 func TestVerifyNeverWaitsForKeyRefresh(t *testing.T) {
