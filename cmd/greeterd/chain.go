@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -35,6 +36,7 @@ type chainConfig struct {
 	publicKeys     listFlag
 	jwksFile       string
 	jwksURL        string
+	jwksHTTP       bool
 	issuer         string
 	audience       listFlag
 	leeway         time.Duration
@@ -47,13 +49,16 @@ type chainConfig struct {
 	bandwidth                            envflag.Size
 	limiterKeys                          int
 	limiterIdle                          time.Duration
+
+	closeAuth func() // set by build
 }
 
 func (c *chainConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.auth, "auth", "", "authentication: jwt (bearer tokens, and certificates listed in --cert-identity) or none (default: jwt; none with --plaintext)")
 	fs.Var(&c.publicKeys, "jwt-public-key", "PEM public key(s) that verify tokens, comma-separated; reloaded when changed (dev mode: <state-dir>/jwt-public-key.pem)")
 	fs.StringVar(&c.jwksFile, "jwt-jwks-file", "", "JWK Set file that verifies tokens; reloaded when changed")
-	fs.StringVar(&c.jwksURL, "jwt-jwks-url", "", "JWK Set URL that verifies tokens; refreshed hourly and on unknown key ids (at most every 5m)")
+	fs.StringVar(&c.jwksURL, "jwt-jwks-url", "", "https:// JWK Set URL that verifies tokens; refreshed hourly and on unknown key ids (at most every 5m)")
+	fs.BoolVar(&c.jwksHTTP, "jwt-jwks-insecure-http", false, "accept an http:// --jwt-jwks-url (anyone on the path can swap the keys: tests and loopback IdPs only)")
 	fs.StringVar(&c.issuer, "jwt-issuer", defaultIssuer, "required token issuer (iss)")
 	c.audience = listFlag{defaultAudience}
 	fs.Var(&c.audience, "jwt-audience", "accepted token audiences (aud), comma-separated")
@@ -71,6 +76,29 @@ func (c *chainConfig) flags(fs *flag.FlagSet) {
 	fs.Var(&c.bandwidth, "bandwidth-per-identity", "bytes per second one identity's transfers may move, throttled not failed (0: unlimited)")
 	fs.IntVar(&c.limiterKeys, "limiter-max-keys", ratelimit.DefaultMaxKeys, "most peers and identities each limiter table remembers")
 	fs.DurationVar(&c.limiterIdle, "limiter-idle-ttl", ratelimit.DefaultIdleTTL, "forget a limiter key unused for this long")
+}
+
+// checkJWKSURL rejects a --jwt-jwks-url that is not https:// (or http://
+// with --jwt-jwks-insecure-http).
+func (c *chainConfig) checkJWKSURL() error {
+	if c.jwksURL == "" {
+		return nil
+	}
+	err := auth.CheckJWKSURL(c.jwksURL, c.jwksHTTP)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, auth.ErrInsecureJWKSURL) && strings.HasPrefix(strings.ToLower(c.jwksURL), "http:"):
+		return usageError{fmt.Errorf("--jwt-jwks-url: %v; add --jwt-jwks-insecure-http to accept http:// anyway", err)}
+	}
+	return usageError{fmt.Errorf("--jwt-jwks-url: %v", err)}
+}
+
+// close stops what build started: the key refresher of --auth=jwt.
+func (c *chainConfig) close() {
+	if c.closeAuth != nil {
+		c.closeAuth()
+	}
 }
 
 // certIdentityMap parses --cert-identity values.
@@ -116,10 +144,14 @@ func (c *chainConfig) build(ctx context.Context, sec *security, stats stats.Hand
 		if err != nil {
 			return nil, err
 		}
+		if err := c.checkJWKSURL(); err != nil {
+			return nil, err
+		}
 		a, err := auth.New(ctx, auth.Config{
 			PublicKeyFiles:         keys,
 			JWKSFile:               c.jwksFile,
 			JWKSURL:                c.jwksURL,
+			AllowInsecureJWKSURL:   c.jwksHTTP,
 			Issuer:                 c.issuer,
 			Audience:               c.audience,
 			Leeway:                 c.leeway,
@@ -133,6 +165,7 @@ func (c *chainConfig) build(ctx context.Context, sec *security, stats stats.Hand
 		if err != nil {
 			return nil, fmt.Errorf("authentication: %w", err)
 		}
+		c.closeAuth = a.Close
 		authPlugin = a.Plugin()
 	default:
 		return nil, usageError{fmt.Errorf("--auth must be jwt or none, got %q", c.auth)}

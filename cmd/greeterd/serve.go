@@ -216,6 +216,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
+	defer c.chain.close() // after the server has stopped: stops the key refresher
 	log.Info("middleware chain", slog.String("order", strings.Join(chain.Names(), " → ")))
 
 	srv := grpc.NewServer(append(chain.ServerOptions(), c.limits.serverOptions()...)...)

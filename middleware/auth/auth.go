@@ -27,12 +27,19 @@
 //     errors or logs.
 //   - Unless Config.AllowInsecureTransport is set, tokens are refused on
 //     connections without TLS-level privacy and integrity.
-//   - Keys are reloaded without restart: key files are re-read when their
-//     modification time or size changes (checked at most every
+//   - Keys are reloaded without restart, by a refresher the Authenticator
+//     owns (Close stops it), never by an RPC: key files are re-read when
+//     their modification time or size changes (checked every
 //     Config.FileCheckInterval), the JWKS URL is refetched every
 //     Config.JWKSRefreshInterval and, for a token naming an unknown kid, at
-//     most once per Config.UnknownKIDInterval, within the RPC's deadline. A
-//     source that fails keeps its last good keys.
+//     most once per Config.UnknownKIDInterval counting only fetches that got
+//     an answer. Such an RPC waits for the fetch at most until its deadline
+//     or Config.UnknownKIDWait; its cancellation never cancels the fetch. A
+//     source that fails keeps its last good keys; a failed fetch is retried
+//     with backoff. Verifying a token reads the key set without I/O or locks.
+//   - The JWKS URL must be https:// unless Config.AllowInsecureJWKSURL is
+//     set, and a redirect may neither leave its host nor go from https to
+//     http.
 //   - Verified tokens are cached (keyed by their SHA-256, bounded by
 //     Config.CacheSize) until the earlier of exp + leeway and
 //     Config.CacheTTL after verification, and never across a key reload, so
@@ -51,7 +58,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
@@ -75,6 +81,7 @@ const (
 	DefaultJWKSRefreshInterval = time.Hour
 	DefaultJWKSRetryInterval   = 30 * time.Second
 	DefaultUnknownKIDInterval  = 5 * time.Minute
+	DefaultUnknownKIDWait      = 2 * time.Second
 	DefaultHTTPTimeout         = 5 * time.Second
 	DefaultCacheSize           = 10_000
 	DefaultCacheTTL            = 5 * time.Minute
@@ -158,9 +165,16 @@ type Config struct {
 	// JWKSFile is a JWK Set file (OKP Ed25519, EC P-256/384/521, RSA ≥ 2048
 	// bits; other keys are skipped).
 	JWKSFile string
-	// JWKSURL is a JWK Set URL, fetched at start and refreshed.
+	// JWKSURL is a JWK Set URL, fetched at start and refreshed. It must be
+	// an absolute https:// URL (see CheckJWKSURL).
 	JWKSURL string
+	// AllowInsecureJWKSURL accepts an http:// JWKSURL. Anyone on the path
+	// can then replace the keys: only for tests and loopback IdPs.
+	AllowInsecureJWKSURL bool
 	// HTTPClient fetches JWKSURL. Nil means a client with a 5 s timeout.
+	// Each fetch is bounded by DefaultHTTPTimeout whatever the client, and
+	// a redirect that leaves JWKSURL's host or goes from https to http is
+	// refused before the client's own CheckRedirect is asked.
 	HTTPClient *http.Client
 
 	// Issuer is the required "iss".
@@ -179,15 +193,23 @@ type Config struct {
 	AllowInsecureTransport bool
 
 	// FileCheckInterval is how often key files are checked for changes.
-	// Default 5 s.
+	// Default 5 s, at least 1 s.
 	FileCheckInterval time.Duration
-	// JWKSRefreshInterval is how often JWKSURL is refetched. Default 1 h.
+	// JWKSRefreshInterval is how often JWKSURL is refetched. Default 1 h,
+	// at least 1 s.
 	JWKSRefreshInterval time.Duration
-	// JWKSRetryInterval is how soon a failed fetch is retried. Default 30 s.
+	// JWKSRetryInterval bounds the backoff of a failing JWKSURL: a failed
+	// fetch is retried after 1 s, then 2 s, 4 s, ... up to this. Default
+	// 30 s, at least 1 s.
 	JWKSRetryInterval time.Duration
-	// UnknownKIDInterval is the least time between fetches of JWKSURL
-	// triggered by tokens naming an unknown kid. Default 5 min.
+	// UnknownKIDInterval is the least time between fetches of JWKSURL that
+	// got an answer and were triggered by tokens naming an unknown kid.
+	// Default 5 min.
 	UnknownKIDInterval time.Duration
+	// UnknownKIDWait bounds how long an RPC whose token names an unknown
+	// kid waits for the fetch it triggered; its deadline may end the wait
+	// sooner. Default 2 s.
+	UnknownKIDWait time.Duration
 
 	// CacheSize bounds the verified-token cache. Default 10 000 tokens.
 	CacheSize int
@@ -213,7 +235,8 @@ type Config struct {
 	OnResult func(ctx context.Context, reason string)
 }
 
-// Authenticator verifies callers. It is safe for concurrent use.
+// Authenticator verifies callers. It is safe for concurrent use. Close it
+// to stop refreshing keys.
 type Authenticator struct {
 	cfg   Config
 	algs  []string
@@ -227,9 +250,10 @@ type cachedToken struct {
 	gen   uint64
 }
 
-// New loads the configured keys and returns an Authenticator. It fails if
-// the configuration is incomplete, a key file cannot be read, or no key could
-// be loaded. ctx bounds the first JWKS URL fetch.
+// New loads the configured keys, starts refreshing them and returns an
+// Authenticator; call Close to stop. It fails if the configuration is
+// incomplete, the JWKS URL is not allowed, a key file cannot be read, or no
+// key could be loaded. ctx bounds the first JWKS URL fetch.
 func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 	if cfg.Issuer == "" {
 		return nil, errors.New("auth: an issuer is required")
@@ -244,10 +268,6 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 	setDefault(&cfg.Leeway, DefaultLeeway)
 	cfg.Leeway = max(cfg.Leeway, 0)
 	setDefault(&cfg.MaxTokenLifetime, DefaultMaxTokenLifetime)
-	setDefault(&cfg.FileCheckInterval, DefaultFileCheckInterval)
-	setDefault(&cfg.JWKSRefreshInterval, DefaultJWKSRefreshInterval)
-	setDefault(&cfg.JWKSRetryInterval, DefaultJWKSRetryInterval)
-	setDefault(&cfg.UnknownKIDInterval, DefaultUnknownKIDInterval)
 	setDefault(&cfg.CacheTTL, DefaultCacheTTL)
 	if cfg.MaxHeaderBytes <= 0 {
 		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
@@ -255,32 +275,19 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 	if cfg.CacheSize <= 0 {
 		cfg.CacheSize = DefaultCacheSize
 	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: DefaultHTTPTimeout}
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &Authenticator{
-		cfg:  cfg,
-		algs: asymmetricAlgs(),
-		keys: &keyStore{
-			pemFiles:   slices.Clone(cfg.PublicKeyFiles),
-			jwksFile:   cfg.JWKSFile,
-			jwksURL:    cfg.JWKSURL,
-			client:     cfg.HTTPClient,
-			fileEvery:  cfg.FileCheckInterval,
-			urlEvery:   cfg.JWKSRefreshInterval,
-			urlRetry:   cfg.JWKSRetryInterval,
-			logger:     cfg.Logger,
-			unknownKID: rate.NewLimiter(rate.Every(cfg.UnknownKIDInterval), 1),
-		},
-		cache: lru.New[[sha256.Size]byte, cachedToken](cfg.CacheSize, 0, nil),
-	}
-	if err := a.keys.load(ctx); err != nil {
+	keys, err := newKeyStore(ctx, cfg)
+	if err != nil {
 		return nil, err
 	}
-	return a, nil
+	return &Authenticator{
+		cfg:   cfg,
+		algs:  asymmetricAlgs(),
+		keys:  keys,
+		cache: lru.New[[sha256.Size]byte, cachedToken](cfg.CacheSize, 0, nil),
+	}, nil
 }
 
 func setDefault(d *time.Duration, def time.Duration) {

@@ -88,6 +88,7 @@ func newAuthenticator(t *testing.T, cfg auth.Config) (*auth.Authenticator, *resu
 	if err != nil {
 		t.Fatalf("auth.New: %v", err)
 	}
+	t.Cleanup(a.Close)
 	return a, &r
 }
 

@@ -8,23 +8,19 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // minRSABits is the smallest RSA modulus accepted for verification.
@@ -32,6 +28,10 @@ const minRSABits = 2048
 
 // maxJWKSBytes bounds a JWKS document read from a file or URL.
 const maxJWKSBytes = 1 << 20
+
+// minRefreshInterval is the least time between two checks of one key
+// source, whatever Config says, so that no setting makes the refresher spin.
+const minRefreshInterval = time.Second
 
 // publicKey is one verification key with the single algorithm it may verify.
 type publicKey struct {
@@ -63,47 +63,121 @@ func newKeySet(gen uint64, groups ...[]publicKey) *keySet {
 	return ks
 }
 
+// sameKeys reports whether a and b hold the same keys in the same order.
+func sameKeys(a, b []publicKey) bool {
+	return slices.EqualFunc(a, b, func(x, y publicKey) bool {
+		k, ok := x.key.(interface{ Equal(crypto.PublicKey) bool })
+		return ok && x.kid == y.kid && x.alg == y.alg && k.Equal(y.key)
+	})
+}
+
 // fileStamp identifies one version of a key file.
 type fileStamp struct {
 	mod  time.Time
 	size int64
 }
 
-// keyStore loads keys from files and a JWKS URL and reloads them while
-// serving. Refreshes run in the goroutine of the RPC that notices they are
-// due, one at a time; other RPCs keep using the current keys.
+// keyStore holds the active key set and keeps it fresh. RPCs only read the
+// set (one atomic load); key files and the JWKS URL are read by New and
+// then only by a refresh goroutine the store owns, under its own context.
+// A timer starts a refresh when a source is due; an RPC whose token names
+// an unknown kid asks for one and waits no longer than its own deadline or
+// unknownWait, and its cancellation never reaches the fetch. At most one
+// refresh runs at a time: requests that arrive while one runs share one
+// more run after it. No goroutine exists between refreshes, so a store that
+// is never closed leaks no goroutine, only its timer.
+//
+// golang.org/x/sync/singleflight is not used: it runs the shared call on
+// the first caller's goroutine and context, which is the defect this
+// replaces, and it has no notion of a schedule or of retries.
 type keyStore struct {
-	pemFiles  []string
-	jwksFile  string
-	jwksURL   string
-	client    *http.Client
-	fileEvery time.Duration
-	urlEvery  time.Duration
-	urlRetry  time.Duration
-	logger    *slog.Logger
-	onEvent   func(string)
+	pemFiles     []string
+	jwksFile     string
+	jwksURL      string
+	client       *http.Client
+	fetchTimeout time.Duration
+	fileEvery    time.Duration
+	urlEvery     time.Duration
+	retryMax     time.Duration
+	unknownEvery time.Duration
+	unknownWait  time.Duration
+	logger       *slog.Logger
 
 	cur atomic.Pointer[keySet]
 
-	// sem (capacity 1) serialises refreshes; the fields below are guarded
-	// by it.
-	sem        chan struct{}
+	ctx    context.Context // the refresher's; cancelled by close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the running refresh goroutine
+
+	// mu guards the fields below.
+	mu           sync.Mutex
+	closed       bool
+	running      bool          // a refresh goroutine exists
+	again        bool          // a refresh was asked for while one ran
+	waiters      chan struct{} // callers with an unknown kid; nil if none
+	unknownSpent time.Time     // when an unknown-kid fetch last got an answer
+	nextURL      time.Time     // when the JWKS URL is due
+	failures     int           // consecutive failed fetches of the URL
+	timer        *time.Timer
+
+	// Owned by New, then by the refresh goroutine.
 	gen        uint64
 	fileKeys   map[string][]publicKey
 	fileStamps map[string]fileStamp
 	urlKeys    []publicKey
 	nextFiles  time.Time
-	nextURL    time.Time
-	unknownKID *rate.Limiter
+}
+
+// newKeyStore validates the key sources of cfg, loads them (ctx bounds the
+// first fetch of the JWKS URL) and starts refreshing them.
+func newKeyStore(ctx context.Context, cfg Config) (*keyStore, error) {
+	if cfg.JWKSURL != "" {
+		if err := CheckJWKSURL(cfg.JWKSURL, cfg.AllowInsecureJWKSURL); err != nil {
+			return nil, fmt.Errorf("auth: JWKS URL: %w", err)
+		}
+	}
+	s := &keyStore{
+		pemFiles:     slices.Clone(cfg.PublicKeyFiles),
+		jwksFile:     cfg.JWKSFile,
+		jwksURL:      cfg.JWKSURL,
+		client:       jwksClient(cfg.HTTPClient),
+		fetchTimeout: DefaultHTTPTimeout,
+		fileEvery:    interval(cfg.FileCheckInterval, DefaultFileCheckInterval),
+		urlEvery:     interval(cfg.JWKSRefreshInterval, DefaultJWKSRefreshInterval),
+		retryMax:     interval(cfg.JWKSRetryInterval, DefaultJWKSRetryInterval),
+		unknownEvery: orDefault(cfg.UnknownKIDInterval, DefaultUnknownKIDInterval),
+		unknownWait:  orDefault(cfg.UnknownKIDWait, DefaultUnknownKIDWait),
+		logger:       cfg.Logger,
+		fileKeys:     make(map[string][]publicKey),
+		fileStamps:   make(map[string]fileStamp),
+	}
+	if err := s.load(ctx); err != nil {
+		return nil, err
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.mu.Lock()
+	s.scheduleLocked()
+	s.mu.Unlock()
+	return s, nil
+}
+
+// interval returns d, or def if d is not positive, and at least
+// minRefreshInterval.
+func interval(d, def time.Duration) time.Duration {
+	return max(orDefault(d, def), minRefreshInterval)
+}
+
+// orDefault returns d, or def if d is not positive.
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
 }
 
 // load reads every source for the first time. Files must load; a JWKS URL
-// that fails is retried later, as long as some key was loaded.
+// that fails is retried in the background, as long as some key was loaded.
 func (s *keyStore) load(ctx context.Context) error {
-	s.sem = make(chan struct{}, 1)
-	s.fileKeys = make(map[string][]publicKey)
-	s.fileStamps = make(map[string]fileStamp)
-	now := time.Now()
 	for _, path := range s.files() {
 		keys, stamp, err := readKeyFile(path, path == s.jwksFile)
 		if err != nil {
@@ -111,11 +185,9 @@ func (s *keyStore) load(ctx context.Context) error {
 		}
 		s.fileKeys[path], s.fileStamps[path] = keys, stamp
 	}
-	s.nextFiles = now.Add(s.fileEvery)
+	s.nextFiles = time.Now().Add(s.fileEvery)
 	if s.jwksURL != "" {
-		if err := s.fetchURL(ctx, now); err != nil {
-			s.logger.LogAttrs(ctx, slog.LevelWarn, "jwks_refresh_failed", slog.String("error", err.Error()))
-		}
+		s.fetchURL(ctx)
 	}
 	s.publish()
 	if len(s.cur.Load().keys) == 0 {
@@ -143,111 +215,38 @@ func (s *keyStore) publish() {
 	s.cur.Store(newKeySet(s.gen, groups...))
 }
 
-// current returns the active key set, first refreshing it if a refresh is
-// due and no other RPC is refreshing.
-func (s *keyStore) current(ctx context.Context) *keySet {
-	now := time.Now()
-	select {
-	case s.sem <- struct{}{}:
-		s.refreshDue(ctx, now)
-		<-s.sem
-	default:
-	}
+// current returns the active key set. It does no I/O and takes no lock.
+func (s *keyStore) current() *keySet {
 	return s.cur.Load()
 }
 
-// refreshUnknownKID is called when a token names a kid the active set lacks.
-// It refetches the JWKS URL at most once per unknown-kid interval, waiting
-// no longer than ctx allows, and returns the (possibly new) active set.
-func (s *keyStore) refreshUnknownKID(ctx context.Context) *keySet {
-	if s.jwksURL == "" || !s.unknownKID.Allow() {
-		return s.cur.Load()
-	}
-	select {
-	case s.sem <- struct{}{}:
-	case <-ctx.Done():
-		return s.cur.Load()
-	}
-	defer func() { <-s.sem }()
-	now := time.Now()
-	if err := s.fetchURL(ctx, now); err != nil {
-		s.logger.LogAttrs(ctx, slog.LevelWarn, "jwks_refresh_failed", slog.String("error", err.Error()))
-		return s.cur.Load()
-	}
-	s.publish()
-	return s.cur.Load()
-}
-
-func (s *keyStore) refreshDue(ctx context.Context, now time.Time) {
+// reloadFiles re-reads the key files whose stamp changed and reports
+// whether any keys changed. A file that fails keeps its last good keys.
+func (s *keyStore) reloadFiles() bool {
 	changed := false
-	if len(s.fileStamps) > 0 && !now.Before(s.nextFiles) {
-		s.nextFiles = now.Add(s.fileEvery)
-		for _, path := range s.files() {
-			fi, err := os.Stat(path)
-			if err != nil {
-				s.logger.LogAttrs(ctx, slog.LevelError, "key_reload_failed",
-					slog.String("file", path), slog.String("error", err.Error()))
-				continue
-			}
-			if (fileStamp{fi.ModTime(), fi.Size()}) == s.fileStamps[path] {
-				continue
-			}
-			keys, stamp, err := readKeyFile(path, path == s.jwksFile)
-			if err != nil {
-				// Keep the last good keys; retry when the file changes again.
-				s.fileStamps[path] = fileStamp{fi.ModTime(), fi.Size()}
-				s.logger.LogAttrs(ctx, slog.LevelError, "key_reload_failed",
-					slog.String("file", path), slog.String("error", err.Error()))
-				continue
-			}
-			s.fileKeys[path], s.fileStamps[path] = keys, stamp
-			s.logger.LogAttrs(ctx, slog.LevelInfo, "keys_reloaded", slog.String("file", path), slog.Int("keys", len(keys)))
-			changed = true
+	for _, path := range s.files() {
+		fi, err := os.Stat(path)
+		if err != nil {
+			s.logger.LogAttrs(s.ctx, slog.LevelError, "key_reload_failed",
+				slog.String("file", path), slog.String("error", err.Error()))
+			continue
 		}
-	}
-	if s.jwksURL != "" && !now.Before(s.nextURL) {
-		if err := s.fetchURL(ctx, now); err != nil {
-			s.logger.LogAttrs(ctx, slog.LevelWarn, "jwks_refresh_failed", slog.String("error", err.Error()))
-		} else {
-			changed = true
+		if (fileStamp{fi.ModTime(), fi.Size()}) == s.fileStamps[path] {
+			continue
 		}
+		keys, stamp, err := readKeyFile(path, path == s.jwksFile)
+		if err != nil {
+			// Keep the last good keys; retry when the file changes again.
+			s.fileStamps[path] = fileStamp{fi.ModTime(), fi.Size()}
+			s.logger.LogAttrs(s.ctx, slog.LevelError, "key_reload_failed",
+				slog.String("file", path), slog.String("error", err.Error()))
+			continue
+		}
+		s.fileKeys[path], s.fileStamps[path] = keys, stamp
+		s.logger.LogAttrs(s.ctx, slog.LevelInfo, "keys_reloaded", slog.String("file", path), slog.Int("keys", len(keys)))
+		changed = true
 	}
-	if changed {
-		s.publish()
-	}
-}
-
-// fetchURL fetches the JWKS URL and, on success, replaces the URL keys.
-// Failures keep the last good keys and are retried after urlRetry.
-func (s *keyStore) fetchURL(ctx context.Context, now time.Time) error {
-	s.nextURL = now.Add(s.urlRetry)
-	if s.onEvent != nil {
-		s.onEvent("jwks_fetch")
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.jwksURL, nil)
-	if err != nil {
-		return fmt.Errorf("jwks request: %w", err)
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("jwks fetch: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("jwks fetch: HTTP %d", resp.StatusCode)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
-	if err != nil {
-		return fmt.Errorf("jwks read: %w", err)
-	}
-	keys, err := parseJWKS(body)
-	if err != nil {
-		return err
-	}
-	s.urlKeys = keys
-	s.nextURL = now.Add(s.urlEvery)
-	return nil
+	return changed
 }
 
 // readKeyFile reads a PEM public key or a JWKS document.
@@ -340,111 +339,4 @@ func algorithmFor(pub any) (string, error) {
 		return "RS256", nil
 	}
 	return "", fmt.Errorf("unsupported public key type %T", pub)
-}
-
-// jsonWebKey holds the JWK members this package reads (RFC 7517, 7518, 8037).
-type jsonWebKey struct {
-	Kty string `json:"kty"`
-	Kid string `json:"kid"`
-	Alg string `json:"alg"`
-	Use string `json:"use"`
-	Crv string `json:"crv"`
-	X   string `json:"x"`
-	Y   string `json:"y"`
-	N   string `json:"n"`
-	E   string `json:"e"`
-}
-
-// parseJWKS parses a JWK Set. Keys that are not signature keys of a
-// supported type are skipped; symmetric ("oct") keys are never used. It
-// fails if no key is usable.
-func parseJWKS(data []byte) ([]publicKey, error) {
-	if len(data) > maxJWKSBytes {
-		return nil, errors.New("jwks: document too large")
-	}
-	var doc struct {
-		Keys []jsonWebKey `json:"keys"`
-	}
-	if err := json.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("jwks: %w", err)
-	}
-	var keys []publicKey
-	for _, j := range doc.Keys {
-		if j.Use != "" && j.Use != "sig" {
-			continue
-		}
-		k, err := j.publicKey()
-		if err != nil {
-			continue
-		}
-		keys = append(keys, k)
-	}
-	if len(keys) == 0 {
-		return nil, errors.New("jwks: no usable signature key")
-	}
-	return keys, nil
-}
-
-func (j jsonWebKey) publicKey() (publicKey, error) {
-	b64 := base64.RawURLEncoding.Strict()
-	switch j.Kty {
-	case "OKP":
-		if j.Crv != "Ed25519" || (j.Alg != "" && j.Alg != "EdDSA" && j.Alg != "Ed25519") {
-			return publicKey{}, errors.New("unsupported OKP key")
-		}
-		x, err := b64.DecodeString(j.X)
-		if err != nil || len(x) != ed25519.PublicKeySize {
-			return publicKey{}, errors.New("bad Ed25519 key")
-		}
-		return publicKey{kid: j.Kid, alg: "EdDSA", key: ed25519.PublicKey(x)}, nil
-	case "EC":
-		var (
-			curve elliptic.Curve
-			alg   string
-		)
-		switch j.Crv {
-		case "P-256":
-			curve, alg = elliptic.P256(), "ES256"
-		case "P-384":
-			curve, alg = elliptic.P384(), "ES384"
-		case "P-521":
-			curve, alg = elliptic.P521(), "ES512"
-		default:
-			return publicKey{}, errors.New("unsupported curve")
-		}
-		if j.Alg != "" && j.Alg != alg {
-			return publicKey{}, errors.New("alg does not match curve")
-		}
-		size := (curve.Params().BitSize + 7) / 8
-		x, errX := b64.DecodeString(j.X)
-		y, errY := b64.DecodeString(j.Y)
-		if errX != nil || errY != nil || len(x) != size || len(y) != size {
-			return publicKey{}, errors.New("bad EC coordinates")
-		}
-		pub, err := ecdsa.ParseUncompressedPublicKey(curve, append(append([]byte{4}, x...), y...))
-		if err != nil {
-			return publicKey{}, err
-		}
-		return publicKey{kid: j.Kid, alg: alg, key: pub}, nil
-	case "RSA":
-		alg := j.Alg
-		switch alg {
-		case "":
-			alg = "RS256"
-		case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512":
-		default:
-			return publicKey{}, errors.New("unsupported RSA alg")
-		}
-		n, errN := b64.DecodeString(j.N)
-		e, errE := b64.DecodeString(j.E)
-		if errN != nil || errE != nil || len(e) == 0 || len(e) > 4 {
-			return publicKey{}, errors.New("bad RSA key")
-		}
-		pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
-		if pub.N.BitLen() < minRSABits || pub.E < 3 || pub.E%2 == 0 {
-			return publicKey{}, errors.New("weak RSA key")
-		}
-		return publicKey{kid: j.Kid, alg: alg, key: pub}, nil
-	}
-	return publicKey{}, errors.New("unsupported key type")
 }

@@ -91,6 +91,7 @@ func TestKeyFileReload(t *testing.T) {
 		touch(t, oldKey.PEMPath, time.Hour)
 		wantCall(t, oldCall, codes.OK, "alice(token)") // not checked again before the interval
 		time.Sleep(auth.DefaultFileCheckInterval)
+		synctest.Wait() // the background reload is done
 		wantCall(t, hello(newKey), codes.OK, "alice(token)")
 		// The old token was cached, but the cache does not survive a reload.
 		wantCall(t, oldCall, codes.Unauthenticated, "token signature is invalid")
@@ -99,6 +100,7 @@ func TestKeyFileReload(t *testing.T) {
 		writeFile(t, oldKey.PEMPath, []byte("-----BEGIN PUBLIC KEY-----\ntruncated"))
 		touch(t, oldKey.PEMPath, 2*time.Hour)
 		time.Sleep(auth.DefaultFileCheckInterval)
+		synctest.Wait()
 		wantCall(t, hello(newKey), codes.OK, "alice(token)")
 		if !strings.Contains(logs.String(), "key_reload_failed") {
 			t.Errorf("logs lack key_reload_failed after a broken key file:\n%s", logs)
@@ -213,12 +215,17 @@ func TestJWKSFile(t *testing.T) {
 	}
 }
 
-// jwksServer is an in-memory JWKS endpoint for http.Client.Transport.
+// jwksServer is an in-memory JWKS endpoint for http.Client.Transport. It
+// answers after latency (a fetch whose context ends first is counted as
+// aborted), or fails with netErr as a dead network would.
 type jwksServer struct {
 	mu      sync.Mutex
 	body    []byte
 	code    int
+	latency time.Duration
+	netErr  error
 	fetches int
+	aborted int
 }
 
 func (s *jwksServer) set(code int, body []byte) {
@@ -227,16 +234,54 @@ func (s *jwksServer) set(code int, body []byte) {
 	s.code, s.body = code, body
 }
 
+// setLatency makes later answers take d.
+func (s *jwksServer) setLatency(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.latency = d
+}
+
+// setNetErr makes later fetches fail with err before any answer (nil: answer).
+func (s *jwksServer) setNetErr(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.netErr = err
+}
+
 func (s *jwksServer) count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.fetches
 }
 
-func (s *jwksServer) RoundTrip(r *http.Request) (*http.Response, error) {
+func (s *jwksServer) abortedCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.aborted
+}
+
+func (s *jwksServer) RoundTrip(r *http.Request) (*http.Response, error) {
+	s.mu.Lock()
 	s.fetches++
+	latency, netErr := s.latency, s.netErr
+	s.mu.Unlock()
+	if latency > 0 {
+		timer := time.NewTimer(latency)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+		case <-r.Context().Done():
+			s.mu.Lock()
+			s.aborted++
+			s.mu.Unlock()
+			return nil, r.Context().Err()
+		}
+	}
+	if netErr != nil {
+		return nil, netErr
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return &http.Response{
 		StatusCode: s.code,
 		Header:     http.Header{"Content-Type": {"application/json"}},
@@ -278,24 +323,29 @@ func TestJWKSURL(t *testing.T) {
 		srv.set(http.StatusOK, jwks(t, jwk(t, ka), jwk(t, kb)))
 		wantCall(t, hello(kb, "b"), codes.Unauthenticated, "token signing key is unknown")
 		time.Sleep(auth.DefaultUnknownKIDInterval)
+		synctest.Wait()
 		wantCall(t, hello(kb, "b"), codes.OK, "alice(token)")
 		if got := srv.count(); got != 3 {
 			t.Errorf("fetches after rotation: got %d, want 3", got)
 		}
 
-		// A13: the endpoint fails at the next scheduled refresh; known keys
-		// keep working, new kids are refused, nothing crashes.
+		// A13: the endpoint fails from the next scheduled refresh on; known
+		// keys keep working, nothing crashes, and the failed fetch is
+		// retried in the background with backoff (1 s doubling up to
+		// JWKSRetryInterval), not on every call.
+		maxPerHour := 1 + int(time.Hour/auth.DefaultJWKSRetryInterval) + 5
 		for _, fault := range []struct {
 			code int
 			body string
 		}{{http.StatusInternalServerError, ""}, {http.StatusOK, "{garbage"}, {http.StatusOK, `{"keys":[]}`}} {
 			srv.set(fault.code, []byte(fault.body))
-			time.Sleep(auth.DefaultJWKSRefreshInterval)
 			before := srv.count()
+			time.Sleep(auth.DefaultJWKSRefreshInterval)
+			synctest.Wait()
 			wantCall(t, hello(kb, "b"), codes.OK, "alice(token)")
 			wantCall(t, hello(ka, "a"), codes.OK, "alice(token)")
-			if got := srv.count(); got != before+1 {
-				t.Errorf("fetches during a scheduled refresh: got %d, want %d", got, before+1)
+			if got := srv.count() - before; got < 1 || got > maxPerHour {
+				t.Errorf("fetches in an hour of a failing endpoint: got %d, want 1 to %d", got, maxPerHour)
 			}
 		}
 		if !strings.Contains(logs.String(), "jwks_refresh_failed") {
