@@ -1,7 +1,6 @@
 package diskstore
 
 import (
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -27,13 +26,6 @@ const (
 	digestAttr = "user.greeter.sha256"
 )
 
-// MaxOwnerLen is the longest accepted owner, in bytes.
-const MaxOwnerLen = 128
-
-// ErrInvalidOwner means an owner was empty or longer than MaxOwnerLen bytes.
-// It is service.ErrInvalidOwner, so the service maps it to a status.
-var ErrInvalidOwner = service.ErrInvalidOwner
-
 var (
 	_ service.Store          = (*Store)(nil)
 	_ service.ResumableStore = (*Store)(nil)
@@ -53,7 +45,8 @@ type Store struct {
 }
 
 // Open opens the store on dir, creating dir and its objects/, tmp/ and
-// uploads/ folders if they are missing. Close releases it.
+// uploads/ folders if they are missing, and migrates a data directory of an
+// earlier layout (see WithOwnerMigration). Close releases it.
 func Open(dir string, opts ...Option) (*Store, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
@@ -66,7 +59,12 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("diskstore: %w", err)
 	}
-	return &Store{root: root, opts: o}, nil
+	s := &Store{root: root, opts: o}
+	if err := s.upgradeLayout(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 // openRoot opens the existing folder dir as a root and creates the
@@ -88,15 +86,6 @@ func openRoot(dir string) (*os.Root, error) {
 // Close releases the data directory. Files opened before stay readable.
 func (s *Store) Close() error {
 	return s.root.Close()
-}
-
-// ownerFolder returns the root-relative folder of owner's entries below
-// the top-level folder top.
-func ownerFolder(top, owner string) (string, error) {
-	if owner == "" || len(owner) > MaxOwnerLen {
-		return "", ErrInvalidOwner
-	}
-	return top + "/" + base64.RawURLEncoding.EncodeToString([]byte(owner)), nil
 }
 
 // ownerPath returns the root-relative folder of owner's files.

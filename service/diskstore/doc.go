@@ -27,14 +27,21 @@
 //
 // Layout of the data directory:
 //
+//	layout                  the layout version, "2".
 //	objects/<owner>/<name>  committed files, mode 0640; folders 0750.
-//	                        <owner> is the owner in unpadded URL-safe base64.
+//	                        <owner> is the owner in lower-case unpadded
+//	                        base32, so that owners differing only in case
+//	                        never share a folder.
 //	tmp/<random hex>.tmp    uploads in progress, mode 0600.
 //
 // Each committed file carries its SHA-256 in the extended attribute
 // user.greeter.sha256 when the filesystem supports it. Open and Stat compute
 // and try to store the digest when the attribute is missing; List reports a
 // zero SHA256 for such a file instead of reading it.
+//
+// Open migrates a data directory of layout 1 (no layout file, owners in
+// base64url) once, renaming each owner folder after the owner's new key
+// (WithOwnerMigration); see migrate.go.
 //
 // Temporary files of uploads that died with the process stay in tmp/ until
 // CleanTemporaries removes them; Open never does.
@@ -68,6 +75,8 @@
 //
 //	doc.go               this overview
 //	diskstore.go         Store, Open, the layout, owners' paths, error wrapping
+//	owner.go             owner folder names
+//	migrate.go           the layout file and the one-time migration to it
 //	options.go           every Option with its field and its default
 //	hashedfile.go        the file an upload writes and hashes in one pass
 //	commit.go            the commit tail every upload shares

@@ -21,7 +21,12 @@ func (s *Store) reopenRoot() (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("diskstore: reopen: %w", err)
 	}
-	return &Store{root: root, opts: s.opts}, nil
+	next := &Store{root: root, opts: s.opts}
+	if err := next.upgradeLayout(); err != nil {
+		next.Close()
+		return nil, err
+	}
+	return next, nil
 }
 
 var _ service.ResumableStore = (*Live)(nil)
