@@ -3,7 +3,7 @@ package service_test
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
+	"encoding/base32"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -193,7 +193,7 @@ func newFuzzServer(tb testing.TB) *fuzzServer {
 		ctx := ss.Context()
 		md, _ := metadata.FromIncomingContext(ctx)
 		if v := md.Get(fuzzOwnerKey); len(v) == 1 {
-			ctx = identity.NewContext(ctx, identity.Identity{Subject: v[0], Source: identity.SourceToken})
+			ctx = identity.NewContext(ctx, identity.Identity{Kind: identity.KindJWT, Issuer: "test", Name: v[0]})
 		}
 		id := strings.Join(md.Get(fuzzStreamKey), ",")
 		s.events <- fuzzEvent{stream: id}
@@ -322,14 +322,17 @@ func FuzzUploadSequence(f *testing.F) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		owner := "fuzz-" + strconv.FormatInt(fuzzUploads.Add(1), 10)
+		// The service stores under the caller's typed key.
+		key := identity.Identity{Kind: identity.KindJWT, Issuer: "test", Name: owner}.Key()
 		model := map[string][]byte{} // what owner should have stored
 		t.Cleanup(func() {
 			for name := range model {
-				if err := s.store.Delete(context.Background(), owner, name); err != nil {
+				if err := s.store.Delete(context.Background(), key, name); err != nil {
 					t.Errorf("cleanup: delete %q: %v", name, err)
 				}
 			}
-			os.RemoveAll(filepath.Join(s.dir, "objects", base64.RawURLEncoding.EncodeToString([]byte(owner))))
+			folder := strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString([]byte(key)))
+			os.RemoveAll(filepath.Join(s.dir, "objects", folder))
 		})
 
 		ops := decodeFuzzOps(input)
@@ -353,9 +356,9 @@ func FuzzUploadSequence(f *testing.F) {
 			if left, _ := os.ReadDir(uploads); len(left) > 0 {
 				t.Fatalf("resumable state appeared for plain uploads: %v", left)
 			}
-			checkFuzzModel(ctx, t, s.store, owner, model, false)
+			checkFuzzModel(ctx, t, s.store, key, model, false)
 		}
-		checkFuzzModel(ctx, t, s.store, owner, model, true)
+		checkFuzzModel(ctx, t, s.store, key, model, true)
 	})
 }
 

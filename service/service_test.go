@@ -73,7 +73,7 @@ func (h *harness) serve(store service.Store, opts service.Options) func() {
 	withOwner := func(ctx context.Context) context.Context {
 		md, _ := metadata.FromIncomingContext(ctx)
 		if v := md.Get(ownerKey); len(v) == 1 {
-			return identity.NewContext(ctx, identity.Identity{Subject: v[0], Source: identity.SourceToken})
+			return identity.NewContext(ctx, identity.Identity{Kind: identity.KindJWT, Issuer: "test", Name: v[0]})
 		}
 		return ctx
 	}

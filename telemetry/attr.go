@@ -9,7 +9,8 @@ import (
 // Span attribute keys the service sets on the server span of an RPC. Values
 // must never include bearer tokens, metadata dumps or file contents.
 const (
-	// AttrOwner is the namespace owner of the object (the caller's subject).
+	// AttrOwner is the namespace owner of the object: the caller's typed
+	// identity key (identity.Identity.Key), such as jwt:<iss>:<sub>.
 	AttrOwner = attribute.Key("greeter.owner")
 	// AttrObject is the object name, set through ObjectAttr so it is
 	// bounded.
