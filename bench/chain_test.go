@@ -157,12 +157,12 @@ func chainOnOptions(tb testing.TB, dev *certs.DevFiles, p plugins) ([]grpc.Serve
 		log = slog.New(telemetry.NewLogHandler(slog.NewTextHandler(logFile, nil)))
 	}
 	authn, err := auth.New(ctx, auth.Config{
-		PublicKeyFiles: []string{dev.JWTPublicKey},
-		Issuer:         "greeterd",
-		Audience:       []string{"greeter"},
-		PeerIdentity:   certs.PeerIdentity,
-		Logger:         log,
-		OnResult:       func(context.Context, string) {},
+		PublicKeyFiles:  []string{dev.JWTPublicKey},
+		Issuer:          "greeterd",
+		Audience:        []string{"greeter"},
+		PeerCertificate: certs.PeerCertificate,
+		Logger:          log,
+		OnResult:        func(context.Context, string) {},
 	})
 	if err != nil {
 		tb.Fatal(err)

@@ -112,8 +112,8 @@ func TestInitDevCreates(t *testing.T) {
 	if _, err := client[0].Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		t.Errorf("client certificate: %v", err)
 	}
-	if id, _ := IdentityFromCertificate(client[0]); id != "spiffe://greeter.local/user/alice" || client[0].Subject.CommonName != "alice" {
-		t.Errorf("client certificate: got identity %q, CN %q; want spiffe://greeter.local/user/alice, alice", id, client[0].Subject.CommonName)
+	if id := firstKey(client[0]); id != "x509-uri:spiffe://greeter.local/user/alice" || client[0].Subject.CommonName != "alice" {
+		t.Errorf("client certificate: got identity %q, CN %q; want x509-uri:spiffe://greeter.local/user/alice, alice", id, client[0].Subject.CommonName)
 	}
 
 	priv, err := parsePrivateKeyPEM(files[JWTSigningKeyFile])
@@ -206,8 +206,8 @@ func TestInitDevRecreatesMissingPair(t *testing.T) {
 		}
 	}
 	client, _ := parseCertificatesPEM(after[ClientCertFile])
-	if id, _ := IdentityFromCertificate(client[0]); id != "spiffe://greeter.local/user/carol" {
-		t.Errorf("new client identity: got %q, want spiffe://greeter.local/user/carol", id)
+	if id := firstKey(client[0]); id != "x509-uri:spiffe://greeter.local/user/carol" {
+		t.Errorf("new client identity: got %q, want x509-uri:spiffe://greeter.local/user/carol", id)
 	}
 }
 

@@ -12,8 +12,11 @@
 //     that is missing, truncated, unparsable, expired or does not match its
 //     key never replaces the last good material; it is logged once per
 //     distinct content, never per handshake. File contents are never logged.
-//   - [PeerIdentity] names a caller only from a certificate chain that the TLS
-//     stack verified; a certificate that was merely presented names nobody.
+//   - [PeerCertificate] returns a client certificate only from a chain that
+//     the TLS stack verified; a certificate that was merely presented names
+//     nobody. [Identities] offers its names typed (URI SAN, DNS SANs, common
+//     name), and [ParseIdentity] reads an allowlist entry as one of these
+//     types, so a name of one type never matches an entry of another.
 //   - [InitDev] never overwrites an existing file: a complete, valid dev PKI
 //     is left alone, anything partial or corrupt is reported as an error.
 //     Private keys are written with mode 0600, atomically (temporary file,

@@ -55,8 +55,10 @@ func ExampleServerConfig() {
 	// server certificate for: localhost
 }
 
-// ExampleIdentityFromCertificate shows which name identifies a caller.
-func ExampleIdentityFromCertificate() {
+// ExampleIdentities shows the typed names a client certificate offers, in
+// order of precedence; an allowlist decides which of them, if any, is the
+// caller.
+func ExampleIdentities() {
 	dir, err := os.MkdirTemp("", "greeter-example")
 	if err != nil {
 		fmt.Println(err)
@@ -73,8 +75,10 @@ func ExampleIdentityFromCertificate() {
 		fmt.Println(err)
 		return
 	}
-	id, ok := certs.IdentityFromCertificate(cfg.Certificates[0].Leaf)
-	fmt.Println(id, ok)
+	for _, id := range certs.Identities(cfg.Certificates[0].Leaf) {
+		fmt.Println(id.Key())
+	}
 	// Output:
-	// spiffe://greeter.local/user/alice true
+	// x509-uri:spiffe://greeter.local/user/alice
+	// x509-cn:alice
 }

@@ -83,10 +83,10 @@ func TestHandshakeMatrix(t *testing.T) {
 		{"request/expired client certificate", ClientAuthRequest, tlsCreds(&expiredClient, nil), codes.Unavailable, ""},
 		{"none/wrong server name", ClientAuthNone, tlsCreds(nil, wrongName), codes.Unavailable, ""},
 
-		{"require/good client certificate (URI SAN)", ClientAuthRequire, tlsCreds(&goodClient, nil), codes.OK, spiffe},
-		{"require/good client certificate (DNS SAN)", ClientAuthRequire, tlsCreds(&dnsClient, nil), codes.OK, "billing.greeter.internal"},
-		{"require/good client certificate (CN only)", ClientAuthRequire, tlsCreds(&cnClient, nil), codes.OK, "bob"},
-		{"request/good client certificate", ClientAuthRequest, tlsCreds(&goodClient, nil), codes.OK, spiffe},
+		{"require/good client certificate (URI SAN)", ClientAuthRequire, tlsCreds(&goodClient, nil), codes.OK, "x509-uri:" + spiffe},
+		{"require/good client certificate (DNS SAN)", ClientAuthRequire, tlsCreds(&dnsClient, nil), codes.OK, "x509-dns:billing.greeter.internal"},
+		{"require/good client certificate (CN only)", ClientAuthRequire, tlsCreds(&cnClient, nil), codes.OK, "x509-cn:bob"},
+		{"request/good client certificate", ClientAuthRequest, tlsCreds(&goodClient, nil), codes.OK, "x509-uri:" + spiffe},
 		{"request/unknown-CA certificate left out by the client", ClientAuthRequest, tlsCreds(nil, offerOnlyIfAccepted(unknownCAClient)), codes.OK, ""},
 		{"request/no client certificate", ClientAuthRequest, tlsCreds(nil, nil), codes.OK, ""},
 		{"none/no client certificate", ClientAuthNone, tlsCreds(nil, nil), codes.OK, ""},
@@ -116,16 +116,16 @@ func TestHandshakeMatrix(t *testing.T) {
 			}
 			c := srv.lastCall()
 			if c.identity != tt.wantIdentity || c.identityOK != (tt.wantIdentity != "") {
-				t.Errorf("PeerIdentity: got (%q, %v), want (%q, %v)", c.identity, c.identityOK, tt.wantIdentity, tt.wantIdentity != "")
+				t.Errorf("PeerCertificate identity: got (%q, %v), want (%q, %v)", c.identity, c.identityOK, tt.wantIdentity, tt.wantIdentity != "")
 			}
 		})
 	}
 }
 
-// TestPeerIdentityIgnoresUnverifiedCertificate shows over a real handshake
+// TestPeerCertificateIgnoresUnverifiedCertificate shows over a real handshake
 // that a certificate the client presented but nobody verified (a server
 // using tls.RequestClientCert) names no one.
-func TestPeerIdentityIgnoresUnverifiedCertificate(t *testing.T) {
+func TestPeerCertificateIgnoresUnverifiedCertificate(t *testing.T) {
 	ca := newTestCA(t, "test CA")
 	other := newTestCA(t, "unknown CA")
 	srvLeaf := ca.server(t)
@@ -145,7 +145,7 @@ func TestPeerIdentityIgnoresUnverifiedCertificate(t *testing.T) {
 		t.Fatalf("peer certificates seen by the server: got %d, want 1", c.peerCerts)
 	}
 	if c.identity != "" || c.identityOK {
-		t.Errorf("PeerIdentity of an unverified certificate: got (%q, %v), want (\"\", false)", c.identity, c.identityOK)
+		t.Errorf("PeerCertificate of an unverified certificate: got (%q, %v), want (\"\", false)", c.identity, c.identityOK)
 	}
 }
 

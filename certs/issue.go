@@ -85,7 +85,7 @@ type IssueRequest struct {
 	// URIs are URI subject alternative names, for example
 	// "spiffe://greeter.local/user/alice". At most one is allowed, because a
 	// certificate with several URI SANs names no single caller (see
-	// IdentityFromCertificate).
+	// Identities).
 	URIs []string
 	// NotBefore is when the certificate becomes valid. Zero means five
 	// minutes before now, to tolerate clock skew.

@@ -45,13 +45,13 @@ func TestIssue(t *testing.T) {
 		{"server", IssueRequest{
 			Kind: KindServer, DNSNames: []string{"localhost", "*.greeter.internal"},
 			IPAddresses: []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")},
-		}, x509.ExtKeyUsageServerAuth, "::1", "localhost"},
+		}, x509.ExtKeyUsageServerAuth, "::1", "x509-dns:localhost"},
 		{"server by wildcard", IssueRequest{Kind: KindServer, DNSNames: []string{"*.greeter.internal"}},
-			x509.ExtKeyUsageServerAuth, "files.greeter.internal", "*.greeter.internal"},
+			x509.ExtKeyUsageServerAuth, "files.greeter.internal", "x509-dns:*.greeter.internal"},
 		{"SPIFFE client", IssueRequest{Kind: KindClient, CommonName: "alice", URIs: []string{"spiffe://greeter.local/user/alice"}},
-			x509.ExtKeyUsageClientAuth, "", "spiffe://greeter.local/user/alice"},
+			x509.ExtKeyUsageClientAuth, "", "x509-uri:spiffe://greeter.local/user/alice"},
 		{"client by common name", IssueRequest{Kind: KindClient, CommonName: "bob", NotBefore: notBefore, Lifetime: 2 * time.Hour},
-			x509.ExtKeyUsageClientAuth, "", "bob"},
+			x509.ExtKeyUsageClientAuth, "", "x509-cn:bob"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,7 +71,7 @@ func TestIssue(t *testing.T) {
 			if c.PublicKeyAlgorithm != x509.ECDSA {
 				t.Errorf("key algorithm: got %v, want ECDSA", c.PublicKeyAlgorithm)
 			}
-			if got, _ := IdentityFromCertificate(c); got != tt.identity {
+			if got := firstKey(c); got != tt.identity {
 				t.Errorf("identity: got %q, want %q", got, tt.identity)
 			}
 			lifetime := tt.req.Lifetime

@@ -204,7 +204,10 @@ type testServer struct {
 
 func (s *testServer) record(ctx context.Context) {
 	c := call{}
-	c.identity, c.identityOK = PeerIdentity(ctx)
+	if leaf, ok := PeerCertificate(ctx); ok {
+		c.identity = firstKey(leaf)
+		c.identityOK = c.identity != ""
+	}
 	if p, ok := peer.FromContext(ctx); ok {
 		if info, ok := p.AuthInfo.(credentials.TLSInfo); ok {
 			c.peerCerts = len(info.State.PeerCertificates)

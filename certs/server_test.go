@@ -455,7 +455,7 @@ func TestClientCARotation(t *testing.T) {
 	if !poll(func() bool { return attempt() == nil }) {
 		t.Fatalf("client of the added CA still refused after 10 s: %v", attempt())
 	}
-	if got := srv.lastCall().identity; got != "carol" {
-		t.Errorf("identity: got %q, want carol", got)
+	if got := srv.lastCall().identity; got != "x509-cn:carol" {
+		t.Errorf("identity: got %q, want x509-cn:carol", got)
 	}
 }

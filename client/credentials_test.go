@@ -88,7 +88,7 @@ func TestBearerTokenRequiresTLS(t *testing.T) {
 		if err != nil {
 			t.Fatalf("SayHello over TLS: %v", err)
 		}
-		if want := "alice(token)[files:read]"; !strings.Contains(r.GetMessage(), want) {
+		if want := "jwt:https://issuer.test:alice[files:read]"; !strings.Contains(r.GetMessage(), want) {
 			t.Errorf("got %q, want it to contain %q", r.GetMessage(), want)
 		}
 	})

@@ -30,7 +30,7 @@ import (
 
 // echoServer is a fake Greeter that names its caller, so that tests of the
 // unary interceptors and credentials see what reached the server. SayHello
-// answers "hello NAME from SUBJECT(SOURCE)[SCOPES]".
+// answers "hello NAME from KEY[SCOPES]" (KEY is the identity's typed key).
 type echoServer struct {
 	pb.UnimplementedGreeterServer
 }
@@ -41,7 +41,7 @@ func who(ctx context.Context) string {
 	if !ok {
 		return "nobody"
 	}
-	return fmt.Sprintf("%s(%s)[%s]", id.Subject, id.Source, strings.Join(id.Scopes, " "))
+	return fmt.Sprintf("%s[%s]", id.Key(), strings.Join(id.Scopes, " "))
 }
 
 func (echoServer) SayHello(ctx context.Context, r *pb.HelloRequest) (*pb.StringResponse, error) {

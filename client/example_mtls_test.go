@@ -95,7 +95,7 @@ func serveMTLS(dev *certs.DevFiles, identities map[string][]string) (string, fun
 		PublicKeyFiles:        []string{dev.JWTPublicKey},
 		Issuer:                "greeterd",
 		Audience:              []string{"greeter"},
-		PeerIdentity:          certs.PeerIdentity,
+		PeerCertificate:       certs.PeerCertificate,
 		CertificateIdentities: identities,
 	})
 	if err != nil {

@@ -74,7 +74,7 @@ var rpcs = []struct {
 
 func TestFromFuncHandlerSeesDerivedContext(t *testing.T) {
 	p := middleware.FromFunc("who", func(ctx context.Context, _ *middleware.Call, next middleware.Next) error {
-		return next(identity.NewContext(ctx, identity.Identity{Subject: "zoe", Source: identity.SourceAnonymous}))
+		return next(identity.NewContext(ctx, identity.Identity{Kind: identity.KindAnonymous, Name: "zoe"}))
 	})
 	cc := greetertest.Start(t, middleware.NewChain(p).ServerOptions())
 	c := greeterpb.NewGreeterClient(cc)
@@ -84,7 +84,7 @@ func TestFromFuncHandlerSeesDerivedContext(t *testing.T) {
 			if err != nil {
 				t.Fatalf("got %v, want OK", err)
 			}
-			if want := "zoe(anonymous)"; !strings.Contains(got, want) {
+			if want := "anonymous:zoe["; !strings.Contains(got, want) {
 				t.Errorf("got %q, want it to contain %q", got, want)
 			}
 		})
@@ -240,7 +240,7 @@ func TestChainRunsInOrder(t *testing.T) {
 func TestOnlyAndSkip(t *testing.T) {
 	mark := func() middleware.Plugin {
 		return middleware.FromFunc("mark", func(ctx context.Context, _ *middleware.Call, next middleware.Next) error {
-			return next(identity.NewContext(ctx, identity.Identity{Subject: "marked"}))
+			return next(identity.NewContext(ctx, identity.Identity{Kind: identity.KindAnonymous, Name: "marked"}))
 		})
 	}
 	sayHello := middleware.MethodPrefix("/Greeter/SayHello")

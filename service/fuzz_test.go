@@ -3,7 +3,7 @@ package service_test
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
+	"encoding/base32"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -143,14 +143,17 @@ func FuzzUploadSequence(f *testing.F) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		owner := "fuzz-" + strconv.FormatInt(fuzzUploads.Add(1), 10)
+		// The service stores under the caller's typed key.
+		key := servicetest.OwnerKey(owner)
 		model := map[string][]byte{} // what owner should have stored
 		t.Cleanup(func() {
 			for name := range model {
-				if err := s.Store.Delete(context.Background(), owner, name); err != nil {
+				if err := s.Store.Delete(context.Background(), key, name); err != nil {
 					t.Errorf("cleanup: delete %q: %v", name, err)
 				}
 			}
-			os.RemoveAll(filepath.Join(s.Dir, "objects", base64.RawURLEncoding.EncodeToString([]byte(owner))))
+			folder := strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString([]byte(key)))
+			os.RemoveAll(filepath.Join(s.Dir, "objects", folder))
 		})
 
 		ops := decodeFuzzOps(input)
@@ -174,9 +177,9 @@ func FuzzUploadSequence(f *testing.F) {
 			if left, _ := os.ReadDir(uploads); len(left) > 0 {
 				t.Fatalf("resumable state appeared for plain uploads: %v", left)
 			}
-			checkFuzzModel(ctx, t, s.Store, owner, model, false)
+			checkFuzzModel(ctx, t, s.Store, key, model, false)
 		}
-		checkFuzzModel(ctx, t, s.Store, owner, model, true)
+		checkFuzzModel(ctx, t, s.Store, key, model, true)
 	})
 }
 

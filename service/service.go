@@ -43,8 +43,12 @@ type Options struct {
 	// IdleTimeout ends an upload that receives no message for this long,
 	// and a download whose client reads nothing for this long.
 	IdleTimeout time.Duration
-	// DefaultOwner owns the files of requests whose context carries no
-	// identity. Empty means such requests are Unauthenticated.
+	// DefaultOwner names the anonymous owner (identity key
+	// anonymous:<DefaultOwner>) of requests whose context carries no
+	// identity. Set it only when authentication is off: greeterd leaves it
+	// empty with --auth=jwt, so that a context without an identity fails
+	// closed instead of landing in a shared namespace. Empty means such
+	// requests are Unauthenticated.
 	DefaultOwner string
 	// Logger receives server-side errors. Nil discards them.
 	Logger *slog.Logger
@@ -102,14 +106,17 @@ func (s *Server) Register(r grpc.ServiceRegistrar) {
 	pb.RegisterGreeterServer(r, s)
 }
 
-// owner returns the namespace the request works in: the caller's identity,
-// or the configured default owner when authentication is off.
+// owner returns the namespace the request works in: the caller's typed
+// identity key, or the anonymous default owner's when the context carries no
+// identity and a DefaultOwner is configured. An identity that names no owner
+// never falls back to the default.
 func (s *Server) owner(ctx context.Context) (string, error) {
-	if id, ok := identity.FromContext(ctx); ok && id.Subject != "" {
-		return id.Subject, nil
+	id, ok := identity.FromContext(ctx)
+	if !ok && s.opts.DefaultOwner != "" {
+		id, ok = identity.Identity{Kind: identity.KindAnonymous, Name: s.opts.DefaultOwner}, true
 	}
-	if s.opts.DefaultOwner != "" {
-		return s.opts.DefaultOwner, nil
+	if key := id.Key(); ok && key != "" {
+		return key, nil
 	}
 	return "", status.Error(codes.Unauthenticated, "no authenticated caller")
 }

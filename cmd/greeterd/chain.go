@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/stats"
 
 	"github.com/greeter/greeter/certs"
+	"github.com/greeter/greeter/identity"
 	"github.com/greeter/greeter/internal/envflag"
 	"github.com/greeter/greeter/middleware"
 	"github.com/greeter/greeter/middleware/auth"
@@ -42,6 +43,8 @@ type chainConfig struct {
 	leeway         time.Duration
 	maxLifetime    time.Duration
 	certIdentities listFlag
+	// requireBinding is --require-token-cert-match.
+	requireBinding bool
 
 	ratePeer, rateUnary, rateTransfer    float64
 	burstPeer, burstUnary, burstTransfer int
@@ -64,7 +67,9 @@ func (c *chainConfig) flags(fs *flag.FlagSet) {
 	fs.Var(&c.audience, "jwt-audience", "accepted token audiences (aud), comma-separated")
 	fs.DurationVar(&c.leeway, "jwt-leeway", auth.DefaultLeeway, "clock skew tolerated on exp, nbf and iat")
 	fs.DurationVar(&c.maxLifetime, "jwt-max-lifetime", auth.DefaultMaxTokenLifetime, "longest accepted token lifetime (exp - iat)")
-	fs.Var(&c.certIdentities, "cert-identity", "certificate identity allowed without a token, with scopes: ID=scope+scope (repeatable), e.g. spiffe://greeter.local/svc/billing=files:read+files:write")
+	fs.Var(&c.certIdentities, "cert-identity", "certificate identity allowed without a token, with scopes: ID=scope+scope (repeatable), e.g. spiffe://greeter.local/svc/billing=files:read+files:write; "+
+		"ID is x509-uri:URI, x509-dns:NAME or x509-cn:NAME, or without a prefix a URI SAN if it contains :// and a DNS SAN otherwise (a common name counts only as x509-cn:)")
+	fs.BoolVar(&c.requireBinding, "require-token-cert-match", false, "accept a bearer token only on a connection with a verified client certificate that the token is bound to (cnf x5t#S256, RFC 8705; mint one with greeterd token --cnf-cert)")
 
 	fs.Float64Var(&c.ratePeer, "rate-peer", ratelimit.DefaultPeerPerSecond, "calls per second per client IP, checked before authentication")
 	fs.IntVar(&c.burstPeer, "rate-peer-burst", ratelimit.DefaultPeerBurst, "burst of --rate-peer")
@@ -101,17 +106,106 @@ func (c *chainConfig) close() {
 	}
 }
 
-// certIdentityMap parses --cert-identity values.
+// certIdentityMap parses --cert-identity values. Each ID must be a typed
+// certificate identity (certs.ParseIdentity), named once.
 func (c *chainConfig) certIdentityMap() (map[string][]string, error) {
 	out := map[string][]string{}
+	seen := map[string]bool{}
 	for _, v := range c.certIdentities {
-		id, scopes, ok := strings.Cut(v, "=")
-		if !ok || id == "" {
+		entry, scopes, ok := strings.Cut(v, "=")
+		if !ok || entry == "" {
 			return nil, usageError{fmt.Errorf("--cert-identity %q: want ID=scope+scope", v)}
 		}
-		out[id] = strings.FieldsFunc(scopes, func(r rune) bool { return r == '+' || r == ' ' })
+		id, err := certs.ParseIdentity(entry)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--cert-identity: %v", err)}
+		}
+		if seen[id.Key()] {
+			return nil, usageError{fmt.Errorf("--cert-identity: %s is listed twice", id.Key())}
+		}
+		seen[id.Key()] = true
+		out[entry] = strings.FieldsFunc(scopes, func(r rune) bool { return r == '+' || r == ' ' })
 	}
 	return out, nil
+}
+
+// authMode returns the authentication mode: --auth, or by default jwt (none
+// with --plaintext).
+func (c *chainConfig) authMode(sec *security) (string, error) {
+	switch c.auth {
+	case "jwt", "none":
+		return c.auth, nil
+	case "":
+		if sec.mode == "plaintext" {
+			return "none", nil
+		}
+		return "jwt", nil
+	}
+	return "", usageError{fmt.Errorf("--auth must be jwt or none, got %q", c.auth)}
+}
+
+// checkBinding refuses --require-token-cert-match where no token could ever
+// pass it: without token authentication, or without client certificates.
+func (c *chainConfig) checkBinding(mode string, sec *security) error {
+	switch {
+	case !c.requireBinding:
+		return nil
+	case mode != "jwt":
+		return usageError{errors.New("--require-token-cert-match needs --auth=jwt")}
+	case sec.mode != "dev" && !strings.HasPrefix(sec.mode, "mtls"):
+		return usageError{errors.New("--require-token-cert-match needs client certificates (--client-ca)")}
+	}
+	return nil
+}
+
+// serviceDefaultOwner returns the service's DefaultOwner: the default owner
+// when authentication is off, and "" otherwise, so that with --auth=jwt a
+// call that reaches the service without an identity is Unauthenticated
+// instead of landing in a shared namespace (fail closed).
+func (c *chainConfig) serviceDefaultOwner(sec *security, defaultOwner string) string {
+	if mode, err := c.authMode(sec); err == nil && mode == "none" {
+		return defaultOwner
+	}
+	return ""
+}
+
+// legacyOwnerKey returns the mapping from the untyped owners of a data
+// directory written before identities were typed to their typed keys, for
+// diskstore's one-time migration: with --auth=none every owner was the
+// anonymous default owner (anonymous:<owner>); otherwise an owner that is
+// the name of a --cert-identity entry was that certificate identity (the
+// first in URI, DNS, CN order when several entries share the name), and any
+// other owner was a token subject of the configured issuer
+// (jwt:<issuer>:<owner>).
+func (c *chainConfig) legacyOwnerKey(sec *security) (func(owner string) string, error) {
+	mode, err := c.authMode(sec)
+	if err != nil {
+		return nil, err
+	}
+	if mode == "none" {
+		return func(owner string) string {
+			return identity.Identity{Kind: identity.KindAnonymous, Name: owner}.Key()
+		}, nil
+	}
+	entries, err := c.certIdentityMap()
+	if err != nil {
+		return nil, err
+	}
+	rank := map[identity.Kind]int{identity.KindX509URI: 0, identity.KindX509DNS: 1, identity.KindX509CN: 2}
+	byName := map[string]identity.Identity{}
+	for entry := range entries {
+		id, _ := certs.ParseIdentity(entry) // checked by certIdentityMap
+		if prev, ok := byName[id.Name]; !ok || rank[id.Kind] < rank[prev.Kind] {
+			byName[id.Name] = id
+		}
+	}
+	issuer := c.issuer
+	return func(owner string) string {
+		if id, ok := byName[owner]; ok {
+			return id.Key()
+		}
+		return identity.Identity{Kind: identity.KindJWT, Issuer: issuer, Name: owner}.Key()
+	}, nil
 }
 
 // build returns greeterd's chain (see middleware/standard): the transport
@@ -121,12 +215,12 @@ func (c *chainConfig) certIdentityMap() (map[string][]string, error) {
 // JWKS fetch; every hook records metrics with its RPC's context.
 func (c *chainConfig) build(ctx context.Context, sec *security, stats stats.Handler, defaultOwner string, log *slog.Logger, metrics *telemetry.Metrics) (*middleware.Chain, error) {
 	var authPlugin middleware.Plugin
-	mode := c.auth
-	if mode == "" {
-		mode = "jwt"
-		if sec.mode == "plaintext" {
-			mode = "none"
-		}
+	mode, err := c.authMode(sec)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.checkBinding(mode, sec); err != nil {
+		return nil, err
 	}
 	switch mode {
 	case "none":
@@ -157,8 +251,9 @@ func (c *chainConfig) build(ctx context.Context, sec *security, stats stats.Hand
 			Leeway:                 c.leeway,
 			MaxTokenLifetime:       c.maxLifetime,
 			AllowInsecureTransport: sec.mode == "plaintext",
-			PeerIdentity:           certs.PeerIdentity,
+			PeerCertificate:        certs.PeerCertificate,
 			CertificateIdentities:  ids,
+			RequireTokenCertMatch:  c.requireBinding,
 			Logger:                 log,
 			OnResult:               func(ctx context.Context, reason string) { countAuthResult(ctx, metrics, reason) },
 		})
@@ -167,8 +262,6 @@ func (c *chainConfig) build(ctx context.Context, sec *security, stats stats.Hand
 		}
 		c.closeAuth = a.Close
 		authPlugin = a.Plugin()
-	default:
-		return nil, usageError{fmt.Errorf("--auth must be jwt or none, got %q", c.auth)}
 	}
 
 	bandwidth := int64(c.bandwidth)
@@ -223,6 +316,7 @@ var authReasons = map[string]telemetry.AuthFailureReason{
 	auth.ReasonBadIssuer:             telemetry.AuthWrongIssuer,
 	auth.ReasonBadAudience:           telemetry.AuthWrongAudience,
 	auth.ReasonCertificateNotAllowed: telemetry.AuthBadCertificate,
+	auth.ReasonTokenCertMismatch:     telemetry.AuthBadCertificate,
 }
 
 func countAuthResult(ctx context.Context, m *telemetry.Metrics, reason string) {

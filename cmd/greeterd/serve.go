@@ -196,7 +196,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	defer sec.close()
 
-	store, err := diskstore.OpenLive(c.dataDir, diskstore.WithLogger(log))
+	legacyOwnerKey, err := c.chain.legacyOwnerKey(sec)
+	if err != nil {
+		return err
+	}
+	store, err := diskstore.OpenLive(c.dataDir, diskstore.WithLogger(log), diskstore.WithOwnerMigration(legacyOwnerKey))
 	if err != nil {
 		return fmt.Errorf("opening data dir: %w", err)
 	}
@@ -224,7 +228,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		MaxFileSize:  int64(c.maxFileSize),
 		ChunkSize:    int(c.chunkSize),
 		IdleTimeout:  c.idleTimeout,
-		DefaultOwner: c.defaultOwner,
+		DefaultOwner: c.chain.serviceDefaultOwner(sec, c.defaultOwner),
 		Logger:       log,
 		Tracer:       tel.TracerProvider().Tracer(telemetry.ScopeName),
 		OnTransfer:   metrics.OnTransfer,

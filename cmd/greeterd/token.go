@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -84,13 +86,14 @@ func runToken(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	fs.SetOutput(stderr)
 	stateDir := fs.String("state-dir", ".greeter", "dev state directory holding jwt-signing-key.pem")
 	key := fs.String("key", "", "signing key (PEM; default <state-dir>/jwt-signing-key.pem)")
-	sub := fs.String("sub", "", "subject: the caller, and the owner of its files (required)")
+	sub := fs.String("sub", "", "subject: with the issuer, the caller (identity jwt:ISSUER:SUB) and the owner of its files (required)")
 	scope := fs.String("scope", strings.Join(authz.AllScopes(), " "), "space- or comma-separated scopes")
 	ttl := fs.Duration("ttl", auth.DefaultMintTTL, "lifetime")
 	issuer := fs.String("issuer", defaultIssuer, "issuer (iss)")
 	audience := listFlag{defaultAudience}
 	fs.Var(&audience, "audience", "audience (aud), comma-separated")
 	kid := fs.String("kid", "", "key id header (default: the matching public key file's name for a dev key)")
+	cnfCert := fs.String("cnf-cert", "", "bind the token to this client certificate (PEM): cnf x5t#S256, RFC 8705, for greeterd --require-token-cert-match")
 	if err := parseSubcommand(fs, args, getenv); err != nil {
 		return err
 	}
@@ -107,17 +110,48 @@ func runToken(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	if err != nil {
 		return err
 	}
+	var thumbprint string
+	if *cnfCert != "" {
+		if thumbprint, err = certificateThumbprint(*cnfCert); err != nil {
+			return err
+		}
+	}
 	token, err := auth.MintPEM(keyPEM, auth.MintOptions{
-		Subject:  *sub,
-		Scopes:   strings.FieldsFunc(*scope, func(r rune) bool { return r == ' ' || r == ',' }),
-		Issuer:   *issuer,
-		Audience: audience,
-		TTL:      *ttl,
-		KeyID:    *kid,
+		CertThumbprint: thumbprint,
+		Subject:        *sub,
+		Scopes:         strings.FieldsFunc(*scope, func(r rune) bool { return r == ' ' || r == ',' }),
+		Issuer:         *issuer,
+		Audience:       audience,
+		TTL:            *ttl,
+		KeyID:          *kid,
 	})
 	if err != nil {
 		return err
 	}
 	_, err = fmt.Fprintln(stdout, token)
 	return err
+}
+
+// certificateThumbprint returns the RFC 8705 thumbprint of the first
+// certificate in the PEM file path.
+func certificateThumbprint(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		switch {
+		case block == nil:
+			return "", fmt.Errorf("--cnf-cert %s: no CERTIFICATE block", path)
+		case block.Type != "CERTIFICATE":
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return "", fmt.Errorf("--cnf-cert %s: %w", path, err)
+		}
+		return auth.CertificateThumbprint(c), nil
+	}
 }

@@ -1,6 +1,18 @@
 // Package auth establishes who is calling: it verifies an
 // "authorization: Bearer <JWT>" header, or accepts an allowlisted mutual-TLS
-// identity, and puts an identity.Identity into the RPC's context.
+// identity, and puts a typed identity.Identity into the RPC's context.
+//
+// Identities are typed (see package identity): a token names
+// jwt:<iss>:<sub>, a certificate x509-uri:<uri>, x509-dns:<name> or
+// x509-cn:<cn>. A token's sub never becomes a certificate identity, and a
+// certificate name of one type never matches an allowlist entry of another.
+//
+// A call that carries a bearer token is the token's caller, even on a
+// connection with a verified client certificate: the token names the person
+// or workload making the call, while the certificate may belong to a proxy
+// or gateway that many callers share. Deployments where every token must
+// belong to the connection it arrives on set Config.RequireTokenCertMatch
+// (RFC 8705 certificate-bound tokens).
 //
 // Guarantees:
 //
@@ -18,6 +30,19 @@
 //     exp − iat (or exp − now, when iat is absent) must not exceed
 //     Config.MaxTokenLifetime (default 24 h). A typ header, when present,
 //     must be "JWT" or "at+jwt"; a crit header is refused.
+//   - A token's identity is jwt:<Config.Issuer>:<sub>. Only one issuer is
+//     accepted, so the key is unambiguous although issuers contain ":".
+//   - A call without an authorization header is identified by its verified
+//     client certificate (Config.PeerCertificate), if any: the first of the
+//     certificate's typed names (its one URI SAN, then its DNS SANs, then
+//     its common name; see certs.Identities) that Config.CertificateIdentities
+//     lists. A verified certificate none of whose names is listed gets
+//     PermissionDenied; a common name counts only through an explicit
+//     "x509-cn:" entry.
+//   - With Config.RequireTokenCertMatch, a token is accepted only on a
+//     connection with a verified client certificate whose SHA-256
+//     thumbprint equals the token's "cnf" claim "x5t#S256"; otherwise the
+//     call is Unauthenticated with reason token_cert_mismatch.
 //   - Scopes come from the "scope" claim (a space-separated string, RFC 8693
 //     and RFC 9068) and the "scp" claim (an array); either may be a string
 //     or an array.
@@ -51,6 +76,7 @@ package auth
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -110,6 +136,7 @@ const (
 	ReasonWrongTokenType        = "wrong_token_type"
 	ReasonLifetimeTooLong       = "lifetime_too_long"
 	ReasonCertificateNotAllowed = "certificate_not_allowed"
+	ReasonTokenCertMismatch     = "token_cert_mismatch"
 )
 
 // failure is a rejection: the status the client sees and the reason label.
@@ -144,6 +171,7 @@ var (
 	errLifetimeTooLong   = unauthenticated(ReasonLifetimeTooLong, "token lifetime too long")
 	errCertNotAllowed    = &failure{reason: ReasonCertificateNotAllowed,
 		err: status.Error(codes.PermissionDenied, "certificate identity not allowed")}
+	errTokenCertMismatch = unauthenticated(ReasonTokenCertMismatch, "token is not bound to the client certificate")
 )
 
 // asymmetricAlgs returns the algorithms any key may be pinned to. The parser
@@ -217,14 +245,25 @@ type Config struct {
 	// verified again. Default 5 min.
 	CacheTTL time.Duration
 
-	// PeerIdentity, if set, returns the verified mutual-TLS identity of the
-	// caller (for example certs.PeerIdentity). It is consulted only when the
-	// call carries no authorization header.
-	PeerIdentity func(ctx context.Context) (string, bool)
+	// PeerCertificate, if set, returns the verified client certificate of
+	// the caller's connection (for example certs.PeerCertificate). It
+	// identifies calls without an authorization header, and binds tokens
+	// under RequireTokenCertMatch.
+	PeerCertificate func(ctx context.Context) (*x509.Certificate, bool)
 	// CertificateIdentities lists the certificate identities accepted
-	// without a token, with the scopes each is granted. A verified
-	// certificate identity that is not listed gets PermissionDenied.
+	// without a token, with the scopes each is granted. Keys are typed
+	// entries as certs.ParseIdentity reads them: "x509-uri:URI",
+	// "x509-dns:NAME", "x509-cn:NAME", or without a prefix a URI SAN when
+	// the entry contains "://" (spiffe://greeter.local/svc/billing) and a
+	// DNS SAN otherwise. A verified certificate none of whose names is
+	// listed gets PermissionDenied.
 	CertificateIdentities map[string][]string
+	// RequireTokenCertMatch accepts a bearer token only on a connection with
+	// a verified client certificate to which the token is bound: its "cnf"
+	// claim's "x5t#S256" is CertificateThumbprint of that certificate
+	// (RFC 8705). Tokens without cnf, with another thumbprint, or on a
+	// connection without a client certificate are Unauthenticated.
+	RequireTokenCertMatch bool
 
 	// Logger receives key reload events. Nil discards them.
 	Logger *slog.Logger
@@ -242,10 +281,13 @@ type Authenticator struct {
 	algs  []string
 	keys  *keyStore
 	cache *lru.Cache[[sha256.Size]byte, cachedToken]
+	// certScopes maps the keys of the parsed Config.CertificateIdentities
+	// to their scopes.
+	certScopes map[string][]string
 }
 
 type cachedToken struct {
-	id    identity.Identity
+	tok   verifiedToken
 	until time.Time
 	gen   uint64
 }
@@ -263,6 +305,13 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 	}
 	if len(cfg.PublicKeyFiles) == 0 && cfg.JWKSFile == "" && cfg.JWKSURL == "" {
 		return nil, errors.New("auth: no key source is configured")
+	}
+	certScopes, err := parseCertificateIdentities(cfg.CertificateIdentities)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.RequireTokenCertMatch && cfg.PeerCertificate == nil {
+		return nil, errors.New("auth: RequireTokenCertMatch needs PeerCertificate")
 	}
 	cfg.Audience = slices.Clone(cfg.Audience)
 	setDefault(&cfg.Leeway, DefaultLeeway)
@@ -283,10 +332,11 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 		return nil, err
 	}
 	return &Authenticator{
-		cfg:   cfg,
-		algs:  asymmetricAlgs(),
-		keys:  keys,
-		cache: lru.New[[sha256.Size]byte, cachedToken](cfg.CacheSize, 0, nil),
+		cfg:        cfg,
+		algs:       asymmetricAlgs(),
+		keys:       keys,
+		cache:      lru.New[[sha256.Size]byte, cachedToken](cfg.CacheSize, 0, nil),
+		certScopes: certScopes,
 	}, nil
 }
 
@@ -355,7 +405,7 @@ func (a *Authenticator) authenticate(ctx context.Context) (identity.Identity, st
 			return fail(errInsecureTransport)
 		}
 	}
-	id, result, err := a.Verify(ctx, token)
+	tok, result, err := a.verifyToken(ctx, token)
 	if err != nil {
 		var f *failure
 		if errors.As(err, &f) {
@@ -363,40 +413,27 @@ func (a *Authenticator) authenticate(ctx context.Context) (identity.Identity, st
 		}
 		return fail(errMalformed)
 	}
-	return id, result, nil
+	if a.cfg.RequireTokenCertMatch && !a.boundToPeer(ctx, tok) {
+		return fail(errTokenCertMismatch)
+	}
+	return tok.id, result, nil
 }
 
 func fail(f *failure) (identity.Identity, string, *failure) {
 	return identity.Identity{}, f.reason, f
 }
 
-func (a *Authenticator) certificateIdentity(ctx context.Context) (identity.Identity, string, *failure) {
-	if a.cfg.PeerIdentity == nil {
-		return fail(errMissingToken)
-	}
-	subject, ok := a.cfg.PeerIdentity(ctx)
-	if !ok || subject == "" {
-		return fail(errMissingToken)
-	}
-	scopes, ok := a.cfg.CertificateIdentities[subject]
-	if !ok {
-		return fail(errCertNotAllowed)
-	}
-	return identity.Identity{Subject: subject, Source: identity.SourceCertificate, Scopes: slices.Clone(scopes)},
-		ResultCertificate, nil
-}
-
 // Anonymous returns the plugin for servers with authentication switched
-// off: every call gets the identity {subject, SourceAnonymous, scopes}, so
-// the service always finds an identity. Pass authz.AllScopes() to grant
+// off: every call gets the identity anonymous:<owner> with scopes, so the
+// service always finds an identity. Pass authz.AllScopes() to grant
 // everything.
-func Anonymous(subject string, scopes ...string) middleware.Plugin {
+func Anonymous(owner string, scopes ...string) middleware.Plugin {
 	scopes = slices.Clone(scopes)
 	return middleware.FromFunc(Name, func(ctx context.Context, _ *middleware.Call, next middleware.Next) error {
 		return next(identity.NewContext(ctx, identity.Identity{
-			Subject: subject,
-			Source:  identity.SourceAnonymous,
-			Scopes:  slices.Clone(scopes),
+			Kind:   identity.KindAnonymous,
+			Name:   owner,
+			Scopes: slices.Clone(scopes),
 		}))
 	})
 }

@@ -14,6 +14,22 @@ type tokenClaims struct {
 	jwt.RegisteredClaims
 	Scope scopeList `json:"scope,omitempty"`
 	Scp   scopeList `json:"scp,omitempty"`
+	// Cnf binds the token to a client certificate (RFC 8705).
+	Cnf *confirmation `json:"cnf,omitempty"`
+}
+
+// confirmation is the "cnf" claim (RFC 7800); greeterd reads only the
+// certificate thumbprint of RFC 8705.
+type confirmation struct {
+	X5tS256 string `json:"x5t#S256,omitempty"`
+}
+
+// x5t returns the certificate thumbprint c binds to, or "".
+func (c *confirmation) x5t() string {
+	if c == nil {
+		return ""
+	}
+	return c.X5tS256
 }
 
 // scopeList decodes a space-separated string or an array of strings.

@@ -83,16 +83,16 @@ func TestKeyFileReload(t *testing.T) {
 			return func() (string, error) { return call(t, cc, "SayHello", "Bearer "+tok) }
 		}
 		oldCall := hello(oldKey)
-		wantCall(t, oldCall, codes.OK, "alice(token)")
+		wantCall(t, oldCall, codes.OK, "jwt:https://issuer.test:alice[")
 		wantCall(t, hello(newKey), codes.Unauthenticated, "token signature is invalid")
 
 		// Rotate: the file now holds the new key.
 		writeFile(t, oldKey.PEMPath, newKey.PEM)
 		touch(t, oldKey.PEMPath, time.Hour)
-		wantCall(t, oldCall, codes.OK, "alice(token)") // not checked again before the interval
+		wantCall(t, oldCall, codes.OK, "jwt:https://issuer.test:alice[") // not checked again before the interval
 		time.Sleep(auth.DefaultFileCheckInterval)
 		synctest.Wait() // the background reload is done
-		wantCall(t, hello(newKey), codes.OK, "alice(token)")
+		wantCall(t, hello(newKey), codes.OK, "jwt:https://issuer.test:alice[")
 		// The old token was cached, but the cache does not survive a reload.
 		wantCall(t, oldCall, codes.Unauthenticated, "token signature is invalid")
 
@@ -101,7 +101,7 @@ func TestKeyFileReload(t *testing.T) {
 		touch(t, oldKey.PEMPath, 2*time.Hour)
 		time.Sleep(auth.DefaultFileCheckInterval)
 		synctest.Wait()
-		wantCall(t, hello(newKey), codes.OK, "alice(token)")
+		wantCall(t, hello(newKey), codes.OK, "jwt:https://issuer.test:alice[")
 		if !strings.Contains(logs.String(), "key_reload_failed") {
 			t.Errorf("logs lack key_reload_failed after a broken key file:\n%s", logs)
 		}
@@ -127,8 +127,8 @@ func TestLeewayBoundaries(t *testing.T) {
 			wantCode codes.Code
 			wantMsg  string
 		}{
-			{"exp-1s", exp.Add(-time.Second), codes.OK, "alice(token)"},
-			{"exp+leeway-1s", exp.Add(auth.DefaultLeeway - time.Second), codes.OK, "alice(token)"},
+			{"exp-1s", exp.Add(-time.Second), codes.OK, "jwt:https://issuer.test:alice["},
+			{"exp+leeway-1s", exp.Add(auth.DefaultLeeway - time.Second), codes.OK, "jwt:https://issuer.test:alice["},
 			{"exp+leeway+1s", exp.Add(auth.DefaultLeeway + time.Second), codes.Unauthenticated, "token expired"},
 		}
 		for i, tc := range tests {
@@ -201,9 +201,9 @@ func TestJWKSFile(t *testing.T) {
 		wantCode codes.Code
 		wantMsg  string
 	}{
-		{"OKP Ed25519", ed.Token(t, "alice", ""), codes.OK, "alice(token)"},
-		{"EC P-256", ec.Token(t, "bob", ""), codes.OK, "bob(token)"},
-		{"RSA", rs.Token(t, "carol", ""), codes.OK, "carol(token)"},
+		{"OKP Ed25519", ed.Token(t, "alice", ""), codes.OK, "jwt:https://issuer.test:alice["},
+		{"EC P-256", ec.Token(t, "bob", ""), codes.OK, "jwt:https://issuer.test:bob["},
+		{"RSA", rs.Token(t, "carol", ""), codes.OK, "jwt:https://issuer.test:carol["},
 		{"symmetric key is never used", hmacToken, codes.Unauthenticated, "token algorithm not allowed"},
 		{"encryption key is never used", ed.Sign(t, authtest.Claims(time.Now(), "alice", ""), map[string]any{"kid": "enc"}), codes.Unauthenticated, "token signing key is unknown"},
 		{"RSA token under the EC kid", rs.Sign(t, authtest.Claims(time.Now(), "alice", ""), map[string]any{"kid": "ec"}), codes.Unauthenticated, "token algorithm not allowed"},
@@ -308,7 +308,7 @@ func TestJWKSURL(t *testing.T) {
 		if got := srv.count(); got != 1 {
 			t.Fatalf("fetches after start: got %d, want 1", got)
 		}
-		wantCall(t, hello(ka, "a"), codes.OK, "alice(token)")
+		wantCall(t, hello(ka, "a"), codes.OK, "jwt:https://issuer.test:alice[")
 
 		// A11: a flood of unknown kids refetches at most once per interval.
 		for i := range 20 {
@@ -324,7 +324,7 @@ func TestJWKSURL(t *testing.T) {
 		wantCall(t, hello(kb, "b"), codes.Unauthenticated, "token signing key is unknown")
 		time.Sleep(auth.DefaultUnknownKIDInterval)
 		synctest.Wait()
-		wantCall(t, hello(kb, "b"), codes.OK, "alice(token)")
+		wantCall(t, hello(kb, "b"), codes.OK, "jwt:https://issuer.test:alice[")
 		if got := srv.count(); got != 3 {
 			t.Errorf("fetches after rotation: got %d, want 3", got)
 		}
@@ -342,8 +342,8 @@ func TestJWKSURL(t *testing.T) {
 			before := srv.count()
 			time.Sleep(auth.DefaultJWKSRefreshInterval)
 			synctest.Wait()
-			wantCall(t, hello(kb, "b"), codes.OK, "alice(token)")
-			wantCall(t, hello(ka, "a"), codes.OK, "alice(token)")
+			wantCall(t, hello(kb, "b"), codes.OK, "jwt:https://issuer.test:alice[")
+			wantCall(t, hello(ka, "a"), codes.OK, "jwt:https://issuer.test:alice[")
 			if got := srv.count() - before; got < 1 || got > maxPerHour {
 				t.Errorf("fetches in an hour of a failing endpoint: got %d, want 1 to %d", got, maxPerHour)
 			}
@@ -376,8 +376,8 @@ func TestMint(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Verify: %v", err)
 			}
-			if id.Subject != "svc" || !id.HasScope("files:read") || !id.HasScope("files:write") || result != auth.ResultVerified {
-				t.Errorf("Verify: got %+v %q, want subject svc with files:read and files:write, %q", id, result, auth.ResultVerified)
+			if id.Key() != "jwt:"+authtest.Issuer+":svc" || !id.HasScope("files:read") || !id.HasScope("files:write") || result != auth.ResultVerified {
+				t.Errorf("Verify: got %+v %q, want jwt:<issuer>:svc with files:read and files:write, %q", id, result, auth.ResultVerified)
 			}
 		})
 	}

@@ -24,8 +24,8 @@ const DefaultMintTTL = 15 * time.Minute
 
 // MintOptions describe a token to mint.
 type MintOptions struct {
-	// Subject is the "sub" claim: the caller and owner of its files.
-	// Required.
+	// Subject is the "sub" claim: with Issuer, the caller and owner of its
+	// files (jwt:<iss>:<sub>). Required.
 	Subject string
 	// Scopes become the space-separated "scope" claim.
 	Scopes []string
@@ -35,6 +35,10 @@ type MintOptions struct {
 	Audience []string
 	// TTL is the lifetime (exp − iat). Default 15 minutes.
 	TTL time.Duration
+	// CertThumbprint, if set, binds the token to a client certificate: it
+	// becomes the "cnf" claim's "x5t#S256" (RFC 8705; see
+	// CertificateThumbprint).
+	CertThumbprint string
 	// KeyID, if set, is the "kid" header; it must match the verifier's kid
 	// for the key (for a PEM file, its name without the extension).
 	KeyID string
@@ -94,6 +98,9 @@ func Mint(key crypto.Signer, o MintOptions) (string, error) {
 			IssuedAt:  jwt.NewNumericDate(now),
 			ID:        hex.EncodeToString(jti[:]),
 		},
+	}
+	if o.CertThumbprint != "" {
+		claims.Cnf = &confirmation{X5tS256: o.CertThumbprint}
 	}
 	tok := jwt.NewWithClaims(method, mintClaims{tokenClaims: claims, Scope: strings.Join(o.Scopes, " ")})
 	tok.Header["typ"] = "at+jwt"

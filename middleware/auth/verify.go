@@ -15,38 +15,46 @@ import (
 
 // Verify checks a bearer token and returns the identity it names and
 // ResultVerified or ResultCached. Its error is an Unauthenticated status
-// error.
+// error. It does not check a certificate binding (Config.RequireTokenCertMatch
+// needs the call's connection; Authenticate checks it).
 func (a *Authenticator) Verify(ctx context.Context, token string) (identity.Identity, string, error) {
+	tok, result, err := a.verifyToken(ctx, token)
+	return tok.id, result, err
+}
+
+// verifyToken is Verify, also returning the token's certificate binding.
+func (a *Authenticator) verifyToken(ctx context.Context, token string) (verifiedToken, string, error) {
 	now := time.Now()
 	ks := a.keys.current()
 	sum := sha256.Sum256([]byte(token))
 	if e, ok := a.cache.Get(sum, now); ok {
 		if e.gen == ks.gen && now.Before(e.until) {
-			return cloneIdentity(e.id), ResultCached, nil
+			return e.tok.clone(), ResultCached, nil
 		}
 		a.cache.Remove(sum)
 	}
-	id, exp, gen, f := a.verify(ctx, ks, token, now)
+	tok, exp, gen, f := a.verify(ctx, ks, token, now)
 	if f != nil {
-		return identity.Identity{}, f.reason, f
+		return verifiedToken{}, f.reason, f
 	}
 	until := exp.Add(a.cfg.Leeway)
 	if ttl := now.Add(a.cfg.CacheTTL); ttl.Before(until) {
 		until = ttl
 	}
-	a.cache.Add(sum, cachedToken{id: cloneIdentity(id), until: until, gen: gen}, now)
-	return id, ResultVerified, nil
+	a.cache.Add(sum, cachedToken{tok: tok.clone(), until: until, gen: gen}, now)
+	return tok, ResultVerified, nil
 }
 
-func cloneIdentity(id identity.Identity) identity.Identity {
-	id.Scopes = slices.Clone(id.Scopes)
-	return id
+// clone returns a copy of t that shares no slice with it.
+func (t verifiedToken) clone() verifiedToken {
+	t.id.Scopes = slices.Clone(t.id.Scopes)
+	return t
 }
 
 // verify parses and checks token with the key set ks (refreshed for an
-// unknown kid). It returns the identity, the expiry and the generation of
-// the key set that verified it.
-func (a *Authenticator) verify(ctx context.Context, ks *keySet, token string, now time.Time) (identity.Identity, time.Time, uint64, *failure) {
+// unknown kid). It returns what the token establishes, the expiry and the
+// generation of the key set that verified it.
+func (a *Authenticator) verify(ctx context.Context, ks *keySet, token string, now time.Time) (verifiedToken, time.Time, uint64, *failure) {
 	used := ks
 	keyfunc := func(t *jwt.Token) (any, error) {
 		if typ, ok := t.Header["typ"]; ok && !acceptedType(typ) {
@@ -100,10 +108,10 @@ func (a *Authenticator) verify(ctx context.Context, ks *keySet, token string, no
 	var claims tokenClaims
 	tok, err := parser.ParseWithClaims(token, &claims, keyfunc)
 	if err != nil {
-		return identity.Identity{}, time.Time{}, 0, classify(err, tok, a.algs)
+		return verifiedToken{}, time.Time{}, 0, classify(err, tok, a.algs)
 	}
 	if claims.Subject == "" {
-		return identity.Identity{}, time.Time{}, 0, errMissingClaim
+		return verifiedToken{}, time.Time{}, 0, errMissingClaim
 	}
 	exp := claims.ExpiresAt.Time
 	issued := now
@@ -111,14 +119,17 @@ func (a *Authenticator) verify(ctx context.Context, ks *keySet, token string, no
 		issued = claims.IssuedAt.Time
 	}
 	if exp.Sub(issued) > a.cfg.MaxTokenLifetime {
-		return identity.Identity{}, time.Time{}, 0, errLifetimeTooLong
+		return verifiedToken{}, time.Time{}, 0, errLifetimeTooLong
 	}
+	// The parser checked iss == Config.Issuer, the one accepted issuer, so
+	// jwt:<iss>:<sub> is unambiguous.
 	id := identity.Identity{
-		Subject: claims.Subject,
-		Source:  identity.SourceToken,
-		Scopes:  mergeScopes(claims.Scope, claims.Scp),
+		Kind:   identity.KindJWT,
+		Issuer: a.cfg.Issuer,
+		Name:   claims.Subject,
+		Scopes: mergeScopes(claims.Scope, claims.Scp),
 	}
-	return id, exp, used.gen, nil
+	return verifiedToken{id: id, x5t: claims.Cnf.x5t()}, exp, used.gen, nil
 }
 
 // classify maps a golang-jwt error to a rejection. Any error rejects; the

@@ -8,7 +8,7 @@
 // chain built without authentication in front) gets Unauthenticated.
 //
 // Per-object decisions (whose file this is) are the service's: it uses
-// identity.Identity.Subject as the owner.
+// identity.Identity.Key as the owner.
 package authz
 
 import (
@@ -74,9 +74,10 @@ type Options struct {
 	// middleware.Skip, not listed here.
 	Policy Policy
 	// OnDeny, if set, is called for every denied call with the method and
-	// the subject (empty when there was no identity), for example to log
-	// "authz_deny" or count denials.
-	OnDeny func(ctx context.Context, fullMethod, subject string)
+	// the caller's typed identity key (identity.Identity.Key; empty when
+	// there was no identity), for example to log "authz_deny" or count
+	// denials.
+	OnDeny func(ctx context.Context, fullMethod, identityKey string)
 }
 
 // New returns the authorization plugin.
@@ -91,9 +92,9 @@ func New(o Options) middleware.Plugin {
 			denied[scope] = status.Error(codes.PermissionDenied, "missing scope "+scope)
 		}
 	}
-	deny := func(ctx context.Context, method, subject string, err error) error {
+	deny := func(ctx context.Context, method, key string, err error) error {
 		if o.OnDeny != nil {
-			o.OnDeny(ctx, method, subject)
+			o.OnDeny(ctx, method, key)
 		}
 		return err
 	}
@@ -104,10 +105,10 @@ func New(o Options) middleware.Plugin {
 		}
 		scope, listed := policy[call.FullMethod]
 		if !listed {
-			return deny(ctx, call.FullMethod, id.Subject, errNotAllowed)
+			return deny(ctx, call.FullMethod, id.Key(), errNotAllowed)
 		}
 		if scope != AuthenticatedOnly && !id.HasScope(scope) {
-			return deny(ctx, call.FullMethod, id.Subject, denied[scope])
+			return deny(ctx, call.FullMethod, id.Key(), denied[scope])
 		}
 		return next(ctx)
 	})

@@ -26,7 +26,7 @@ func as(scopes []string) middleware.Plugin {
 		if scopes == nil {
 			return next(ctx)
 		}
-		return next(identity.NewContext(ctx, identity.Identity{Subject: "alice", Source: identity.SourceToken, Scopes: scopes}))
+		return next(identity.NewContext(ctx, identity.Identity{Kind: identity.KindJWT, Issuer: "idp", Name: "alice", Scopes: scopes}))
 	})
 }
 
@@ -113,10 +113,10 @@ func TestUnlistedMethodIsDenied(t *testing.T) {
 	)
 	policy := authz.DefaultPolicy()
 	delete(policy, "/Greeter/SayHello")
-	p := authz.New(authz.Options{Policy: policy, OnDeny: func(_ context.Context, method, subject string) {
+	p := authz.New(authz.Options{Policy: policy, OnDeny: func(_ context.Context, method, key string) {
 		mu.Lock()
 		defer mu.Unlock()
-		denied = append(denied, subject+" "+method)
+		denied = append(denied, key+" "+method)
 	}})
 	cc := greetertest.Start(t, middleware.NewChain(as(authz.AllScopes()), p).ServerOptions())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -127,7 +127,7 @@ func TestUnlistedMethodIsDenied(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(denied) != 1 || denied[0] != "alice /Greeter/SayHello" {
-		t.Errorf("OnDeny calls: got %q, want [%q]", denied, "alice /Greeter/SayHello")
+	if len(denied) != 1 || denied[0] != "jwt:idp:alice /Greeter/SayHello" {
+		t.Errorf("OnDeny calls: got %q, want [%q]", denied, "jwt:idp:alice /Greeter/SayHello")
 	}
 }

@@ -2,12 +2,12 @@
 //
 // Each record carries the method, status code, duration, payload bytes
 // received and sent (proto.Size of every message), the peer address, the
-// caller's subject (as established by a later authentication plugin) and the
-// trace id. A record is written for RPCs rejected by later plugins and, with
+// caller's typed identity key ("identity", identity.Identity.Key, as
+// established by a later authentication plugin) and the trace id. A record is written for RPCs rejected by later plugins and, with
 // code Internal and panic=true, for RPCs whose handler panicked.
 //
 // It never logs metadata, tokens or payload bytes. Strings that clients
-// influence (the status message of a failed RPC, the subject) are logged only
+// influence (the status message of a failed RPC, the identity) are logged only
 // as attribute values, which slog.TextHandler quotes and slog.JSONHandler
 // escapes, so they cannot forge records; use one of those handlers.
 //
@@ -120,7 +120,7 @@ func write(ctx context.Context, logger *slog.Logger, call *middleware.Call, code
 		attrs = append(attrs, slog.String("peer", p.Addr.String()))
 	}
 	if id, ok := identity.Observed(ctx); ok {
-		attrs = append(attrs, slog.String("subject", id.Subject), slog.String("identity_source", id.Source.String()))
+		attrs = append(attrs, slog.String("identity", id.Key()))
 	}
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 		attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))

@@ -342,8 +342,12 @@ func peerKey(ctx context.Context) string {
 }
 
 func identityKey(ctx context.Context) string {
+	// Typed keys (jwt:..., x509-uri:..., anonymous:...) never start with
+	// "peer:", so an identity never shares a bucket with a peer address.
 	if id, ok := identity.FromContext(ctx); ok {
-		return id.Source.String() + ":" + id.Subject
+		if key := id.Key(); key != "" {
+			return key
+		}
 	}
 	return "peer:" + peerKey(ctx)
 }

@@ -3,10 +3,10 @@
 // the status Internal "internal error", so the server keeps serving.
 //
 // The panic value and the stack never reach the client. The stack is logged
-// at ERROR with the method, the caller's subject (if authenticated by then)
-// and the trace id. Only the panic value's type is logged, plus its message
-// when it is a runtime error, because panic values built by code may carry
-// secrets.
+// at ERROR with the method, the caller's identity key (if authenticated by
+// then) and the trace id. Only the panic value's type is logged, plus its
+// message when it is a runtime error, because panic values built by code may
+// carry secrets.
 //
 // It uses go-grpc-middleware's recovery interceptors with
 // WithRecoveryHandlerContext: without that option they would send the stack to
@@ -68,7 +68,7 @@ func New(o Options) middleware.Plugin {
 			attrs = append(attrs, slog.String("panic", re.Error()))
 		}
 		if id, ok := identity.Observed(ctx); ok {
-			attrs = append(attrs, slog.String("subject", id.Subject))
+			attrs = append(attrs, slog.String("identity", id.Key()))
 		}
 		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 			attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
@@ -85,7 +85,7 @@ func New(o Options) middleware.Plugin {
 	stream := grpcrecovery.StreamServerInterceptor(opt)
 	return middleware.Plugin{
 		Name: Name,
-		// The observer lets the handler report the subject that a later
+		// The observer lets the handler report the identity that a later
 		// plugin (auth) established.
 		Unary: func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			return unary(identity.WithObserver(ctx), req, info, h)

@@ -163,7 +163,7 @@ func TestPanicsBecomeInternal(t *testing.T) {
 	}
 
 	// Every panic record has the method, the trace id and a stack; those
-	// after authentication have the subject. No record holds the panic
+	// after authentication have the identity. No record holds the panic
 	// value or a token.
 	var records []map[string]any
 	for line := range strings.Lines(logs.String()) {
@@ -183,8 +183,8 @@ func TestPanicsBecomeInternal(t *testing.T) {
 			!strings.Contains(rec["stack"].(string), "goroutine") {
 			t.Errorf("panic record %d: got %v, want level ERROR, method, trace_id %s and a stack", i, rec, traceID)
 		}
-		if tc := tests[i]; tc.panicAt != "early" && rec["subject"] != "alice" {
-			t.Errorf("panic record %d (%s): got subject %v, want alice", i, tc.name, rec["subject"])
+		if tc := tests[i]; tc.panicAt != "early" && rec["identity"] != "jwt:"+authtest.Issuer+":alice" {
+			t.Errorf("panic record %d (%s): got identity %v, want jwt:<issuer>:alice", i, tc.name, rec["identity"])
 		}
 	}
 	for _, secret := range []string{greetertest.PanicValue, "eyJ"} {
@@ -213,7 +213,7 @@ func TestPanicValueNeverInStatus(t *testing.T) {
 			t.Errorf("client error %q contains %q", err, leak)
 		}
 	}
-	if strings.Contains(logs.String(), "subject=") {
-		t.Errorf("panic record without authentication names a subject:\n%s", logs.String())
+	if strings.Contains(logs.String(), "identity=") {
+		t.Errorf("panic record without authentication names an identity:\n%s", logs.String())
 	}
 }

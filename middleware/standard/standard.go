@@ -51,8 +51,8 @@ type Config struct {
 	// recovered panic.
 	OnPanic func(ctx context.Context, fullMethod string)
 	// OnDeny, if set, is called with the RPC's context for each
-	// authorization denial.
-	OnDeny func(ctx context.Context, fullMethod, subject string)
+	// authorization denial, with the caller's identity key.
+	OnDeny func(ctx context.Context, fullMethod, identityKey string)
 	// Outer plugins come first in the chain. They are meant for concerns
 	// that live outside interceptors and supply only ServerOptions: the
 	// transport credentials (grpc.Creds) and the stats handler

@@ -1,7 +1,6 @@
 package diskstore
 
 import (
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -26,13 +25,6 @@ const (
 
 	digestAttr = "user.greeter.sha256"
 )
-
-// MaxOwnerLen is the longest accepted owner, in bytes.
-const MaxOwnerLen = 128
-
-// ErrInvalidOwner means an owner was empty or longer than MaxOwnerLen bytes.
-// It is service.ErrInvalidOwner, so the service maps it to a status.
-var ErrInvalidOwner = service.ErrInvalidOwner
 
 var (
 	_ service.Store          = (*Store)(nil)
@@ -59,7 +51,8 @@ type Store struct {
 // it takes an exclusive lock on dir/.lock and records this process there;
 // while another Store, in this process or another, holds dir it fails with
 // a *LockedError naming the holder, which wraps ErrLocked. Close releases
-// the lock.
+// the lock. Open migrates a data directory of an earlier layout (see
+// WithOwnerMigration).
 func Open(dir string, opts ...Option) (*Store, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
@@ -75,7 +68,12 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		}
 		return nil, fmt.Errorf("diskstore: %w", err)
 	}
-	return &Store{root: root, lock: lock, opts: o}, nil
+	s := &Store{root: root, lock: lock, opts: o}
+	if err := s.upgradeLayout(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 // openRoot opens the existing folder dir as a root, locks it (see
@@ -109,15 +107,6 @@ func (s *Store) Close() error {
 		err = lerr
 	}
 	return err
-}
-
-// ownerFolder returns the root-relative folder of owner's entries below
-// the top-level folder top.
-func ownerFolder(top, owner string) (string, error) {
-	if owner == "" || len(owner) > MaxOwnerLen {
-		return "", ErrInvalidOwner
-	}
-	return top + "/" + base64.RawURLEncoding.EncodeToString([]byte(owner)), nil
 }
 
 // ownerPath returns the root-relative folder of owner's files.

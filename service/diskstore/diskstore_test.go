@@ -2,7 +2,6 @@ package diskstore
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"os"
 	"path/filepath"
@@ -82,7 +81,7 @@ func TestInvalidInputsAreRejected(t *testing.T) {
 	s, dir := newStore(t)
 	ctx := t.Context()
 	put(t, s, "bob", "secret", []byte("bob's"))
-	bobDir := base64.RawURLEncoding.EncodeToString([]byte("bob"))
+	bobDir := encodedOwner("bob")
 	names := []string{"", "../" + bobDir + "/secret", "a/../../" + bobDir + "/secret", "/etc/passwd", "a//b", "a\x00b"}
 	for _, name := range names {
 		var e *objname.Error

@@ -27,8 +27,11 @@
 //
 // Layout of the data directory:
 //
+//	layout                  the layout version, "2".
 //	objects/<owner>/<name>  committed files, mode 0640; folders 0750.
-//	                        <owner> is the owner in unpadded URL-safe base64.
+//	                        <owner> is the owner in lower-case unpadded
+//	                        base32, so that owners differing only in case
+//	                        never share a folder.
 //	tmp/<random hex>.tmp    uploads in progress, mode 0600.
 //	.lock                   the lock file, mode 0600: a Store holds
 //	                        flock(2) on it from Open to Close; it records
@@ -43,6 +46,10 @@
 // naming the holder, while another Store (in any process on this host)
 // holds it, so a second server can neither remove the first one's
 // temporary files nor write the same resumable upload.
+//
+// Open migrates a data directory of layout 1 (no layout file, owners in
+// base64url) once, renaming each owner folder after the owner's new key
+// (WithOwnerMigration); see migrate.go.
 //
 // Temporary files of uploads that died with the process stay in tmp/ until
 // CleanTemporaries removes them, once they are MinTemporaryAge old; Open
@@ -78,6 +85,8 @@
 //	doc.go               this overview
 //	diskstore.go         Store, Open, the layout, owners' paths, error wrapping
 //	dirlock.go           the data directory's lock, ErrLocked
+//	owner.go             owner folder names
+//	migrate.go           the layout file and the one-time migration to it
 //	options.go           every Option with its field and its default
 //	hashedfile.go        the file an upload writes and hashes in one pass
 //	commit.go            the commit tail every upload shares

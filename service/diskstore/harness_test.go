@@ -4,13 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -50,7 +48,7 @@ func newStore(t *testing.T, opts ...Option) (*Store, string) {
 
 // diskPath is where owner's name lives on disk below the data dir.
 func diskPath(dir, owner, name string) string {
-	return filepath.Join(dir, "objects", base64.RawURLEncoding.EncodeToString([]byte(owner)), filepath.FromSlash(name))
+	return filepath.Join(dir, "objects", encodedOwner(owner), filepath.FromSlash(name))
 }
 
 // put uploads data as owner's name in chunks and commits it.
@@ -209,7 +207,8 @@ func wantUnknown(t *testing.T, s *Store, owner, id string, ttl time.Duration) {
 	}
 }
 
-func base64Owner(o string) string {
-	p, _ := uploadOwnerPath(o)
-	return strings.TrimPrefix(p, uploadsDir+"/")
+// encodedOwner returns the name of owner o's folders.
+func encodedOwner(o string) string {
+	name, _ := ownerFolderName(o)
+	return name
 }

@@ -80,7 +80,7 @@ func TestResumableExpiry(t *testing.T) {
 	bobs := start("bob", "old", 40)
 	bobs.Suspend()
 	// Leftovers of a process that died while creating an upload.
-	leftDir := filepath.Join(dir, uploadsDir, base64Owner(owner))
+	leftDir := filepath.Join(dir, uploadsDir, encodedOwner(owner))
 	for _, name := range []string{"orphan" + partSuffix, "orphan" + stateTmpSuffix, "notes.txt"} {
 		if err := os.WriteFile(filepath.Join(leftDir, name), []byte("x"), 0o600); err != nil {
 			t.Fatal(err)
@@ -116,7 +116,7 @@ func TestResumableExpiry(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(leftDir, "notes.txt")); err != nil {
 		t.Errorf("a foreign file was removed: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, uploadsDir, base64Owner("bob"))); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(dir, uploadsDir, encodedOwner("bob"))); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("bob's empty uploads folder: Stat = %v, want it removed", err)
 	}
 

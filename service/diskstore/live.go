@@ -27,7 +27,12 @@ func (s *Store) reopenRoot() (*Store, error) {
 		}
 		return nil, fmt.Errorf("diskstore: reopen: %w", err)
 	}
-	return &Store{root: root, lock: lock, opts: s.opts}, nil
+	next := &Store{root: root, lock: lock, opts: s.opts}
+	if err := next.upgradeLayout(); err != nil {
+		next.Close()
+		return nil, err
+	}
+	return next, nil
 }
 
 var _ service.ResumableStore = (*Live)(nil)

@@ -36,6 +36,8 @@ type options struct {
 	maxUploadsPerOwner int
 	checkpointInterval int64
 	now                func() time.Time
+	// ownerKey maps layout-1 owners to their keys; see WithOwnerMigration.
+	ownerKey func(owner string) string
 
 	// writeFile writes to an upload's file. Tests replace it to inject
 	// write errors.

@@ -40,7 +40,7 @@ func TestResumableSuspendResumeCommit(t *testing.T) {
 
 	// Bytes past the committed size (a crash after writing them) are
 	// dropped on resume: the part file is truncated.
-	part := filepath.Join(dir, uploadsDir, base64Owner(owner), "u1"+partSuffix)
+	part := filepath.Join(dir, uploadsDir, encodedOwner(owner), "u1"+partSuffix)
 	f, err := os.OpenFile(part, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		t.Fatal(err)

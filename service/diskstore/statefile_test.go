@@ -15,7 +15,7 @@ func TestResumableBadState(t *testing.T) {
 	s, dir := newStore(t)
 	ctx := t.Context()
 	data := randomData(t, 100)
-	key := filepath.Join(dir, uploadsDir, base64Owner(owner))
+	key := filepath.Join(dir, uploadsDir, encodedOwner(owner))
 	for _, c := range []struct {
 		name    string
 		corrupt func(id string)

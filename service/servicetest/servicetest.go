@@ -19,6 +19,7 @@
 package servicetest
 
 import (
+	"cmp"
 	"context"
 	"net"
 	"sync"
@@ -37,15 +38,18 @@ import (
 // grpc.WithContextDialer(Server.DialContext), to reach the service.
 const Target = "passthrough:///bufconn"
 
-// DefaultOwner owns the files of calls that name no owner (see AsOwner),
-// unless Config.Options.DefaultOwner says otherwise.
+// DefaultOwner is the caller of calls that name no owner (see AsOwner),
+// unless Config.Options.DefaultOwner says otherwise; its files are kept
+// under OwnerKey(DefaultOwner).
 const DefaultOwner = "alice"
 
 // Config changes what Start builds. The zero Config serves the service with
 // its default options on the disk store.
 type Config struct {
-	// Options configure the service. An empty DefaultOwner means
-	// DefaultOwner.
+	// Options configure the service. Options.DefaultOwner, if set, names
+	// the caller of calls that name no owner instead of DefaultOwner; the
+	// test identity plugin then gives them its identity, so the service's
+	// own default-owner path is not used.
 	Options service.Options
 	// StoreOptions are passed to diskstore.Open after the one that installs
 	// the fake clock.
@@ -91,9 +95,6 @@ type Server struct {
 // and stops it when the test ends.
 func Start(tb testing.TB, cfg Config) *Server {
 	tb.Helper()
-	if cfg.Options.DefaultOwner == "" {
-		cfg.Options.DefaultOwner = DefaultOwner
-	}
 	s := &Server{Dir: tb.TempDir(), Clock: NewClock(), tb: tb, cfg: cfg, calls: newCallLog()}
 	s.start()
 	tb.Cleanup(s.Stop)
@@ -114,8 +115,9 @@ func (s *Server) start() {
 		store = plainStore{s.Store}
 	}
 
-	unary := append([]grpc.UnaryServerInterceptor{s.calls.unary, identityUnary}, s.cfg.Unary...)
-	stream := append([]grpc.StreamServerInterceptor{s.calls.stream, identityStream}, s.cfg.Stream...)
+	id := identityPlugin{defaultOwner: cmp.Or(s.cfg.Options.DefaultOwner, DefaultOwner)}
+	unary := append([]grpc.UnaryServerInterceptor{s.calls.unary, id.unary}, s.cfg.Unary...)
+	stream := append([]grpc.StreamServerInterceptor{s.calls.stream, id.stream}, s.cfg.Stream...)
 	srv := grpc.NewServer(
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),

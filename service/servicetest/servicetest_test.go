@@ -65,7 +65,7 @@ func TestIdentityPlugin(t *testing.T) {
 		owner string
 		want  string
 	}{{"bob", "b.txt"}, {servicetest.DefaultOwner, "a.txt"}} {
-		files, err := s.Store.List(ctx, c.owner, "", "", 10)
+		files, err := s.Store.List(ctx, servicetest.OwnerKey(c.owner), "", "", 10)
 		if err != nil || len(files) != 1 || files[0].Name != c.want {
 			t.Errorf("files of %s: got %v, %v; want only %s", c.owner, files, err, c.want)
 		}

@@ -38,8 +38,8 @@ const PanicValue = "secret-panic-value-s3cr3t"
 // ChunkSize is the size of each chunk DownloadFile sends.
 const ChunkSize = 64 << 10
 
-// Server is a fake Greeter. SayHello answers "hello NAME from SUBJECT
-// [SCOPES]"; UploadFile counts the bytes it receives; DownloadFile sends
+// Server is a fake Greeter. SayHello answers "hello NAME from KEY[SCOPES]"
+// (KEY is the caller's identity.Identity.Key); UploadFile counts the bytes it receives; DownloadFile sends
 // MetaData.Limit bytes in ChunkSize chunks; StatFile names the caller.
 type Server struct {
 	greeterpb.UnimplementedGreeterServer
@@ -51,7 +51,7 @@ func Who(ctx context.Context) string {
 	if !ok {
 		return "nobody"
 	}
-	return fmt.Sprintf("%s(%s)[%s]", id.Subject, id.Source, strings.Join(id.Scopes, " "))
+	return fmt.Sprintf("%s[%s]", id.Key(), strings.Join(id.Scopes, " "))
 }
 
 // SayHello implements greeterpb.GreeterServer.
