@@ -48,6 +48,7 @@ type serveConfig struct {
 	transport transportConfig
 	chain     chainConfig
 	limits    limitsConfig
+	peers     peerConfig
 }
 
 // limitsConfig holds the transport hardening knobs: stream, message and
@@ -88,6 +89,7 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	c.transport.flags(fs)
 	c.chain.flags(fs)
 	c.health.flags(fs)
+	c.peers.flags(fs)
 
 	l := &c.limits
 	fs.UintVar(&l.maxConcurrentStreams, "max-concurrent-streams", 100, "streams per connection")
@@ -102,9 +104,25 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.DurationVar(&l.keepaliveTime, "keepalive-time", 60*time.Second, "ping a client after this much silence")
 	fs.DurationVar(&l.keepaliveTimeout, "keepalive-timeout", 20*time.Second, "close a connection whose ping is unanswered for this long")
 	fs.DurationVar(&l.maxConnectionIdle, "max-connection-idle", 5*time.Minute, "close connections without calls for this long")
-	fs.DurationVar(&l.maxConnectionAge, "max-connection-age", 0, "close connections older than this (0: never)")
-	fs.DurationVar(&l.maxConnectionGrace, "max-connection-age-grace", 0, "after max-connection-age, let calls finish for this long (0: forever)")
+	fs.DurationVar(&l.maxConnectionAge, "max-connection-age", defaultMaxConnectionAge, "close connections older than this, so that no stream is held forever (0: never)")
+	fs.DurationVar(&l.maxConnectionGrace, "max-connection-age-grace", defaultMaxConnectionGrace, "after max-connection-age, let calls finish for this long, then close (0: forever)")
 	return fs
+}
+
+// Connection ages: a connection (and every stream on it, such as a health
+// Watch) is reclaimed within age + grace. The grace lets a transfer of a few
+// GiB finish; a longer one resumes on a new connection anyway.
+const (
+	defaultMaxConnectionAge   = 30 * time.Minute
+	defaultMaxConnectionGrace = 30 * time.Minute
+)
+
+// check reports settings out of range as usage errors.
+func (l limitsConfig) check() error {
+	if l.maxConnectionAge < 0 || l.maxConnectionGrace < 0 {
+		return usageError{fmt.Errorf("--max-connection-age and --max-connection-age-grace must not be negative, got %v and %v", l.maxConnectionAge, l.maxConnectionGrace)}
+	}
+	return nil
 }
 
 func (l limitsConfig) serverOptions() []grpc.ServerOption {
@@ -186,6 +204,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if c.resumableTTL <= 0 {
 		return usageError{fmt.Errorf("--resumable-ttl must be positive, got %v", c.resumableTTL)}
 	}
+	if err := c.limits.check(); err != nil {
+		return err
+	}
+	if err := c.peers.check(); err != nil {
+		return err
+	}
 	if c.dataDir == "" {
 		c.dataDir = filepath.Join(c.stateDir, "data")
 	}
@@ -255,6 +279,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
+	lis = c.peers.listener(lis, c.chain.limiterKeys, func() {
+		metrics.RateLimited(context.Background(), telemetry.RateLimitConcurrency)
+	})
 	if sec.hint != "" {
 		fmt.Fprintf(stdout, "greeterd is ready. Connect with:\n\n  %s\n\n", strings.ReplaceAll(sec.hint, "ADDR", lis.Addr().String()))
 	}

@@ -1,15 +1,22 @@
 // Package ratelimit limits how much each caller may ask of the server.
 //
-// One Limiter supplies two plugins:
+// One Limiter supplies four plugins:
 //
-//   - PerPeer runs before authentication and limits RPCs per peer IP
-//     address, so that a flood of garbage tokens is refused before any
-//     signature is checked.
+//   - RealIP finds the client's address behind trusted proxies.
+//   - PerPeer runs before authentication and limits RPCs per peer, so that
+//     a flood of garbage tokens is refused before any signature is checked.
+//   - PublicStreams caps the concurrent streams of the methods served
+//     without authentication (health Watch, reflection), per peer and in
+//     total, so that held streams cannot pile up.
 //   - PerIdentity runs after authentication and authorization and, per
 //     caller identity, limits the rate of unary calls, the rate at which
 //     transfers (streaming RPCs) start, the number of concurrent transfers,
 //     and the bytes per second a caller's transfers may move. Bandwidth is
 //     throttled, never refused: RecvMsg and SendMsg wait for tokens.
+//
+// A peer is its IP address, an IPv6 one cut to a prefix (PeerKey), so that
+// rotating addresses inside one /64 buys no fresh budget. LimitListener caps
+// the connections per peer with the same key.
 //
 // Rejections are ResourceExhausted with an errdetails.RetryInfo saying when
 // a retry can succeed, and the same delay in the "grpc-retry-pushback-ms"
@@ -33,8 +40,9 @@ package ratelimit
 import (
 	"context"
 	"math"
-	"net"
+	"net/netip"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,7 +51,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -65,6 +72,10 @@ const (
 	ReasonUnary       = "unary"
 	ReasonTransfer    = "transfer"
 	ReasonConcurrency = "concurrency"
+	// ReasonPublicStream: a peer had too many public streams open.
+	ReasonPublicStream = "public-stream"
+	// ReasonPublicStreamGlobal: the server had too many public streams open.
+	ReasonPublicStreamGlobal = "public-stream-global"
 )
 
 // Defaults applied to zero fields of Options.
@@ -80,6 +91,8 @@ const (
 	DefaultBandwidthBurst         = 4 << 20  // bytes; at least 2 × the 2 MiB max message
 	DefaultMaxKeys                = 100_000
 	DefaultIdleTTL                = 10 * time.Minute
+	DefaultPublicStreamsPerPeer   = 16
+	DefaultPublicStreams          = 1024
 	// concurrencyRetryDelay is the RetryInfo delay suggested when the
 	// concurrency cap refuses a transfer; the real wait is unknowable.
 	concurrencyRetryDelay = time.Second
@@ -96,7 +109,7 @@ type Rate struct {
 // Options configure a Limiter. Zero fields take the documented defaults; a
 // negative value switches that limit off.
 type Options struct {
-	// PerPeer limits RPCs of any kind per peer IP address, before
+	// PerPeer limits RPCs of any kind per peer (see PeerKey), before
 	// authentication. Default 100/s, burst 200.
 	PerPeer Rate
 	// Unary limits unary RPCs per identity. Default 10/s, burst 20.
@@ -118,6 +131,19 @@ type Options struct {
 	MaxKeys int
 	// IdleTTL is how long an unused key is kept. Default 10 minutes.
 	IdleTTL time.Duration
+	// IPv6Prefix is the prefix length that keys an IPv6 peer (see PeerKey).
+	// Default 64; more than 128 means 128.
+	IPv6Prefix int
+	// TrustedProxies are the networks of proxies whose X-Forwarded-For
+	// header names the client (see RealIP). Default none: the peer's own
+	// address is the client's.
+	TrustedProxies []netip.Prefix
+	// MaxPublicStreamsPerPeer caps the concurrent streams of public methods
+	// one peer may hold. Default 16.
+	MaxPublicStreamsPerPeer int
+	// MaxPublicStreams caps the concurrent streams of public methods of all
+	// peers together. Default 1024.
+	MaxPublicStreams int
 	// OnReject, if set, is called for every rejected RPC with the RPC's
 	// context and one of the Reason constants, for example to count
 	// rejections; record metrics with ctx so they carry the RPC's trace.
@@ -143,6 +169,17 @@ func (o Options) withDefaults() Options {
 	if o.IdleTTL <= 0 {
 		o.IdleTTL = DefaultIdleTTL
 	}
+	if o.IPv6Prefix <= 0 {
+		o.IPv6Prefix = DefaultIPv6Prefix
+	}
+	o.IPv6Prefix = min(o.IPv6Prefix, 128)
+	o.TrustedProxies = append([]netip.Prefix(nil), o.TrustedProxies...)
+	if o.MaxPublicStreamsPerPeer == 0 {
+		o.MaxPublicStreamsPerPeer = DefaultPublicStreamsPerPeer
+	}
+	if o.MaxPublicStreams == 0 {
+		o.MaxPublicStreams = DefaultPublicStreams
+	}
 	return o
 }
 
@@ -163,12 +200,16 @@ func (r Rate) limiter() *rate.Limiter {
 	return rate.NewLimiter(rate.Limit(r.PerSecond), r.Burst)
 }
 
-// Limiter holds the per-peer and per-identity limiter tables. It is safe for
-// concurrent use.
+// Limiter holds the per-peer and per-identity limiter tables and the public
+// stream counts. It is safe for concurrent use.
 type Limiter struct {
 	o          Options
 	peers      *lru.Cache[string, *rate.Limiter]
 	identities *lru.Cache[string, *identityState]
+
+	mu            sync.Mutex
+	publicStreams int            // open public streams, all peers
+	publicPerPeer map[string]int // open public streams per peer key; no zero entries
 }
 
 type identityState struct {
@@ -187,6 +228,7 @@ func New(o Options) *Limiter {
 		identities: lru.New[string](o.MaxKeys, o.IdleTTL, func(s *identityState) bool {
 			return s.active.Load() > 0
 		}),
+		publicPerPeer: map[string]int{},
 	}
 }
 
@@ -203,12 +245,15 @@ func (l *Limiter) Evictions() (peers, identities uint64) {
 	return l.peers.Evictions(), l.identities.Evictions()
 }
 
-// PerPeer returns the plugin that limits RPCs per peer IP address. Place it
-// before authentication.
+// PerPeer returns the plugin that limits RPCs per peer: the client's IP
+// address (as RealIP found it, if it ran before), an IPv6 one cut to
+// Options.IPv6Prefix. Later plugins of this Limiter key the caller the same
+// way. Place it before authentication.
 func (l *Limiter) PerPeer() middleware.Plugin {
 	return middleware.FromFunc(PeerName, func(ctx context.Context, call *middleware.Call, next middleware.Next) error {
+		ctx, key := l.withPeerKey(ctx)
 		now := time.Now()
-		lim := l.peers.GetOrAdd(peerKey(ctx), now, l.o.PerPeer.limiter)
+		lim := l.peers.GetOrAdd(key, now, l.o.PerPeer.limiter)
 		if d, ok := take(lim, now); !ok {
 			return l.reject(ctx, ReasonPeer, "rate limit exceeded for this address", d)
 		}
@@ -329,16 +374,13 @@ func RetryDelay(err error) (time.Duration, bool) {
 	return 0, false
 }
 
+// peerKey returns the peer key PerPeer stored in ctx or, without PerPeer in
+// the chain, the key of the client's address under DefaultIPv6Prefix.
 func peerKey(ctx context.Context) string {
-	p, ok := peer.FromContext(ctx)
-	if !ok || p.Addr == nil {
-		return "unknown"
+	if key, ok := ctx.Value(peerKeyCtx{}).(string); ok {
+		return key
 	}
-	addr := p.Addr.String()
-	if host, _, err := net.SplitHostPort(addr); err == nil {
-		return host
-	}
-	return addr
+	return keyOf(ctx, DefaultIPv6Prefix)
 }
 
 func identityKey(ctx context.Context) string {

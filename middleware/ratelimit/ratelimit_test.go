@@ -345,6 +345,10 @@ func TestDefaults(t *testing.T) {
 		{"BandwidthBurst", o.BandwidthBurst, 4 << 20},
 		{"MaxKeys", o.MaxKeys, 100_000},
 		{"IdleTTL", o.IdleTTL, 10 * time.Minute},
+		{"IPv6Prefix", o.IPv6Prefix, 64},
+		{"MaxPublicStreamsPerPeer", o.MaxPublicStreamsPerPeer, 16},
+		{"MaxPublicStreams", o.MaxPublicStreams, 1024},
+		{"TrustedProxies", len(o.TrustedProxies), 0},
 	}
 	for _, tc := range tests {
 		if tc.got != tc.want {

@@ -8,15 +8,20 @@
 //  1. recovery: outermost interceptor, so a panic in any plugin or handler
 //     becomes Internal "internal error".
 //  2. logging: one record per RPC, including rejected and panicked ones.
-//  3. ratelimit-peer: per peer IP, before any signature check.
-//  4. auth: establishes the caller's identity.
-//  5. authz: checks the method's scope.
-//  6. ratelimit: per identity (calls, concurrent transfers, bandwidth).
-//  7. Config.Inner, then the handler.
+//  3. realip: the client's address behind trusted proxies.
+//  4. ratelimit-peer: per peer (IP address, IPv6 prefix), before any
+//     signature check.
+//  5. public-streams: caps the open streams of public methods, per peer and
+//     in all, before they can pile up.
+//  6. auth: establishes the caller's identity.
+//  7. authz: checks the method's scope.
+//  8. ratelimit: per identity (calls, concurrent transfers, bandwidth).
+//  9. Config.Inner, then the handler.
 //
 // Public methods (by default health and reflection) skip auth, authz and the
-// per-identity limits; the per-peer limit still applies to them. Every hook
-// in Config is called with the RPC's context.
+// per-identity limits; the per-peer limit and the public stream cap apply to
+// them, and only the cap holds their streams' number down. Every hook in
+// Config is called with the RPC's context.
 package standard
 
 import (
@@ -39,7 +44,8 @@ type Config struct {
 	// or auth.Anonymous(owner, authz.AllScopes()...) when authentication is
 	// off. Required.
 	Auth middleware.Plugin
-	// Limiter supplies both rate-limit plugins. Nil means
+	// Limiter supplies realip, both rate-limit plugins and the public
+	// stream cap. Nil means
 	// ratelimit.New(ratelimit.Options{}) (the documented defaults).
 	Limiter *ratelimit.Limiter
 	// Policy maps methods to scopes. Nil means authz.DefaultPolicy().
@@ -84,7 +90,9 @@ func Plugins(c Config) []middleware.Plugin {
 	plugins = append(plugins,
 		recovery.New(recovery.Options{Logger: c.Logger, OnPanic: c.OnPanic}),
 		logging.New(logging.Options{Logger: c.Logger}),
+		limiter.RealIP(),
 		limiter.PerPeer(),
+		middleware.Only(limiter.PublicStreams(), public),
 		middleware.Skip(c.Auth, public),
 		middleware.Skip(authz.New(authz.Options{Policy: c.Policy, OnDeny: c.OnDeny}), public),
 		middleware.Skip(limiter.PerIdentity(), public),
