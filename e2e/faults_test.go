@@ -920,7 +920,9 @@ func TestFaultIdleUpload(t *testing.T) {
 // them gives back every descriptor.
 func TestFaultManyIdleConnections(t *testing.T) {
 	faultNoLeaks(t)
-	r := newFaultRig(t, "", "--health-interval", "1h")
+	// 200 connections from one address stand for 200 clients: above the
+	// default per-IP cap of 64.
+	r := newFaultRig(t, "", "--health-interval", "1h", "--max-conns-per-ip", "256")
 	r.cli(0, "hello")
 	pid := r.pid()
 	fds, rss := r.idleFDs(pid), faultRSS(t, pid)

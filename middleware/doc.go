@@ -26,7 +26,7 @@
 // authz and ratelimit provide them. The sub-package standard is the one
 // place that orders them for greeterd, outermost first: plugins that supply
 // only server options (the transport credentials, the stats handler),
-// recovery, logging, the per-peer limit, auth, authz, the per-identity
-// limits. Its Example pins that order; greeterd's serve command builds the
+// recovery, logging, realip, the per-peer limit, the public stream cap,
+// auth, authz, the per-identity limits. Its Example pins that order; greeterd's serve command builds the
 // plugins from its flags and hands them to standard.Chain.
 package middleware

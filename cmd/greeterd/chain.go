@@ -213,7 +213,7 @@ func (c *chainConfig) legacyOwnerKey(sec *security) (func(owner string) string, 
 // then the interceptors. With --auth=jwt and no key source configured, it
 // verifies tokens with the dev key of sec (dev mode). ctx bounds the first
 // JWKS fetch; every hook records metrics with its RPC's context.
-func (c *chainConfig) build(ctx context.Context, sec *security, stats stats.Handler, defaultOwner string, log *slog.Logger, metrics *telemetry.Metrics) (*middleware.Chain, error) {
+func (c *chainConfig) build(ctx context.Context, sec *security, stats stats.Handler, defaultOwner string, log *slog.Logger, metrics *telemetry.Metrics, peers *peerConfig) (*middleware.Chain, error) {
 	var authPlugin middleware.Plugin
 	mode, err := c.authMode(sec)
 	if err != nil {
@@ -268,7 +268,7 @@ func (c *chainConfig) build(ctx context.Context, sec *security, stats stats.Hand
 	if bandwidth == 0 {
 		bandwidth = -1 // ratelimit: a negative bandwidth means unlimited
 	}
-	limiter := ratelimit.New(ratelimit.Options{
+	limiter := ratelimit.New(peers.limiterOptions(ratelimit.Options{
 		PerPeer:                ratelimit.Rate{PerSecond: c.ratePeer, Burst: c.burstPeer},
 		Unary:                  ratelimit.Rate{PerSecond: c.rateUnary, Burst: c.burstUnary},
 		Transfer:               ratelimit.Rate{PerSecond: c.rateTransfer, Burst: c.burstTransfer},
@@ -277,7 +277,7 @@ func (c *chainConfig) build(ctx context.Context, sec *security, stats stats.Hand
 		MaxKeys:                c.limiterKeys,
 		IdleTTL:                c.limiterIdle,
 		OnReject:               func(ctx context.Context, reason string) { metrics.RateLimited(ctx, rateLimitReasons[reason]) },
-	})
+	}))
 	return standard.Chain(standard.Config{
 		Logger:  log,
 		Auth:    authPlugin,
@@ -299,6 +299,10 @@ var rateLimitReasons = map[string]telemetry.RateLimitReason{
 	ratelimit.ReasonUnary:       telemetry.RateLimitRate,
 	ratelimit.ReasonTransfer:    telemetry.RateLimitRate,
 	ratelimit.ReasonConcurrency: telemetry.RateLimitConcurrency,
+	// A peer's public streams are a concurrency cap; all peers' together
+	// are the server's capacity.
+	ratelimit.ReasonPublicStream:       telemetry.RateLimitConcurrency,
+	ratelimit.ReasonPublicStreamGlobal: telemetry.RateLimitGlobal,
 }
 
 // authReasons maps the auth plugin's reasons onto the metric's fixed set.

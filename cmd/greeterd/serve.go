@@ -240,7 +240,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	defer metrics.Close()
 
 	stats := telemetry.ServerHandler(tel, telemetry.WithFilter(isTraced))
-	chain, err := c.chain.build(ctx, sec, stats, c.defaultOwner, log, metrics)
+	chain, err := c.chain.build(ctx, sec, stats, c.defaultOwner, log, metrics, &c.peers)
 	if err != nil {
 		return err
 	}
