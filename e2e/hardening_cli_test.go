@@ -45,6 +45,7 @@ func TestHardeningCLIPartialFileSymlink(t *testing.T) {
 			defer os.Remove(part)
 			for _, args := range [][]string{{"download", "r8.bin", "-o", dst}, {"download", "--no-resume", "r8.bin", "-o", dst}} {
 				res := cli(t, srv, state, 1, args...)
+				t.Logf("greeter %s: %s", strings.Join(args, " "), res.Stderr)
 				if !strings.Contains(res.Stderr, part) || !strings.Contains(res.Stderr, "symbolic link") {
 					t.Errorf("greeter %s: stderr %q, want it to name %s as a symbolic link", strings.Join(args, " "), res.Stderr, part)
 				}
@@ -87,6 +88,7 @@ func TestHardeningCLIPartialFileLocked(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := cli(t, srv, state, 1, "download", "busy.bin", "-o", dst)
+	t.Logf("greeter download: %s", res.Stderr)
 	if !strings.Contains(res.Stderr, "another download") || !strings.Contains(res.Stderr, dst) {
 		t.Errorf("stderr %q, want it to say another download to %s is in progress", res.Stderr, dst)
 	}
