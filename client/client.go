@@ -2,8 +2,10 @@ package client
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"time"
 
 	"google.golang.org/grpc"
@@ -121,21 +123,53 @@ func (c *Client) Stat(ctx context.Context, name string) (*pb.FileInfo, error) {
 	return c.rpc.StatFile(ctx, &pb.MetaData{Filename: name})
 }
 
+// MaxListPages is the most pages List asks for in one listing.
+const MaxListPages = 10000
+
+// ErrEndlessListing is wrapped by the error of a List whose server hands
+// out page tokens that never end: a token it gave before, or more than
+// MaxListPages pages.
+//
+// It is a plain error, not a status: the server answered every call, so no
+// status code describes what went wrong, and one made up here would read
+// as the server's verdict (the CLI maps codes to exit codes).
+var ErrEndlessListing = errors.New("the server's listing does not end")
+
 // List returns every file whose name starts with prefix, following pages.
+// It stops with ErrEndlessListing when the server repeats a page token or
+// sends more than MaxListPages pages.
 func (c *Client) List(ctx context.Context, prefix string) ([]*pb.FileInfo, error) {
 	var out []*pb.FileInfo
 	req := &pb.ListFilesRequest{Prefix: prefix}
-	for {
+	// The page each token came with, keyed by the token's hash so that
+	// huge tokens cost no more memory than small ones.
+	seen := make(map[[sha256.Size]byte]int)
+	for page := 1; ; page++ {
 		resp, err := c.rpc.ListFiles(ctx, req)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, resp.GetFiles()...)
-		if resp.GetNextPageToken() == "" {
+		token := resp.GetNextPageToken()
+		if token == "" {
 			return out, nil
 		}
-		req.PageToken = resp.GetNextPageToken()
+		key := sha256.Sum256([]byte(token))
+		if first, ok := seen[key]; ok {
+			return nil, fmt.Errorf("list: %w: page %d repeats the page token of page %d", ErrEndlessListing, page, first)
+		}
+		if page == MaxListPages {
+			return nil, fmt.Errorf("list: %w: more than %d pages", ErrEndlessListing, MaxListPages)
+		}
+		seen[key] = page
+		req.PageToken = token
 	}
+}
+
+// Usage reports the caller's storage use and quotas (GetUsage). A quota of
+// 0 means none.
+func (c *Client) Usage(ctx context.Context) (*pb.Usage, error) {
+	return c.rpc.GetUsage(ctx, &pb.UsageRequest{})
 }
 
 // Delete removes the file name.

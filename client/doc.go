@@ -23,7 +23,13 @@
 //     file next to the target (PartialPath), continues from its end, and
 //     renames it into place only once the whole file's size and SHA-256
 //     match what the server announced, so a failed download never leaves a
-//     short or corrupt file under the requested name.
+//     short or corrupt file under the requested name. The partial file is
+//     never reached through a symbolic link, must be the caller's own
+//     private regular file (ErrUnsafePartial), and is locked against a
+//     second download to the same path (ErrDownloadInProgress).
+//   - Conditional uploads (CreateOnly, IfMatch), a listing that stops when
+//     the server's page tokens never end (ErrEndlessListing), and the
+//     caller's storage use and quotas (Usage).
 //
 // Both retry loops, the unary interceptor's and the transfers', wait by one
 // exponential backoff with jitter and honour one reading of the server's

@@ -4,12 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"hash"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 
 	"google.golang.org/grpc/codes"
@@ -159,12 +156,6 @@ func announced(md metadata.MD) (Result, error) {
 	return Result{Size: size, SHA256: sums[0]}, nil
 }
 
-// PartialPath returns where DownloadFile keeps the bytes of an unfinished
-// download to path: ".BASE.greeter-part" in path's directory.
-func PartialPath(path string) string {
-	return filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".greeter-part")
-}
-
 // DownloadFile downloads name to path, retrying transient failures as the
 // transfer's RetryPolicy says.
 //
@@ -173,39 +164,40 @@ func PartialPath(path string) string {
 // are hashed first, so the final check covers the whole file). Once every
 // byte arrived and the size and SHA-256 of the whole file match what the
 // server announced, the partial file replaces path. If they do not match,
-// the partial file is discarded and the download starts over once. A
+// the partial file is emptied and the download starts over once. A
 // download that fails keeps its partial file for the next try, unless the
 // file is gone from the server or nothing arrived. With NoResume, an
-// existing partial file is discarded first and so is the partial file of a
-// failed download.
+// existing partial file is emptied first and the partial file of a failed
+// download is removed.
 //
-// Two downloads to the same path at the same time are not supported.
+// The partial file is opened without following a symbolic link, and used
+// only if it is the caller's own regular file with no other hard link and
+// not writable by group or others; otherwise DownloadFile fails with
+// ErrUnsafePartial and leaves it alone. A download holds an exclusive lock
+// on its partial file (flock, on systems that have it) until the file is
+// renamed or removed; a second download to the same path meanwhile fails
+// at once with ErrDownloadInProgress.
 func (c *Client) DownloadFile(ctx context.Context, name, path string, progress Progress, opts ...TransferOption) (res Result, err error) {
 	t := c.transferOptions(opts)
 	res = Result{Name: name}
-	part := PartialPath(path)
-	if t.noResume {
-		if err := os.Remove(part); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return res, err
-		}
-	}
-	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o600)
+	part, err := openPartial(path)
 	if err != nil {
 		return res, err
 	}
-	d := &fileDownload{c: c, f: f, name: name, s: sink{w: f, h: sha256.New(), progress: progress}}
+	d := &fileDownload{c: c, f: part.File, name: name, s: sink{w: part.File, h: sha256.New(), progress: progress}}
 	defer func() {
-		if err == nil {
-			return
-		}
-		f.Close()
-		if t.noResume || d.s.got == 0 || d.discard {
-			os.Remove(part)
+		if err != nil {
+			part.abandon(t.noResume || d.s.got == 0 || d.discard)
 		}
 	}()
+	if t.noResume {
+		if err = d.reset(); err != nil {
+			return res, err
+		}
+	}
 	// The partial file's bytes are the start of the file; leave the file
 	// offset at their end, where the next byte goes.
-	if d.s.got, err = copyContext(ctx, d.s.h, f); err != nil {
+	if d.s.got, err = copyContext(ctx, d.s.h, part.File); err != nil {
 		return res, err
 	}
 	d.furthest = d.s.got
@@ -214,13 +206,7 @@ func (c *Client) DownloadFile(ctx context.Context, name, path string, progress P
 	if err != nil {
 		return res, err
 	}
-	if err = f.Sync(); err != nil {
-		return res, err
-	}
-	if err = f.Close(); err != nil {
-		return res, err
-	}
-	if err = os.Rename(part, path); err != nil {
+	if err = part.commit(); err != nil {
 		return res, err
 	}
 	res.Size, res.SHA256 = d.s.want.Size, d.s.want.SHA256

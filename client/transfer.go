@@ -6,6 +6,8 @@ import (
 	"io"
 
 	"google.golang.org/grpc/status"
+
+	pb "github.com/greeter/greeter/proto/greeterpb"
 )
 
 // Result describes a stored or fetched file and what moving it took. A
@@ -31,13 +33,20 @@ type Result struct {
 // nil.
 type Progress func(done, total int64)
 
-// TransferOption changes how one UploadFile or DownloadFile call behaves.
+// TransferOption changes how one UploadFile, Upload or DownloadFile call
+// behaves. Options that do not apply to a call are ignored: Upload makes one
+// attempt, so it has no retry policy to change, and a download has no
+// preconditions.
 type TransferOption func(*transfer)
 
 // transfer holds the settings of one transfer.
 type transfer struct {
 	retry    RetryPolicy
 	noResume bool
+	// createOnly and ifMatch are the upload's preconditions, sent in its
+	// MetaData.
+	createOnly bool
+	ifMatch    string
 }
 
 // NoResume makes a transfer start from the first byte, on its first
@@ -51,6 +60,27 @@ func NoResume() TransferOption {
 // WithRetry replaces the Client's retry policy for one transfer.
 func WithRetry(p RetryPolicy) TransferOption {
 	return func(t *transfer) { t.retry = p.withDefaults() }
+}
+
+// CreateOnly makes an upload store the file only if no file of its name
+// exists yet (MetaData.create_only); otherwise the server fails it with
+// FailedPrecondition, which is not retried.
+func CreateOnly() TransferOption {
+	return func(t *transfer) { t.createOnly = true }
+}
+
+// IfMatch makes an upload replace the file only if the stored file's
+// SHA-256 is sha256Hex, in lowercase hex (MetaData.if_match); otherwise, or
+// if there is no such file, the server fails it with FailedPrecondition,
+// which is not retried.
+func IfMatch(sha256Hex string) TransferOption {
+	return func(t *transfer) { t.ifMatch = sha256Hex }
+}
+
+// metadata returns the MetaData of an upload of name with t's
+// preconditions.
+func (t transfer) metadata(name string) *pb.MetaData {
+	return &pb.MetaData{Filename: name, CreateOnly: t.createOnly, IfMatch: t.ifMatch}
 }
 
 // transferOptions returns the settings of one transfer: the Client's,

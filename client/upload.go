@@ -31,10 +31,11 @@ func UploadID(name string, size int64, sha256Hex string) string {
 // be rewound, so nothing is retried or resumed (UploadFile does both).
 // size, when not negative, is declared to the server, which then refuses
 // anything else. The SHA-256 the server reports is compared with the one
-// computed while sending.
-func (c *Client) Upload(ctx context.Context, name string, r io.Reader, size int64, progress Progress) (Result, error) {
+// computed while sending. Of opts, only the preconditions CreateOnly and
+// IfMatch apply.
+func (c *Client) Upload(ctx context.Context, name string, r io.Reader, size int64, progress Progress, opts ...TransferOption) (Result, error) {
 	res := Result{Name: name, Attempts: 1}
-	md := &pb.MetaData{Filename: name}
+	md := c.transferOptions(opts).metadata(name)
 	if size >= 0 {
 		md.Size = &size
 	}
@@ -137,6 +138,9 @@ func checkStored(resp *pb.StringResponse, size int64, sum string) error {
 // If an attempt sent every byte but lost the server's answer, and the
 // server no longer knows the upload, UploadFile asks StatFile whether the
 // file is stored with this size and SHA-256 before starting over.
+//
+// CreateOnly and IfMatch make the upload conditional; every attempt sends
+// the condition, and the server checks it.
 func (c *Client) UploadFile(ctx context.Context, path, name string, progress Progress, opts ...TransferOption) (Result, error) {
 	t := c.transferOptions(opts)
 	res := Result{Name: name}
@@ -152,7 +156,7 @@ func (c *Client) UploadFile(ctx context.Context, path, name string, progress Pro
 	if !st.Mode().IsRegular() {
 		return res, fmt.Errorf("%s is not a regular file", path)
 	}
-	u := &fileUpload{c: c, f: f, name: name, size: st.Size(), res: &res, progress: progress, furthest: -1, committed: -1}
+	u := &fileUpload{c: c, f: f, name: name, t: t, size: st.Size(), res: &res, progress: progress, furthest: -1, committed: -1}
 	if !t.noResume {
 		sum, err := hashFile(ctx, f, u.size)
 		if err != nil {
@@ -173,6 +177,7 @@ type fileUpload struct {
 	c        *Client
 	f        io.ReaderAt
 	name     string
+	t        transfer // for the preconditions
 	size     int64
 	sha256   string // empty for a plain upload until one succeeds
 	id       string // empty for a plain upload
@@ -234,7 +239,8 @@ func (u *fileUpload) attempt(ctx context.Context, progressed func()) (verdict, e
 	}
 	u.reached(offset, progressed)
 	u.report(offset)
-	md := &pb.MetaData{Filename: u.name, Size: &u.size, Sha256: u.sha256, UploadId: u.id, Offset: offset}
+	md := u.t.metadata(u.name)
+	md.Size, md.Sha256, md.UploadId, md.Offset = &u.size, u.sha256, u.id, offset
 	var sent int64
 	resp, end, err := u.c.send(ctx, md, io.NewSectionReader(u.f, offset, u.size-offset), u.size-offset, nil, &sent,
 		func(n int64) { u.report(offset + n) })
@@ -264,7 +270,9 @@ func (u *fileUpload) plain(ctx context.Context, _ func()) (verdict, error) {
 	u.report(0)
 	h := sha256.New()
 	var sent int64
-	resp, _, err := u.c.send(ctx, &pb.MetaData{Filename: u.name, Size: &u.size}, io.NewSectionReader(u.f, 0, u.size), u.size, h, &sent, u.report)
+	md := u.t.metadata(u.name)
+	md.Size = &u.size
+	resp, _, err := u.c.send(ctx, md, io.NewSectionReader(u.f, 0, u.size), u.size, h, &sent, u.report)
 	u.res.Sent += sent
 	if err != nil {
 		return classify(err), err

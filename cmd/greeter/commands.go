@@ -124,6 +124,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		recursive := fs.Bool("r", false, "upload directories recursively, --as being the prefix of every name")
 		var tf transferFlags
 		tf.register(fs)
+		var pf preconditionFlags
+		pf.register(fs)
 		runCmd = func(ctx context.Context, c *client.Client) error {
 			if err := tf.check(); err != nil {
 				return err
@@ -132,7 +134,11 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			if err != nil {
 				return err
 			}
-			opts := tf.options()
+			pre, err := pf.options(len(jobs))
+			if err != nil {
+				return err
+			}
+			opts := append(tf.options(), pre...)
 			outcomes := runJobs(ctx, jobs, tf.jobs, out.progress(len(jobs)), func(ctx context.Context, j job, p client.Progress) (client.Result, error) {
 				return c.UploadFile(ctx, j.path, j.name, p, opts...)
 			})
@@ -192,6 +198,19 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			}
 			return out.print(fileJSON(f), fmt.Sprintf("name:     %s\nsize:     %d\nsha256:   %s\nmodified: %s",
 				f.GetName(), f.GetSize(), f.GetSha256(), f.GetModified().AsTime().Local().Format(time.RFC3339)))
+		}
+	case "usage":
+		runCmd = func(ctx context.Context, c *client.Client) error {
+			if fs.NArg() != 0 {
+				return usageError{fmt.Errorf("usage takes no arguments")}
+			}
+			ctx, cancel := context.WithTimeout(ctx, conn.timeout)
+			defer cancel()
+			u, err := c.Usage(ctx)
+			if err != nil {
+				return err
+			}
+			return out.print(usageJSON(u), usageText(u))
 		}
 	case "rm":
 		runCmd = func(ctx context.Context, c *client.Client) error {

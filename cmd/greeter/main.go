@@ -2,7 +2,7 @@
 //
 //	greeter [connection flags] COMMAND [flags] [args]
 //
-// Commands: hello, upload, download, ls, stat, rm. Connection flags may be
+// Commands: hello, upload, download, ls, stat, rm, usage. Connection flags may be
 // given before or after the command, and every flag has a GREETER_*
 // environment equivalent (GREETER_ADDR, GREETER_CA, GREETER_TOKEN, ...).
 package main
@@ -31,7 +31,7 @@ func main() {
 // Exit codes. Scripts can tell what went wrong without parsing messages.
 const (
 	exitOK          = 0
-	exitFailure     = 1 // anything not listed below
+	exitFailure     = 1 // anything not listed below, local file errors included
 	exitUsage       = 2 // bad flags or arguments
 	exitNotFound    = 3 // NotFound
 	exitDenied      = 4 // Unauthenticated, PermissionDenied
@@ -52,11 +52,15 @@ Commands:
       --as NAME        name of a single FILE (default its base name); with -r
                        or a DIR, the prefix of every name
       -r               upload recursively: names are paths relative to each DIR
+      --create-only    store only files that do not exist on the server yet
+      --if-match SHA   replace the stored file only if its SHA-256 is SHA (hex;
+                       a single FILE)
   download NAME... [-o PATH]        fetch files into PATH (default: base names here;
                                     with several NAMEs, PATH must be a directory)
   ls [PREFIX]                       list files
   stat NAME                         describe a file
   rm NAME                           delete a file
+  usage                             show the storage you use and your quotas
 
 Transfer flags (upload and download):
   -j N                 transfers at once (default 4), with one progress display
@@ -64,7 +68,10 @@ Transfer flags (upload and download):
   --retries N          retries of a transfer failing without progress (default 7)
 Transfers retry broken connections, server restarts and rate limits with
 backoff and resume where they stopped, also in a later run: an upload from the
-bytes the server committed, a download from its .NAME.greeter-part file.
+bytes the server committed, a download from its .NAME.greeter-part file. That
+file must be your own regular file, not writable by others and not a link;
+anything else there is refused and left alone. While a download writes it, a
+second download to the same path fails at once.
 
 Connection flags (also GREETER_ADDR, GREETER_CA, ... in the environment):
   --addr HOST:PORT     server address (default localhost:50051)
@@ -81,8 +88,13 @@ With --json, upload and download print an array of per-file results (name,
 path, size, sha256, bytes_sent, bytes_received, attempts, error); with a
 single FILE or NAME argument, that one object.
 
-Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 unauthenticated or denied,
-5 invalid argument, 6 unavailable or timed out, 7 integrity failure, 8 resource exhausted.
+With --json, usage prints bytes, objects, quota_bytes and quota_objects (a
+quota of 0 means none).
+
+Exit codes: 0 ok, 1 failure (also local file errors: an unsafe partial file, a
+download already in progress), 2 usage, 3 not found, 4 unauthenticated or denied,
+5 invalid argument or failed condition, 6 unavailable or timed out, 7 integrity
+failure, 8 resource exhausted.
 When several transfers fail, stderr lists each and the exit code is the first's.
 `
 

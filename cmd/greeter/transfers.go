@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -51,6 +52,45 @@ func (f *transferFlags) options() []client.TransferOption {
 		opts = append(opts, client.NoResume())
 	}
 	return opts
+}
+
+// preconditionFlags are upload's conditions on what the server holds.
+type preconditionFlags struct {
+	createOnly bool
+	ifMatch    string
+}
+
+func (f *preconditionFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&f.createOnly, "create-only", false, "store only files that do not exist on the server yet")
+	fs.StringVar(&f.ifMatch, "if-match", "", "replace the file only if the stored one has this SHA-256 (hex)")
+}
+
+// options checks the flags for an upload of files files and returns them
+// as transfer options.
+func (f *preconditionFlags) options(files int) ([]client.TransferOption, error) {
+	var opts []client.TransferOption
+	if f.createOnly {
+		opts = append(opts, client.CreateOnly())
+	}
+	if f.ifMatch == "" {
+		return opts, nil
+	}
+	sum := strings.ToLower(f.ifMatch)
+	switch {
+	case f.createOnly:
+		return nil, usageError{errors.New("--create-only and --if-match exclude each other: one wants no stored file, the other a given one")}
+	case files != 1:
+		return nil, usageError{fmt.Errorf("--if-match names the SHA-256 of one stored file; it takes a single FILE, got %d files", files)}
+	case !isSHA256(sum):
+		return nil, usageError{errors.New("--if-match must be a SHA-256 in 64 hex digits")}
+	}
+	return append(opts, client.IfMatch(sum)), nil
+}
+
+// isSHA256 reports whether s is a SHA-256 in lowercase hex.
+func isSHA256(s string) bool {
+	_, err := hex.DecodeString(s)
+	return err == nil && len(s) == 64 && s == strings.ToLower(s)
 }
 
 // job is one file to move.
