@@ -76,7 +76,7 @@ func New(target string, opts Options) (*Client, error) {
 		dial = append(dial, grpc.WithPerRPCCredentials(opts.PerRPC))
 	}
 	// Unary calls get a default deadline, and the idempotent ones (SayHello,
-	// StatFile, ListFiles, QueryUpload) are retried on Unavailable and on
+	// StatFile, ListFiles, QueryUpload, GetUsage) are retried on Unavailable and on
 	// ResourceExhausted with RetryInfo. Transfers retry on their own terms.
 	callTimeout := opts.CallTimeout
 	if callTimeout <= 0 {

@@ -93,8 +93,8 @@ type UnaryRetryPolicy struct {
 	// for longer gets its error returned. Default 30 s.
 	MaxRetryDelay time.Duration
 	// Methods lists the full method names to retry. Nil means
-	// wire.IdempotentMethods (SayHello, StatFile, ListFiles and
-	// QueryUpload; never UploadFile or DeleteFile).
+	// wire.IdempotentMethods (SayHello, StatFile, ListFiles, QueryUpload
+	// and GetUsage; never UploadFile or DeleteFile).
 	Methods []string
 }
 

@@ -54,6 +54,7 @@ func IdempotentMethods() []string {
 		pb.Greeter_StatFile_FullMethodName,
 		pb.Greeter_ListFiles_FullMethodName,
 		pb.Greeter_QueryUpload_FullMethodName,
+		pb.Greeter_GetUsage_FullMethodName,
 	}
 }
 
