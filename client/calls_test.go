@@ -2,126 +2,92 @@ package client_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/greeter/greeter/client"
 	pb "github.com/greeter/greeter/proto/greeterpb"
+	"github.com/greeter/greeter/service/servicetest"
 )
 
-// recordingServer is a fake Greeter that stores nothing: uploads are
-// answered with the size and SHA-256 of what arrived and their metadata is
-// recorded; ListFiles pages by nextToken; GetUsage answers usage.
-type recordingServer struct {
-	pb.UnimplementedGreeterServer
-	// resumable makes QueryUpload answer NotFound, so that UploadFile
-	// sends resumable uploads; otherwise it answers Unimplemented and
-	// UploadFile falls back to plain ones.
-	resumable bool
-	// nextToken returns the next_page_token of the page after the one
-	// asked for with token.
-	nextToken func(token string) string
-	usage     *pb.Usage
-
-	mu        sync.Mutex
-	metadata  []*pb.MetaData
-	listCalls int
-}
-
-func (s *recordingServer) UploadFile(stream grpc.ClientStreamingServer[pb.UploadFileRequest, pb.StringResponse]) error {
-	first, err := stream.Recv()
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.metadata = append(s.metadata, proto.Clone(first.GetMetadata()).(*pb.MetaData))
-	s.mu.Unlock()
-	h := sha256.New()
-	var n int64
-	for {
-		m, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return stream.SendAndClose(&pb.StringResponse{Message: "Success!", Size: n, Sha256: hex.EncodeToString(h.Sum(nil))})
-		}
-		if err != nil {
-			return err
-		}
-		h.Write(m.GetChunkData())
-		n += int64(len(m.GetChunkData()))
-	}
-}
-
-func (s *recordingServer) QueryUpload(context.Context, *pb.QueryUploadRequest) (*pb.UploadStatus, error) {
-	if s.resumable {
-		return nil, status.Error(codes.NotFound, "no such upload")
-	}
-	return nil, status.Error(codes.Unimplemented, "no resumable uploads")
-}
-
-func (s *recordingServer) ListFiles(_ context.Context, r *pb.ListFilesRequest) (*pb.ListFilesResponse, error) {
-	s.mu.Lock()
-	s.listCalls++
-	s.mu.Unlock()
-	return &pb.ListFilesResponse{
-		Files:         []*pb.FileInfo{{Name: r.GetPrefix() + "file-after-" + r.GetPageToken()}},
-		NextPageToken: s.nextToken(r.GetPageToken()),
-	}, nil
-}
-
-func (s *recordingServer) GetUsage(context.Context, *pb.UsageRequest) (*pb.Usage, error) {
-	return s.usage, nil
-}
-
-// sent returns the metadata of every upload so far.
-func (s *recordingServer) sent() []*pb.MetaData {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.metadata
-}
-
-// newClient returns a Client of svc served over bufconn.
-func newClient(t *testing.T, svc pb.GreeterServer) *client.Client {
+// newClient returns a Client, without retries, of the service srv runs.
+func newClient(t *testing.T, srv *servicetest.Server) *client.Client {
 	t.Helper()
-	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer()
-	pb.RegisterGreeterServer(srv, svc)
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		srv.Serve(lis)
-	}()
-	c, err := client.New("passthrough:///bufconn", client.Options{
-		Plaintext: true,
-		Retry:     client.RetryPolicy{MaxAttempts: 1},
-		DialOptions: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-			return lis.DialContext(ctx)
-		})},
+	c, err := client.New(servicetest.Target, client.Options{
+		Plaintext:   true,
+		Retry:       client.RetryPolicy{MaxAttempts: 1},
+		DialOptions: []grpc.DialOption{grpc.WithContextDialer(srv.DialContext)},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		c.Close()
-		srv.Stop()
-		<-served
-	})
+	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// pages answers ListFiles in place of the service, with one file a page,
+// named "PREFIXfile-after-TOKEN", and the page token nextToken gives for
+// the page after the one asked for with TOKEN. It counts the calls in
+// calls.
+func pages(nextToken func(token string) string, calls *atomic.Int32) grpc.UnaryServerInterceptor {
+	return servicetest.Answer(pb.Greeter_ListFiles_FullMethodName, func(_ context.Context, req any) (any, error) {
+		calls.Add(1)
+		r := req.(*pb.ListFilesRequest)
+		return &pb.ListFilesResponse{
+			Files:         []*pb.FileInfo{{Name: r.GetPrefix() + "file-after-" + r.GetPageToken()}},
+			NextPageToken: nextToken(r.GetPageToken()),
+		}, nil
+	})
+}
+
+// uploads records the metadata of every upload that reaches the service.
+type uploads struct {
+	mu   sync.Mutex
+	sent []*pb.MetaData
+}
+
+// record is the stream interceptor that records the uploads.
+func (u *uploads) record(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, next grpc.StreamHandler) error {
+	if info.FullMethod == pb.Greeter_UploadFile_FullMethodName {
+		ss = &recordedUpload{ServerStream: ss, u: u}
+	}
+	return next(srv, ss)
+}
+
+// metadata returns the metadata of every upload recorded, and forgets it.
+func (u *uploads) metadata() []*pb.MetaData {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	sent := u.sent
+	u.sent = nil
+	return sent
+}
+
+// recordedUpload is an upload stream whose metadata message is recorded.
+type recordedUpload struct {
+	grpc.ServerStream
+	u *uploads
+}
+
+func (s *recordedUpload) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	if md := m.(*pb.UploadFileRequest).GetMetadata(); err == nil && md != nil {
+		s.u.mu.Lock()
+		s.u.sent = append(s.u.sent, proto.Clone(md).(*pb.MetaData))
+		s.u.mu.Unlock()
+	}
+	return err
 }
 
 func callContext(t *testing.T) context.Context {
@@ -152,8 +118,9 @@ func TestListStopsOnRepeatedPageToken(t *testing.T) {
 		}, client.MaxListPages, "more than 10000 pages"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			svc := &recordingServer{nextToken: tc.nextToken}
-			c := newClient(t, svc)
+			var calls atomic.Int32
+			srv := servicetest.Start(t, servicetest.Config{Unary: []grpc.UnaryServerInterceptor{pages(tc.nextToken, &calls)}})
+			c := newClient(t, srv)
 			files, err := c.List(callContext(t), "p/")
 			if !errors.Is(err, client.ErrEndlessListing) || !strings.Contains(err.Error(), tc.msg) || files != nil {
 				t.Fatalf("List: %d files, %v; want ErrEndlessListing saying %q", len(files), err, tc.msg)
@@ -161,10 +128,7 @@ func TestListStopsOnRepeatedPageToken(t *testing.T) {
 			if _, ok := status.FromError(err); ok {
 				t.Errorf("List failed with status %v, want a plain error: the server did not fail the call", status.Code(err))
 			}
-			svc.mu.Lock()
-			calls := svc.listCalls
-			svc.mu.Unlock()
-			if calls != tc.calls {
+			if calls := calls.Load(); calls != int32(tc.calls) {
 				t.Errorf("List made %d calls, want %d", calls, tc.calls)
 			}
 		})
@@ -173,9 +137,11 @@ func TestListStopsOnRepeatedPageToken(t *testing.T) {
 
 // TestListFollowsPages: a listing that ends is returned whole.
 func TestListFollowsPages(t *testing.T) {
-	c := newClient(t, &recordingServer{nextToken: func(tok string) string {
+	var calls atomic.Int32
+	srv := servicetest.Start(t, servicetest.Config{Unary: []grpc.UnaryServerInterceptor{pages(func(tok string) string {
 		return map[string]string{"": "a", "a": "b"}[tok]
-	}})
+	}, &calls)}})
+	c := newClient(t, srv)
 	files, err := c.List(callContext(t), "")
 	if err != nil || len(files) != 3 || files[2].GetName() != "file-after-b" {
 		t.Fatalf("List: %v, %v; want the 3 files of 3 pages", files, err)
@@ -190,7 +156,7 @@ func TestUploadSendsPreconditions(t *testing.T) {
 	if err := os.WriteFile(path, []byte("some bytes"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	const sum = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+	const sum = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08" // of "test"
 	for _, tc := range []struct {
 		name       string
 		opts       []client.TransferOption
@@ -203,16 +169,28 @@ func TestUploadSendsPreconditions(t *testing.T) {
 	} {
 		for _, resumable := range []bool{false, true} {
 			t.Run(tc.name+" resumable="+strconv.FormatBool(resumable), func(t *testing.T) {
-				svc := &recordingServer{resumable: resumable}
-				c := newClient(t, svc)
+				// A store without resumable uploads makes the client
+				// fall back to plain ones.
+				u := &uploads{}
+				srv := servicetest.Start(t, servicetest.Config{Plain: !resumable, Stream: []grpc.StreamServerInterceptor{u.record}})
+				c := newClient(t, srv)
 				ctx := callContext(t)
+				if tc.ifMatch != "" {
+					// The files the uploads replace hold "test".
+					for _, name := range []string{"f.bin", "g.bin"} {
+						if _, err := c.Upload(ctx, name, strings.NewReader("test"), 4, nil); err != nil {
+							t.Fatalf("Upload of %s: %v", name, err)
+						}
+					}
+					u.metadata()
+				}
 				if _, err := c.UploadFile(ctx, path, "f.bin", nil, tc.opts...); err != nil {
 					t.Fatalf("UploadFile: %v", err)
 				}
 				if _, err := c.Upload(ctx, "g.bin", strings.NewReader("x"), 1, nil, tc.opts...); err != nil {
 					t.Fatalf("Upload: %v", err)
 				}
-				sent := svc.sent()
+				sent := u.metadata()
 				if len(sent) != 2 || (sent[0].GetUploadId() != "") != resumable {
 					t.Fatalf("the server saw %v, want 2 uploads, the first resumable=%v", sent, resumable)
 				}
@@ -230,7 +208,10 @@ func TestUploadSendsPreconditions(t *testing.T) {
 // what GetUsage answers.
 func TestUsage(t *testing.T) {
 	want := &pb.Usage{Bytes: 3 << 20, Objects: 7, QuotaBytes: 1 << 30, QuotaObjects: 0}
-	c := newClient(t, &recordingServer{usage: want})
+	srv := servicetest.Start(t, servicetest.Config{Unary: []grpc.UnaryServerInterceptor{
+		servicetest.Answer(pb.Greeter_GetUsage_FullMethodName, func(context.Context, any) (any, error) { return want, nil }),
+	}})
+	c := newClient(t, srv)
 	got, err := c.Usage(callContext(t))
 	if err != nil || !proto.Equal(got, want) {
 		t.Fatalf("Usage: %v, %v; want %v", got, err, want)

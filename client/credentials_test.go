@@ -1,14 +1,21 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"log/slog"
 	"math/big"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,9 +24,11 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/greeter/greeter/client"
+	"github.com/greeter/greeter/identity"
 	"github.com/greeter/greeter/middleware/auth"
 	"github.com/greeter/greeter/middleware/standard"
 	pb "github.com/greeter/greeter/proto/greeterpb"
+	"github.com/greeter/greeter/service/servicetest"
 )
 
 // selfSigned returns TLS configs for a server named "bufnet" and a client
@@ -56,6 +65,33 @@ func selfSigned(t *testing.T) (server, cli *tls.Config) {
 	return server, cli
 }
 
+// signedToken returns an auth configuration that trusts a new Ed25519 key,
+// and a token that key signed for subject with scope.
+func signedToken(t testing.TB, subject, scope string) (auth.Config, string) {
+	t.Helper()
+	const issuer, audience, kid = "https://issuer.test", "greeterd", "k1"
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatalf("generate key: %v", err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatalf("marshal public key: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), kid+".pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatalf("write public key: %v", err)
+	}
+	token, err := auth.Mint(priv, auth.MintOptions{
+		Subject: subject, Scopes: []string{scope}, Issuer: issuer, Audience: []string{audience},
+		TTL: 10 * time.Minute, KeyID: kid,
+	})
+	if err != nil {
+		t.Fatalf("mint: %v", err)
+	}
+	return auth.Config{Issuer: issuer, Audience: []string{audience}, PublicKeyFiles: []string{path}}, token
+}
+
 func TestBearerTokenRequiresTLS(t *testing.T) {
 	cfg, token := signedToken(t, "alice", "files:read")
 	cfg.AllowInsecureTransport = false // the server also insists on TLS
@@ -64,15 +100,19 @@ func TestBearerTokenRequiresTLS(t *testing.T) {
 		t.Fatalf("auth.New: %v", err)
 	}
 	serverTLS, clientTLS := selfSigned(t)
-	logger, logs := newLogger()
+	// The logger's handler serialises the writes; logs is read after the
+	// servers stopped.
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	chain := standard.Chain(standard.Config{Logger: logger, Auth: a.Plugin()})
 	serverOpts := append(chain.ServerOptions(), grpc.Creds(credentials.NewTLS(serverTLS)))
 
 	t.Run("plaintext is refused before sending", func(t *testing.T) {
 		plainServer := standard.Chain(standard.Config{Auth: a.Plugin()}).ServerOptions()
-		_, stop, err := serveGreeter(echoServer{}, plainServer, client.DialOptions(client.DialConfig{Token: token})...)
+		srv := servicetest.Start(t, servicetest.Config{ServerOptions: plainServer})
+		cc, err := srv.NewConn(client.DialOptions(client.DialConfig{Token: token})...)
 		if err == nil {
-			stop()
+			cc.Close()
 			t.Fatalf("grpc.NewClient with a bearer token over plaintext: got nil error, want one")
 		}
 		if want := "credentials require transport level security"; !strings.Contains(err.Error(), want) {
@@ -80,16 +120,30 @@ func TestBearerTokenRequiresTLS(t *testing.T) {
 		}
 	})
 	t.Run("TLS carries the token", func(t *testing.T) {
+		// seen reports who the service runs the call as, after the chain.
+		seen := make(chan string, 1)
+		who := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
+			id, _ := identity.FromContext(ctx)
+			select {
+			case seen <- fmt.Sprintf("%s[%s]", id.Key(), strings.Join(id.Scopes, " ")):
+			default: // a later call: the first one is checked
+			}
+			return next(ctx, req)
+		}
+		srv := servicetest.Start(t, servicetest.Config{ServerOptions: serverOpts, Unary: []grpc.UnaryServerInterceptor{who}})
 		dial := append(client.DialOptions(client.DialConfig{Token: token}), grpc.WithTransportCredentials(credentials.NewTLS(clientTLS)))
-		cc := startGreeter(t, echoServer{}, serverOpts, dial...)
+		cc, err := srv.NewConn(dial...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cc.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		r, err := pb.NewGreeterClient(cc).SayHello(ctx, &pb.HelloRequest{Name: "bob"})
-		if err != nil {
+		if _, err := pb.NewGreeterClient(cc).SayHello(ctx, &pb.HelloRequest{Name: "bob"}); err != nil {
 			t.Fatalf("SayHello over TLS: %v", err)
 		}
-		if want := "jwt:https://issuer.test:alice[files:read]"; !strings.Contains(r.GetMessage(), want) {
-			t.Errorf("got %q, want it to contain %q", r.GetMessage(), want)
+		if got, want := <-seen, "jwt:https://issuer.test:alice[files:read]"; !strings.Contains(got, want) {
+			t.Errorf("got %q, want it to contain %q", got, want)
 		}
 	})
 	if strings.Contains(logs.String(), "eyJ") {

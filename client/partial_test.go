@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 
 	pb "github.com/greeter/greeter/proto/greeterpb"
+	"github.com/greeter/greeter/service/servicetest"
 )
 
 // TestDownloadRefusesUnsafePartialFile: R8: whatever is planted at the
@@ -21,12 +22,7 @@ import (
 // it, and fails with ErrUnsafePartial.
 func TestDownloadRefusesUnsafePartialFile(t *testing.T) {
 	ctx := testContext(t)
-	srv := startServer(t, serverConfig{})
-	c, _ := srv.client(Options{}, nil)
-	path, _ := randomFile(t, 2*mib)
-	if _, err := c.UploadFile(ctx, path, "v.bin", nil); err != nil {
-		t.Fatal(err)
-	}
+	_, c, _ := startWithFile(t, ctx, servicetest.Config{}, "v.bin", 2*mib)
 	precious := []byte("the victim's bytes, which no download may touch")
 	for _, tc := range []struct {
 		name  string
@@ -125,12 +121,7 @@ func symlink(t *testing.T, target, link string) {
 func TestDownloadResumesFromReadablePartialFile(t *testing.T) {
 	ctx := testContext(t)
 	const size, have = 2 * mib, mib
-	srv := startServer(t, serverConfig{})
-	c, _ := srv.client(Options{}, nil)
-	path, data := randomFile(t, size)
-	if _, err := c.UploadFile(ctx, path, "r.bin", nil); err != nil {
-		t.Fatal(err)
-	}
+	_, c, data := startWithFile(t, ctx, servicetest.Config{}, "r.bin", size)
 	dst := filepath.Join(t.TempDir(), "r.bin")
 	if err := os.WriteFile(PartialPath(dst), data[:have], 0o600); err != nil {
 		t.Fatal(err)
@@ -153,7 +144,7 @@ func TestConcurrentDownloadsToOnePathDoNotRace(t *testing.T) {
 	const size = 3 * mib
 	entered, release := make(chan struct{}), make(chan struct{})
 	var first atomic.Bool
-	srv := startServer(t, serverConfig{stream: func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, next grpc.StreamHandler) error {
+	holdFirst := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, next grpc.StreamHandler) error {
 		if info.FullMethod == pb.Greeter_DownloadFile_FullMethodName && first.CompareAndSwap(false, true) {
 			close(entered)
 			select {
@@ -163,12 +154,8 @@ func TestConcurrentDownloadsToOnePathDoNotRace(t *testing.T) {
 			}
 		}
 		return next(srv, ss)
-	}})
-	c, _ := srv.client(Options{}, nil)
-	path, data := randomFile(t, size)
-	if _, err := c.UploadFile(ctx, path, "c.bin", nil); err != nil {
-		t.Fatal(err)
 	}
+	_, c, data := startWithFile(t, ctx, servicetest.Config{Stream: []grpc.StreamServerInterceptor{holdFirst}}, "c.bin", size)
 	dst := filepath.Join(t.TempDir(), "c.bin")
 
 	done := make(chan error, 1)
@@ -201,8 +188,8 @@ func TestConcurrentDownloadsToOnePathDoNotRace(t *testing.T) {
 func TestDownloadFailsWhenPartialFileIsLocked(t *testing.T) {
 	ctx, cancel := context.WithCancel(testContext(t))
 	defer cancel()
-	srv := startServer(t, serverConfig{})
-	c, _ := srv.client(Options{}, nil)
+	srv := servicetest.Start(t, servicetest.Config{})
+	c, _ := dial(t, srv, Options{}, nil)
 	dst := filepath.Join(t.TempDir(), "l.bin")
 	f, err := os.OpenFile(PartialPath(dst), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/greeter/greeter/middleware/ratelimit"
 	pb "github.com/greeter/greeter/proto/greeterpb"
 	"github.com/greeter/greeter/proto/wire"
+	"github.com/greeter/greeter/service/servicetest"
 )
 
 func sum(b []byte) string {
@@ -55,8 +55,8 @@ func hasReason(err error, reason string, n int64) bool {
 // ErrorInfo the real service writes, for both of its reasons.
 func TestErrorInfoMatchesServer(t *testing.T) {
 	ctx := testContext(t)
-	srv := startServer(t, serverConfig{})
-	c, _ := srv.client(Options{}, nil)
+	srv := servicetest.Start(t, servicetest.Config{})
+	c, _ := dial(t, srv, Options{}, nil)
 	data := make([]byte, 1000)
 	size := int64(len(data))
 	id := UploadID("i.bin", size, sum(data))
@@ -145,36 +145,22 @@ func TestBackoffIsBoundedAndGrows(t *testing.T) {
 	}
 }
 
-// failing returns a stream interceptor that fails the first n calls of
-// method with err (every call when n < 0) and counts the calls.
-func failing(method string, n int32, err func() error, calls *atomic.Int32) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, next grpc.StreamHandler) error {
-		if info.FullMethod != method {
-			return next(srv, ss)
-		}
-		if k := calls.Add(1); n < 0 || k <= n {
-			return err()
-		}
-		return next(srv, ss)
-	}
-}
-
 func TestRetryGivesUpAfterMaxAttempts(t *testing.T) {
 	ctx := testContext(t)
-	var calls atomic.Int32
-	srv := startServer(t, serverConfig{stream: failing(pb.Greeter_UploadFile_FullMethodName, -1, func() error {
-		return status.Error(codes.Unavailable, "down")
-	}, &calls)})
+	faults := new(servicetest.Faults)
+	faults.Fail(pb.Greeter_UploadFile_FullMethodName, -1, status.Error(codes.Unavailable, "down"))
+	srv := servicetest.Start(t, servicetest.Config{Stream: []grpc.StreamServerInterceptor{faults.Stream}})
 	p := RetryPolicy{MaxAttempts: 5, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 300 * time.Millisecond}
-	c, rec := srv.client(Options{Retry: p}, nil)
+	c, rec := dial(t, srv, Options{Retry: p}, nil)
 	path, _ := randomFile(t, 1000)
 
 	res, err := c.UploadFile(ctx, path, "x.bin", nil)
 	if status.Code(err) != codes.Unavailable {
 		t.Fatalf("UploadFile to a failing server: %v, want Unavailable", err)
 	}
-	if res.Attempts != 5 || calls.Load() != 5 {
-		t.Fatalf("%d attempts reported, %d calls made; want 5", res.Attempts, calls.Load())
+	calls := faults.Calls(pb.Greeter_UploadFile_FullMethodName)
+	if res.Attempts != 5 || calls != 5 {
+		t.Fatalf("%d attempts reported, %d calls made; want 5", res.Attempts, calls)
 	}
 	delays := rec.all()
 	if len(delays) != 4 {
@@ -191,14 +177,14 @@ func TestRetryStopsAtOnceOnPermanentErrors(t *testing.T) {
 	ctx := testContext(t)
 	for _, code := range []codes.Code{codes.PermissionDenied, codes.InvalidArgument, codes.Internal, codes.ResourceExhausted} {
 		t.Run(code.String(), func(t *testing.T) {
-			var calls atomic.Int32
-			srv := startServer(t, serverConfig{stream: failing(pb.Greeter_DownloadFile_FullMethodName, -1, func() error {
-				return status.Error(code, "no")
-			}, &calls)})
-			c, rec := srv.client(Options{}, nil)
+			faults := new(servicetest.Faults)
+			faults.Fail(pb.Greeter_DownloadFile_FullMethodName, -1, status.Error(code, "no"))
+			srv := servicetest.Start(t, servicetest.Config{Stream: []grpc.StreamServerInterceptor{faults.Stream}})
+			c, rec := dial(t, srv, Options{}, nil)
 			res, err := c.DownloadFile(ctx, "x.bin", t.TempDir()+"/x.bin", nil)
-			if status.Code(err) != code || res.Attempts != 1 || calls.Load() != 1 || len(rec.all()) != 0 {
-				t.Fatalf("DownloadFile: %v after %d attempts, %d calls, %d waits; want %v after 1, 1, 0", err, res.Attempts, calls.Load(), len(rec.all()), code)
+			calls := faults.Calls(pb.Greeter_DownloadFile_FullMethodName)
+			if status.Code(err) != code || res.Attempts != 1 || calls != 1 || len(rec.all()) != 0 {
+				t.Fatalf("DownloadFile: %v after %d attempts, %d calls, %d waits; want %v after 1, 1, 0", err, res.Attempts, calls, len(rec.all()), code)
 			}
 		})
 	}
@@ -208,11 +194,11 @@ func TestRetryStopsAtOnceOnPermanentErrors(t *testing.T) {
 // says and do not use up attempts.
 func TestRetryHonoursRetryInfo(t *testing.T) {
 	ctx := testContext(t)
-	var calls atomic.Int32
-	srv := startServer(t, serverConfig{stream: failing(pb.Greeter_UploadFile_FullMethodName, 3, func() error {
-		return ratelimit.Exhausted(context.Background(), "transfer rate limit exceeded", 2*time.Second)
-	}, &calls)})
-	c, rec := srv.client(Options{Retry: RetryPolicy{MaxAttempts: 2}}, nil)
+	exhausted := ratelimit.Exhausted(context.Background(), "transfer rate limit exceeded", 2*time.Second)
+	faults := new(servicetest.Faults)
+	faults.Fail(pb.Greeter_UploadFile_FullMethodName, 3, exhausted)
+	srv := servicetest.Start(t, servicetest.Config{Stream: []grpc.StreamServerInterceptor{faults.Stream}})
+	c, rec := dial(t, srv, Options{Retry: RetryPolicy{MaxAttempts: 2}}, nil)
 	path, data := randomFile(t, 1000)
 
 	res, err := c.UploadFile(ctx, path, "r.bin", nil)
@@ -234,8 +220,8 @@ func TestRetryHonoursRetryInfo(t *testing.T) {
 	wantStored(t, ctx, c, "r.bin", data)
 
 	// A delay beyond MaxRetryDelay is not honoured.
-	calls.Store(0)
-	c2, rec2 := srv.client(Options{Retry: RetryPolicy{MaxRetryDelay: time.Second}}, nil)
+	faults.Fail(pb.Greeter_UploadFile_FullMethodName, 3, exhausted)
+	c2, rec2 := dial(t, srv, Options{Retry: RetryPolicy{MaxRetryDelay: time.Second}}, nil)
 	res, err = c2.UploadFile(ctx, path, "r.bin", nil)
 	if status.Code(err) != codes.ResourceExhausted || res.Attempts != 1 || len(rec2.all()) != 0 {
 		t.Fatalf("UploadFile asked to wait past MaxRetryDelay: %v after %d attempts and %d waits, want ResourceExhausted at once", err, res.Attempts, len(rec2.all()))
@@ -247,16 +233,11 @@ func TestRetryHonoursRetryInfo(t *testing.T) {
 func TestRetryResetsOnProgress(t *testing.T) {
 	ctx := testContext(t)
 	const size = 6 * mib
-	srv := startServer(t, serverConfig{})
+	srv, _, data := startWithFile(t, ctx, servicetest.Config{Options: cutChunks}, "p.bin", size)
 	// Five cuts, two attempts allowed in a row without progress: every
 	// attempt gets further, so the download finishes.
 	cut := &cutter{budgets: []int64{mib, mib, mib, mib, mib}}
-	up, _ := srv.client(Options{}, nil)
-	path, data := randomFile(t, size)
-	if _, err := up.UploadFile(ctx, path, "p.bin", nil); err != nil {
-		t.Fatal(err)
-	}
-	c, rec := srv.client(Options{Retry: RetryPolicy{MaxAttempts: 2, InitialBackoff: time.Millisecond, MaxBackoff: time.Second}}, cut)
+	c, rec := dial(t, srv, Options{Retry: RetryPolicy{MaxAttempts: 2, InitialBackoff: time.Millisecond, MaxBackoff: time.Second}}, cut)
 	dst := t.TempDir() + "/p.bin"
 	res, err := c.DownloadFile(ctx, "p.bin", dst, nil)
 	if err != nil {
@@ -274,11 +255,10 @@ func TestRetryResetsOnProgress(t *testing.T) {
 }
 
 func TestRetryStopsWhenContextEnds(t *testing.T) {
-	var calls atomic.Int32
-	srv := startServer(t, serverConfig{stream: failing(pb.Greeter_UploadFile_FullMethodName, -1, func() error {
-		return status.Error(codes.Unavailable, "down")
-	}, &calls)})
-	c, _ := srv.client(Options{}, nil)
+	faults := new(servicetest.Faults)
+	faults.Fail(pb.Greeter_UploadFile_FullMethodName, -1, status.Error(codes.Unavailable, "down"))
+	srv := servicetest.Start(t, servicetest.Config{Stream: []grpc.StreamServerInterceptor{faults.Stream}})
+	c, _ := dial(t, srv, Options{}, nil)
 	ctx, cancel := context.WithCancel(testContext(t))
 	c.sleep = func(context.Context, time.Duration) error {
 		cancel()

@@ -16,8 +16,7 @@ import (
 
 	pb "github.com/greeter/greeter/proto/greeterpb"
 	"github.com/greeter/greeter/proto/wire"
-	"github.com/greeter/greeter/service"
-	"github.com/greeter/greeter/service/diskstore"
+	"github.com/greeter/greeter/service/servicetest"
 )
 
 const mib = 1 << 20
@@ -32,16 +31,9 @@ func testContext(t *testing.T) context.Context {
 func TestUploadResumesAfterCancel(t *testing.T) {
 	ctx := testContext(t)
 	const size, cancelAt = 6 * mib, 2 * mib
-	reached := make(chan struct{})
-	var once atomic.Bool
-	srv := startServer(t, serverConfig{wrap: func(s *diskstore.Store) service.Store {
-		return &observedStore{Store: s, onWrite: func(n int64) {
-			if n >= cancelAt && once.CompareAndSwap(false, true) {
-				close(reached)
-			}
-		}}
-	}})
-	c, _ := srv.client(Options{ChunkSize: 64 << 10}, nil)
+	srv := servicetest.Start(t, servicetest.Config{})
+	reached := srv.Store.Reached(cancelAt)
+	c, _ := dial(t, srv, Options{ChunkSize: 64 << 10}, nil)
 	path, data := randomFile(t, size)
 
 	upCtx, cancel := context.WithCancel(ctx)
@@ -57,7 +49,7 @@ func TestUploadResumesAfterCancel(t *testing.T) {
 		t.Fatalf("canceled upload reported %d attempts and %d bytes sent, want 1 attempt and at least %d bytes", res.Attempts, res.Sent, cancelAt)
 	}
 	// The server suspends the upload when its handler returns.
-	srv.waitHandled(ctx, pb.Greeter_UploadFile_FullMethodName)
+	waitHandled(t, ctx, srv, pb.Greeter_UploadFile_FullMethodName)
 
 	res, err = c.UploadFile(ctx, path, "big.bin", nil)
 	if err != nil {
@@ -75,12 +67,12 @@ func TestUploadResumesAfterCancel(t *testing.T) {
 func TestUploadResumesAcrossBrokenConnections(t *testing.T) {
 	ctx := testContext(t)
 	const size = 8 * mib
-	srv := startServer(t, serverConfig{})
+	srv := servicetest.Start(t, servicetest.Config{})
 	// Every connection breaks after 3 MiB: an upload that started over
 	// would never finish on these.
 	cut := &cutter{budgets: []int64{3 * mib, 3 * mib, 3 * mib, 3 * mib}}
-	c, _ := srv.client(Options{}, cut)
-	srv.waitForServer(c)
+	c, _ := dial(t, srv, Options{}, cut)
+	waitForServer(srv, c)
 	path, data := randomFile(t, size)
 
 	res, err := c.UploadFile(ctx, path, "cut.bin", nil)
@@ -94,16 +86,16 @@ func TestUploadResumesAcrossBrokenConnections(t *testing.T) {
 		t.Errorf("upload sent %d bytes for a %d-byte file, want less than 1.5x: it must resume, not start over", res.Sent, size)
 	}
 	t.Logf("sent %d bytes for %d in %d attempts over %d cuts", res.Sent, size, res.Attempts, cut.cutCount())
-	check, _ := srv.client(Options{}, nil)
+	check, _ := dial(t, srv, Options{}, nil)
 	wantStored(t, ctx, check, "cut.bin", data)
 }
 
 func TestUploadNoResumeStartsOver(t *testing.T) {
 	ctx := testContext(t)
 	const size = 4 * mib
-	srv := startServer(t, serverConfig{})
+	srv := servicetest.Start(t, servicetest.Config{})
 	cut := &cutter{budgets: []int64{2 * mib}}
-	c, _ := srv.client(Options{}, cut)
+	c, _ := dial(t, srv, Options{}, cut)
 	path, data := randomFile(t, size)
 
 	res, err := c.UploadFile(ctx, path, "plain.bin", nil, NoResume())
@@ -125,15 +117,10 @@ func TestUploadNoResumeStartsOver(t *testing.T) {
 func TestUploadResumesAtCommittedSizeFromErrorInfo(t *testing.T) {
 	ctx := testContext(t)
 	const size = 4 * mib
-	var queries atomic.Int32
-	srv := startServer(t, serverConfig{unary: func(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
-		if info.FullMethod == pb.Greeter_QueryUpload_FullMethodName {
-			queries.Add(1)
-			return nil, status.Error(codes.NotFound, "forgotten")
-		}
-		return next(ctx, req)
-	}})
-	c, _ := srv.client(Options{ChunkSize: 64 << 10}, nil)
+	faults := new(servicetest.Faults)
+	faults.Fail(pb.Greeter_QueryUpload_FullMethodName, -1, status.Error(codes.NotFound, "forgotten"))
+	srv := servicetest.Start(t, servicetest.Config{Unary: []grpc.UnaryServerInterceptor{faults.Unary}})
+	c, _ := dial(t, srv, Options{ChunkSize: 64 << 10}, nil)
 	path, data := randomFile(t, size)
 	f, err := os.Open(path)
 	if err != nil {
@@ -157,8 +144,9 @@ func TestUploadResumesAtCommittedSizeFromErrorInfo(t *testing.T) {
 	}
 	// The first attempt, at offset 0, sends what fits in flight before the
 	// server's answer arrives; the second sends the rest from 1 MiB.
-	if res.Attempts != 2 || res.Sent >= size || queries.Load() != 1 {
-		t.Errorf("UploadFile made %d attempts, sent %d bytes, made %d QueryUpload calls; want 2, less than %d, 1", res.Attempts, res.Sent, queries.Load(), size)
+	queries := faults.Calls(pb.Greeter_QueryUpload_FullMethodName)
+	if res.Attempts != 2 || res.Sent >= size || queries != 1 {
+		t.Errorf("UploadFile made %d attempts, sent %d bytes, made %d QueryUpload calls; want 2, less than %d, 1", res.Attempts, res.Sent, queries, size)
 	}
 	wantStored(t, ctx, c, "e.bin", data)
 }
@@ -170,7 +158,7 @@ func TestUploadLostAnswerIsNotSentTwice(t *testing.T) {
 	ctx := testContext(t)
 	const size = 1 * mib
 	var dropped atomic.Bool
-	srv := startServer(t, serverConfig{stream: func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, next grpc.StreamHandler) error {
+	dropAnswer := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, next grpc.StreamHandler) error {
 		if info.FullMethod != pb.Greeter_UploadFile_FullMethodName || !dropped.CompareAndSwap(false, true) {
 			return next(srv, ss)
 		}
@@ -178,8 +166,9 @@ func TestUploadLostAnswerIsNotSentTwice(t *testing.T) {
 			return err
 		}
 		return status.Error(codes.Unavailable, "the answer was lost")
-	}})
-	c, rec := srv.client(Options{}, nil)
+	}
+	srv := servicetest.Start(t, servicetest.Config{Stream: []grpc.StreamServerInterceptor{dropAnswer}})
+	c, rec := dial(t, srv, Options{}, nil)
 	path, data := randomFile(t, size)
 
 	res, err := c.UploadFile(ctx, path, "lost.bin", nil)
@@ -199,8 +188,8 @@ func (answerDropper) SendMsg(any) error { return nil }
 
 func TestUploadFallsBackWithoutResumableStore(t *testing.T) {
 	ctx := testContext(t)
-	srv := startServer(t, serverConfig{wrap: func(s *diskstore.Store) service.Store { return plainStore{s} }})
-	c, _ := srv.client(Options{}, nil)
+	srv := servicetest.Start(t, servicetest.Config{Plain: true})
+	c, _ := dial(t, srv, Options{}, nil)
 	path, data := randomFile(t, 300<<10)
 	res, err := c.UploadFile(ctx, path, "old.bin", nil)
 	if err != nil {
@@ -215,12 +204,7 @@ func TestUploadFallsBackWithoutResumableStore(t *testing.T) {
 func TestDownloadResumesFromPartialFile(t *testing.T) {
 	ctx := testContext(t)
 	const size, have = 3 * mib, mib + 123
-	srv := startServer(t, serverConfig{})
-	c, _ := srv.client(Options{}, nil)
-	path, data := randomFile(t, size)
-	if _, err := c.UploadFile(ctx, path, "d.bin", nil); err != nil {
-		t.Fatal(err)
-	}
+	_, c, data := startWithFile(t, ctx, servicetest.Config{}, "d.bin", size)
 	dst := filepath.Join(t.TempDir(), "d.bin")
 	if err := os.WriteFile(PartialPath(dst), data[:have], 0o600); err != nil {
 		t.Fatal(err)
@@ -246,12 +230,7 @@ func TestDownloadResumesFromPartialFile(t *testing.T) {
 func TestDownloadStartsOverOnceWhenPartialIsStale(t *testing.T) {
 	ctx := testContext(t)
 	const size = 2 * mib
-	srv := startServer(t, serverConfig{})
-	c, _ := srv.client(Options{}, nil)
-	path, data := randomFile(t, size)
-	if _, err := c.UploadFile(ctx, path, "s.bin", nil); err != nil {
-		t.Fatal(err)
-	}
+	_, c, data := startWithFile(t, ctx, servicetest.Config{}, "s.bin", size)
 	for _, tc := range []struct {
 		name     string
 		partial  []byte
@@ -283,14 +262,9 @@ func TestDownloadStartsOverOnceWhenPartialIsStale(t *testing.T) {
 func TestDownloadResumesAcrossBrokenConnections(t *testing.T) {
 	ctx := testContext(t)
 	const size = 8 * mib
-	srv := startServer(t, serverConfig{})
-	up, _ := srv.client(Options{}, nil)
-	path, data := randomFile(t, size)
-	if _, err := up.UploadFile(ctx, path, "dl.bin", nil); err != nil {
-		t.Fatal(err)
-	}
+	srv, _, data := startWithFile(t, ctx, servicetest.Config{Options: cutChunks}, "dl.bin", size)
 	cut := &cutter{budgets: []int64{3 * mib, 3 * mib, 3 * mib, 3 * mib}}
-	c, _ := srv.client(Options{}, cut)
+	c, _ := dial(t, srv, Options{}, cut)
 	dst := filepath.Join(t.TempDir(), "dl.bin")
 
 	res, err := c.DownloadFile(ctx, "dl.bin", dst, nil)
@@ -310,17 +284,12 @@ func TestDownloadResumesAcrossBrokenConnections(t *testing.T) {
 func TestDownloadFailureKeepsPartialForLater(t *testing.T) {
 	ctx := testContext(t)
 	const size = 4 * mib
-	srv := startServer(t, serverConfig{})
-	up, _ := srv.client(Options{}, nil)
-	path, data := randomFile(t, size)
-	if _, err := up.UploadFile(ctx, path, "k.bin", nil); err != nil {
-		t.Fatal(err)
-	}
+	srv, up, data := startWithFile(t, ctx, servicetest.Config{Options: cutChunks}, "k.bin", size)
 	dst := filepath.Join(t.TempDir(), "k.bin")
 
 	// One attempt, cut after 2 MiB.
 	cut := &cutter{budgets: []int64{2 * mib}}
-	c, _ := srv.client(Options{Retry: RetryPolicy{MaxAttempts: 1}}, cut)
+	c, _ := dial(t, srv, Options{Retry: RetryPolicy{MaxAttempts: 1}}, cut)
 	res, err := c.DownloadFile(ctx, "k.bin", dst, nil)
 	if status.Code(err) != codes.Unavailable || res.Attempts != 1 {
 		t.Fatalf("DownloadFile over a broken connection without retries: %v after %d attempts, want Unavailable after 1", err, res.Attempts)
@@ -356,8 +325,8 @@ func TestDownloadFailureKeepsPartialForLater(t *testing.T) {
 
 func TestDownloadOfMissingFileLeavesNothing(t *testing.T) {
 	ctx := testContext(t)
-	srv := startServer(t, serverConfig{})
-	c, rec := srv.client(Options{}, nil)
+	srv := servicetest.Start(t, servicetest.Config{})
+	c, rec := dial(t, srv, Options{}, nil)
 	dst := filepath.Join(t.TempDir(), "missing.bin")
 	res, err := c.DownloadFile(ctx, "missing.bin", dst, nil)
 	if status.Code(err) != codes.NotFound || res.Attempts != 1 || len(rec.all()) != 0 {
@@ -371,8 +340,8 @@ func TestDownloadOfMissingFileLeavesNothing(t *testing.T) {
 
 func TestEmptyFileRoundTrip(t *testing.T) {
 	ctx := testContext(t)
-	srv := startServer(t, serverConfig{})
-	c, _ := srv.client(Options{}, nil)
+	srv := servicetest.Start(t, servicetest.Config{})
+	c, _ := dial(t, srv, Options{}, nil)
 	path, data := randomFile(t, 0)
 	res, err := c.UploadFile(ctx, path, "empty", nil)
 	if err != nil || res.Size != 0 || res.SHA256 != sum(data) {

@@ -13,14 +13,18 @@
 //     are never lost and never block the server;
 //   - time moves for the store only when the test calls Clock.Advance.
 //
-// A test reaches the service through Server.Client, or dials it itself
-// with Server.DialContext and Target, for example to wrap the connection.
-// Faults are injected with interceptors in Config.Unary and Config.Stream.
+// A test reaches the service through Server.Client, through a connection
+// with dial options of its own (Server.NewConn), or dials it itself with
+// Server.DialContext and Target, for example to wrap the connection. Faults
+// are injected with interceptors in Config.Unary and Config.Stream, such as
+// those of Faults and Answer; Config.ServerOptions put the service behind
+// TLS or a middleware chain.
 package servicetest
 
 import (
 	"cmp"
 	"context"
+	"errors"
 	"net"
 	"sync"
 	"testing"
@@ -57,11 +61,21 @@ type Config struct {
 	// Plain hides the store's resumable uploads from the service, as a store
 	// that cannot keep uploads across streams would.
 	Plain bool
-	// Unary and Stream run around the handlers, inside the identity plugin,
-	// in order: the hooks through which a test injects faults into the calls
-	// of a method (they see info.FullMethod) or observes them.
+	// Unary and Stream run around the handlers, inside the identity plugin
+	// and inside the interceptors of ServerOptions, in order: the hooks
+	// through which a test injects faults into the calls of a method (they
+	// see info.FullMethod; see Faults and Answer) or observes them, for
+	// example the identity an authentication plugin put into the context.
 	Unary  []grpc.UnaryServerInterceptor
 	Stream []grpc.StreamServerInterceptor
+	// ServerOptions are passed to grpc.NewServer, for example grpc.Creds to
+	// serve over TLS, or a middleware chain's options to run the service
+	// behind it. The interceptors they chain (grpc.ChainUnaryInterceptor,
+	// grpc.ChainStreamInterceptor) run inside the identity plugin, so an
+	// authentication plugin among them replaces the test identity, and
+	// outside Unary and Stream. With grpc.Creds, Conn and Client do not
+	// reach the service: dial it with DialContext and matching credentials.
+	ServerOptions []grpc.ServerOption
 }
 
 // Server is the Greeter service running for one test. Restart replaces
@@ -115,20 +129,27 @@ func (s *Server) start() {
 		store = plainStore{s.Store}
 	}
 
+	// grpc-go runs chained interceptors in the order of their options.
 	id := identityPlugin{defaultOwner: cmp.Or(s.cfg.Options.DefaultOwner, DefaultOwner)}
-	unary := append([]grpc.UnaryServerInterceptor{s.calls.unary, id.unary}, s.cfg.Unary...)
-	stream := append([]grpc.StreamServerInterceptor{s.calls.stream, id.stream}, s.cfg.Stream...)
-	srv := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(unary...),
-		grpc.ChainStreamInterceptor(stream...),
+	serverOpts := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(s.calls.unary, id.unary),
+		grpc.ChainStreamInterceptor(s.calls.stream, id.stream),
+	}
+	serverOpts = append(serverOpts, s.cfg.ServerOptions...)
+	serverOpts = append(serverOpts,
+		grpc.ChainUnaryInterceptor(s.cfg.Unary...),
+		grpc.ChainStreamInterceptor(s.cfg.Stream...),
 		grpc.WaitForHandlers(true), // so that Stop returns after the handlers
 	)
+	srv := grpc.NewServer(serverOpts...)
 	service.New(store, s.cfg.Options).Register(srv)
 	lis := bufconn.Listen(1 << 20)
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		if err := srv.Serve(lis); err != nil {
+		// Serve started after Stop returns ErrServerStopped: a test that
+		// ends at once is no failure.
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			s.serveErr = err // read after served is closed
 		}
 	}()
@@ -136,7 +157,7 @@ func (s *Server) start() {
 	s.lis, s.srv, s.served, s.running = lis, srv, served, true
 	s.mu.Unlock()
 
-	conn, err := grpc.NewClient(Target, grpc.WithContextDialer(s.DialContext), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := s.NewConn()
 	if err != nil {
 		s.tb.Fatalf("servicetest: %v", err)
 	}
@@ -151,6 +172,14 @@ func (s *Server) DialContext(ctx context.Context, _ string) (net.Conn, error) {
 	lis := s.lis
 	s.mu.Unlock()
 	return lis.DialContext(ctx)
+}
+
+// NewConn returns a new client connection to the service, made with
+// insecure transport credentials and DialContext followed by opts, so that
+// opts may replace either. The caller closes it.
+func (s *Server) NewConn(opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	opts = append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithContextDialer(s.DialContext)}, opts...)
+	return grpc.NewClient(Target, opts...)
 }
 
 // Restart stops the server and closes the store, then opens a new store on
