@@ -15,6 +15,8 @@ import (
 
 	pb "github.com/greeter/greeter/proto/greeterpb"
 	"github.com/greeter/greeter/proto/wire"
+	"github.com/greeter/greeter/service"
+	"github.com/greeter/greeter/service/servicetest"
 )
 
 type uploadMsg = pb.UploadFileRequest
@@ -139,6 +141,23 @@ func (h *tester) partial(ctx context.Context, id, name string, data []byte, offs
 	wantCode(h.t, err, codes.FailedPrecondition, "upload incomplete: "+strconv.FormatInt(cut, 10)+" of "+strconv.Itoa(len(data))+" bytes")
 	wantErrorInfo(h.t, err, wire.ReasonUploadIncomplete, cut)
 	h.waitHandled(pb.Greeter_UploadFile_FullMethodName)
+}
+
+// put stores data as name of the default owner directly in the store,
+// bypassing the service.
+func (h *tester) put(ctx context.Context, name string, data []byte) {
+	h.t.Helper()
+	up, err := h.Store.Create(ctx, servicetest.OwnerKey(servicetest.DefaultOwner), name)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer up.Abort()
+	if _, err := up.Write(data); err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := up.Commit(ctx, service.Expect{}); err != nil {
+		h.t.Fatal(err)
+	}
 }
 
 func randomBytes(t testing.TB, n int) []byte {
