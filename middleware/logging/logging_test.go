@@ -157,3 +157,43 @@ func TestDefaultLevel(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorAttributeIsCapped fails an RPC with a status message that
+// echoes a 1 MiB name of control bytes, as a careless handler might
+// (RELIABILITY.md R4): the record's error attribute keeps only the
+// message's first 256 bytes and its length, so the whole record stays
+// under 2 KiB with either handler.
+func TestErrorAttributeIsCapped(t *testing.T) {
+	name := "missing" + strings.Repeat("\x01", 1<<20)
+	for _, format := range []string{"json", "text"} {
+		t.Run(format, func(t *testing.T) {
+			var logs greetertest.LogBuffer
+			h := slog.Handler(slog.NewJSONHandler(&logs, nil))
+			if format == "text" {
+				h = slog.NewTextHandler(&logs, nil)
+			}
+			chain := middleware.NewChain(logging.New(logging.Options{Logger: slog.New(h)}))
+			c := greeterpb.NewGreeterClient(greetertest.Start(t, chain.ServerOptions()))
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, err := c.DeleteFile(ctx, &greeterpb.MetaData{Filename: name})
+			if st := status.Convert(err); st.Code() != codes.NotFound || len(st.Message()) < 1<<20 {
+				t.Fatalf("DeleteFile: got %v with a %d-byte message, want NotFound echoing the name", st.Code(), len(st.Message()))
+			}
+			line := logs.String()
+			if n := len(line); n >= 2<<10 {
+				t.Fatalf("the record is %d bytes, want under 2 KiB: %.300s…", n, line)
+			}
+			if want := "…(1048597 bytes)"; !strings.Contains(line, want) {
+				t.Errorf("the record does not give the message's length %q: %s", want, line)
+			}
+			if format == "json" {
+				rec := records(t, &logs)[0]
+				msg, _ := rec["error"].(string)
+				if want := "no such file: missing\x01"; !strings.HasPrefix(msg, want) || len(msg) > 256+len("…(1048597 bytes)") {
+					t.Errorf("error attribute is %d bytes starting %.40q, want the message's first 256 bytes starting %q", len(msg), msg, want)
+				}
+			}
+		})
+	}
+}
