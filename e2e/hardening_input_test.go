@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -151,4 +153,35 @@ func TestHardeningEchoedInputLogBytes(t *testing.T) {
 	}
 	per := (m.bytes.Load() - start) / int64(len(calls))
 	t.Logf("log bytes per rejected 1 MiB input: %d (longest rpc record %d bytes)", per, m.longest.Load())
+}
+
+// TestHardeningDurationFlags runs the real greeterd with meaningless
+// durations, on the command line and in the environment (RELIABILITY.md
+// R6): each is a usage error, exit 2, naming the flag, before anything is
+// started or written.
+func TestHardeningDurationFlags(t *testing.T) {
+	tests := []struct {
+		env  []string
+		args []string
+		want string
+	}{
+		{nil, []string{"--resumable-ttl", "0"}, "greeterd: --resumable-ttl must be positive, got 0s"},
+		{nil, []string{"--health-interval", "-1s"}, "greeterd: --health-interval must be positive, got -1s"},
+		{nil, []string{"--health-interval", "1ns"}, "greeterd: --health-interval must be at least 100ms, got 1ns"},
+		{[]string{"GREETER_IDLE_TIMEOUT=0"}, nil, "greeterd: --idle-timeout must be positive, got 0s"},
+		{[]string{"GREETER_TLS_RELOAD_INTERVAL=-5m"}, nil, "greeterd: --tls-reload-interval must be positive, got -5m0s"},
+		{nil, []string{"--max-connection-age", "-1s"}, "greeterd: --max-connection-age must not be negative (0 means never), got -1s"},
+		{nil, []string{"token", "--sub", "ada", "--ttl", "0"}, "greeterd: --ttl must be positive, got 0s"},
+	}
+	for _, tc := range tests {
+		state := t.TempDir()
+		args := append(slices.Clone(tc.args), "--state-dir", state)
+		res := bins.RunServer(t, tc.env, args...)
+		if res.Code != 2 || !strings.Contains(res.Stderr, tc.want) {
+			t.Errorf("greeterd %v %s: exit %d, stderr %q; want 2 and %q", tc.env, strings.Join(args, " "), res.Code, res.Stderr, tc.want)
+		}
+		if entries, err := os.ReadDir(state); err != nil || len(entries) != 0 {
+			t.Errorf("greeterd %v %s wrote %v into its state dir (%v), want nothing", tc.env, strings.Join(args, " "), entries, err)
+		}
+	}
 }
