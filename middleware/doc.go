@@ -21,6 +21,11 @@
 //     passed through untouched.
 //   - Method selection is done in one place, by Only and Skip, against the
 //     exact method name gRPC routed the call with (never a re-parsed copy).
+//   - A message hook that panics is recovered where it runs, even on a
+//     goroutine the handler started: the panic goes to the context's
+//     PanicHandler (the recovery plugin installs one) and the RecvMsg or
+//     SendMsg fails with Internal "internal error", so the RPC ends with
+//     that status instead of the process.
 //
 // This package imports no plugin; the sub-packages recovery, logging, auth,
 // authz and ratelimit provide them. The sub-package standard is the one

@@ -3,6 +3,7 @@ package middleware
 import (
 	"context"
 	"errors"
+	"runtime/debug"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -53,7 +54,36 @@ type Func func(ctx context.Context, call *Call, next Next) error
 // passed to next. Returning an error fails the RecvMsg or SendMsg call (for a
 // unary RPC, the call itself) with that error, which should be a status
 // error.
+//
+// A hook runs on whichever goroutine receives or sends the message, which
+// for a streaming RPC may be one the handler started, where no interceptor
+// can recover a panic. So a panicking hook is recovered where it runs: the
+// panic value and the stack go to the PanicHandler in the context (the
+// recovery plugin puts its own there) and the RecvMsg or SendMsg call fails
+// with Internal "internal error", which the handler returns like any other
+// stream error. Without a PanicHandler the panic continues, as a handler's
+// would without the recovery plugin.
 type MessageHook func(ctx context.Context, msg any) error
+
+// PanicHandler receives a panic that a message hook raised: the hook's
+// context, the panic value and the stack of the goroutine it panicked on.
+// It must not send either to the client.
+type PanicHandler func(ctx context.Context, p any, stack []byte)
+
+type panicHandlerKey struct{}
+
+// NewPanicContext returns a copy of ctx carrying h, which receives the
+// panics of message hooks run with ctx or a context derived from it.
+func NewPanicContext(ctx context.Context, h PanicHandler) context.Context {
+	return context.WithValue(ctx, panicHandlerKey{}, h)
+}
+
+// PanicHandlerFromContext returns the PanicHandler that NewPanicContext put
+// into ctx, if any.
+func PanicHandlerFromContext(ctx context.Context) (PanicHandler, bool) {
+	h, ok := ctx.Value(panicHandlerKey{}).(PanicHandler)
+	return h, ok && h != nil
+}
 
 // Call describes the RPC a Func runs around. A Call belongs to one Func
 // invocation and must not be retained after it returns.
@@ -197,9 +227,31 @@ func (s *hookedStream) SendMsg(m any) error {
 
 func runHooks(ctx context.Context, hooks []MessageHook, m any) error {
 	for _, h := range hooks {
-		if err := h(ctx, m); err != nil {
-			return normalize(err, false, nil)
+		if err := runHook(ctx, h, m); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// runHook runs h on m, normalizing its error. A panic in h is handed to
+// the context's PanicHandler, with the stack of the panicking goroutine, and
+// becomes errInternal; without a handler it continues.
+func runHook(ctx context.Context, h MessageHook, m any) (err error) {
+	defer func() {
+		p := recover()
+		if p == nil {
+			return
+		}
+		handle, ok := PanicHandlerFromContext(ctx)
+		if !ok {
+			panic(p)
+		}
+		handle(ctx, p, debug.Stack())
+		err = errInternal
+	}()
+	if err := h(ctx, m); err != nil {
+		return normalize(err, false, nil)
 	}
 	return nil
 }

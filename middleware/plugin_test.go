@@ -131,6 +131,65 @@ func TestMessageHooksSeeEveryMessage(t *testing.T) {
 	}
 }
 
+// TestHookPanicGoesToPanicHandler makes the receive hook panic on every
+// kind of RPC (RELIABILITY.md R9): with a PanicHandler in the context, the
+// handler gets the value and the stack of the panicking hook and the RPC
+// ends with Internal "internal error"; without one, the panic continues to
+// the interceptors outside, as a handler's panic would.
+func TestHookPanicGoesToPanicHandler(t *testing.T) {
+	const value = "hook-panic-value"
+	panicky := middleware.FromFunc("panicky", func(ctx context.Context, call *middleware.Call, next middleware.Next) error {
+		call.OnRecv(func(context.Context, any) error { panic(value) })
+		return next(ctx)
+	})
+	var (
+		mu     sync.Mutex
+		caught []string // what the PanicHandler, or else the outer recover, saw
+	)
+	record := func(s string) { mu.Lock(); caught = append(caught, s); mu.Unlock() }
+	handler := func(_ context.Context, p any, stack []byte) {
+		record(fmt.Sprintf("handler %v %t", p, strings.Contains(string(stack), "TestHookPanicGoesToPanicHandler")))
+	}
+	for _, withHandler := range []bool{true, false} {
+		// outer stands in for the recovery plugin: it installs the handler,
+		// or recovers what unwinds past it.
+		outer := middleware.FromFunc("outer", func(ctx context.Context, _ *middleware.Call, next middleware.Next) (err error) {
+			if withHandler {
+				return next(middleware.NewPanicContext(ctx, handler))
+			}
+			defer func() {
+				if p := recover(); p != nil {
+					record(fmt.Sprintf("unwound %v", p))
+					err = status.Error(codes.Internal, "internal error")
+				}
+			}()
+			return next(ctx)
+		})
+		cc := greetertest.Start(t, middleware.NewChain(outer, panicky).ServerOptions())
+		c := greeterpb.NewGreeterClient(cc)
+		for _, rpc := range rpcs {
+			t.Run(fmt.Sprintf("%s handler=%t", rpc.name, withHandler), func(t *testing.T) {
+				mu.Lock()
+				caught = nil
+				mu.Unlock()
+				_, err := rpc.run(testContext(t), c)
+				if st := status.Convert(err); st.Code() != codes.Internal || st.Message() != "internal error" {
+					t.Errorf("got %v %q, want Internal %q", st.Code(), st.Message(), "internal error")
+				}
+				want := "unwound " + value
+				if withHandler {
+					want = "handler " + value + " true"
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if len(caught) != 1 || caught[0] != want {
+					t.Errorf("caught %q, want [%q]", caught, want)
+				}
+			})
+		}
+	}
+}
+
 func TestPluginErrorsAreStatusErrors(t *testing.T) {
 	tests := []struct {
 		name     string

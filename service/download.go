@@ -13,6 +13,7 @@ import (
 
 	pb "github.com/greeter/greeter/proto/greeterpb"
 	"github.com/greeter/greeter/proto/wire"
+	"github.com/greeter/greeter/service/objname"
 )
 
 // DownloadFile streams a stored file, or the range offset..offset+limit of
@@ -51,7 +52,7 @@ func (s *Server) DownloadFile(md *pb.MetaData, stream pb.Greeter_DownloadFileSer
 	}()
 	info := f.Info()
 	if offset > info.Size {
-		return status.Errorf(codes.OutOfRange, "offset %d is past the end of %q (%d bytes)", offset, name, info.Size)
+		return status.Errorf(codes.OutOfRange, "offset %d is past the end of %s (%d bytes)", offset, objname.Quote(name), info.Size)
 	}
 	end := info.Size
 	if limit > 0 && limit < end-offset {
@@ -113,7 +114,7 @@ func (s *Server) sendRange(stream pb.Greeter_DownloadFileServer, f File, name st
 			}
 		}
 		if errors.Is(err, io.EOF) && off < end {
-			return status.Errorf(codes.DataLoss, "%q shrank while it was being read", name)
+			return status.Errorf(codes.DataLoss, "%s shrank while it was being read", objname.Quote(name))
 		}
 		if err != nil && !errors.Is(err, io.EOF) {
 			return s.toStatus(ctx, name, err)

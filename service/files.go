@@ -22,7 +22,7 @@ func (s *Server) ListFiles(ctx context.Context, req *pb.ListFilesRequest) (*pb.L
 		return nil, err
 	}
 	if err := objname.ValidatePrefix(req.GetPrefix()); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "invalid prefix %q: %v", req.GetPrefix(), err)
+		return nil, invalidInput("prefix", "prefix", req.GetPrefix(), err)
 	}
 	size := int(req.GetPageSize())
 	switch {

@@ -141,7 +141,7 @@ func (s *Server) SayHello(_ context.Context, req *pb.HelloRequest) (*pb.StringRe
 func objectName(md *pb.MetaData) (string, error) {
 	name := objname.Join(md.GetFilename(), md.GetExtension())
 	if err := objname.Validate(name); err != nil {
-		return name, status.Errorf(codes.InvalidArgument, "invalid name %q: %v", name, err)
+		return name, invalidInput("filename", "name", name, err)
 	}
 	return name, nil
 }

@@ -65,7 +65,7 @@ func (c *chainConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.issuer, "jwt-issuer", defaultIssuer, "required token issuer (iss)")
 	c.audience = listFlag{defaultAudience}
 	fs.Var(&c.audience, "jwt-audience", "accepted token audiences (aud), comma-separated")
-	fs.DurationVar(&c.leeway, "jwt-leeway", auth.DefaultLeeway, "clock skew tolerated on exp, nbf and iat")
+	fs.DurationVar(&c.leeway, "jwt-leeway", auth.DefaultLeeway, "clock skew tolerated on exp, nbf and iat (0: none)")
 	fs.DurationVar(&c.maxLifetime, "jwt-max-lifetime", auth.DefaultMaxTokenLifetime, "longest accepted token lifetime (exp - iat)")
 	fs.Var(&c.certIdentities, "cert-identity", "certificate identity allowed without a token, with scopes: ID=scope+scope (repeatable), e.g. spiffe://greeter.local/svc/billing=files:read+files:write; "+
 		"ID is x509-uri:URI, x509-dns:NAME or x509-cn:NAME, or without a prefix a URI SAN if it contains :// and a DNS SAN otherwise (a common name counts only as x509-cn:)")
@@ -241,6 +241,10 @@ func (c *chainConfig) build(ctx context.Context, sec *security, stats stats.Hand
 		if err := c.checkJWKSURL(); err != nil {
 			return nil, err
 		}
+		leeway := c.leeway
+		if leeway == 0 {
+			leeway = -1 // auth: zero means its default, a negative leeway none
+		}
 		a, err := auth.New(ctx, auth.Config{
 			PublicKeyFiles:         keys,
 			JWKSFile:               c.jwksFile,
@@ -248,7 +252,7 @@ func (c *chainConfig) build(ctx context.Context, sec *security, stats stats.Hand
 			AllowInsecureJWKSURL:   c.jwksHTTP,
 			Issuer:                 c.issuer,
 			Audience:               c.audience,
-			Leeway:                 c.leeway,
+			Leeway:                 leeway,
 			MaxTokenLifetime:       c.maxLifetime,
 			AllowInsecureTransport: sec.mode == "plaintext",
 			PeerCertificate:        certs.PeerCertificate,

@@ -19,7 +19,7 @@ type healthConfig struct {
 }
 
 func (c *healthConfig) flags(fs *flag.FlagSet) {
-	fs.DurationVar(&c.interval, "health-interval", 5*time.Second, "how often the data directory is probed; health reports NOT_SERVING while it is not writable (a probe slower than this counts as failed)")
+	fs.DurationVar(&c.interval, "health-interval", 5*time.Second, "how often the data directory is probed; health reports NOT_SERVING while it is not writable (a probe slower than this counts as failed; at least 100ms)")
 }
 
 // storageChecker probes the storage; nil means it can take uploads.
@@ -39,6 +39,7 @@ func watchStorage(ctx context.Context, store storageChecker, hs *health.Server, 
 	if interval <= 0 {
 		interval = 5 * time.Second
 	}
+	interval = max(interval, minHealthInterval) // --health-interval has this floor too
 	ctx, cancel := context.WithCancel(ctx)
 	w := &storageWatch{store: store, hs: hs, interval: interval, log: log}
 	first := make(chan struct{})

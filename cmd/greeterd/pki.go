@@ -42,7 +42,7 @@ func parseSubcommand(fs *flag.FlagSet, args []string, getenv func(string) string
 	if err := envflag.Apply(fs, getenv, ""); err != nil {
 		return usageError{err}
 	}
-	return nil
+	return checkDurations(fs)
 }
 
 func parseIPs(list []string) ([]netip.Addr, error) {

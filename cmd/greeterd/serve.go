@@ -101,7 +101,7 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.Var(&l.maxHeaderListSize, "max-header-list-size", "largest header list accepted")
 	fs.DurationVar(&l.connectionTimeout, "connection-timeout", 10*time.Second, "time allowed for a connection's TLS handshake")
 	fs.DurationVar(&l.keepaliveMinTime, "keepalive-min-time", 20*time.Second, "clients pinging more often than this are disconnected")
-	fs.DurationVar(&l.keepaliveTime, "keepalive-time", 60*time.Second, "ping a client after this much silence")
+	fs.DurationVar(&l.keepaliveTime, "keepalive-time", 60*time.Second, "ping a client after this much silence (at least 1s)")
 	fs.DurationVar(&l.keepaliveTimeout, "keepalive-timeout", 20*time.Second, "close a connection whose ping is unanswered for this long")
 	fs.DurationVar(&l.maxConnectionIdle, "max-connection-idle", 5*time.Minute, "close connections without calls for this long")
 	fs.DurationVar(&l.maxConnectionAge, "max-connection-age", defaultMaxConnectionAge, "close connections older than this, so that no stream is held forever (0: never)")
@@ -183,6 +183,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err := envflag.Apply(fs, getenv, cfgFile); err != nil {
 		return usageError{err}
 	}
+	if err := checkDurations(fs); err != nil {
+		return err
+	}
 	log, err := newLogger(stderr, c.logFormat, c.logLevel)
 	if err != nil {
 		return err
@@ -200,9 +203,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}()
 	if c.chunkSize <= 0 || int64(c.chunkSize)+1024 > int64(c.limits.maxSendMsgSize) {
 		return usageError{fmt.Errorf("--chunk-size must be positive and at least 1KiB below --max-send-msg-size (%s)", &c.limits.maxSendMsgSize)}
-	}
-	if c.resumableTTL <= 0 {
-		return usageError{fmt.Errorf("--resumable-ttl must be positive, got %v", c.resumableTTL)}
 	}
 	if err := c.limits.check(); err != nil {
 		return err

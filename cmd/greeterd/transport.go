@@ -69,7 +69,7 @@ func (c *transportConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.keyFile, "tls-key", "", "server private key (PEM)")
 	fs.StringVar(&c.clientCA, "client-ca", "", "CA bundle (PEM) that verifies client certificates")
 	fs.TextVar(&c.clientAuth, "client-auth", clientAuthFlag{}, "client certificates: none, request or require (default: request when --client-ca is set, else none)")
-	fs.DurationVar(&c.reloadInterval, "tls-reload-interval", certs.DefaultRefreshInterval, "how often certificate, key and CA files are checked for changes")
+	fs.DurationVar(&c.reloadInterval, "tls-reload-interval", certs.DefaultRefreshInterval, "how often certificate, key and CA files are checked for changes (at least 100ms)")
 }
 
 // security is what the transport settings produce.

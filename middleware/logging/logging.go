@@ -9,7 +9,10 @@
 // It never logs metadata, tokens or payload bytes. Strings that clients
 // influence (the status message of a failed RPC, the identity) are logged only
 // as attribute values, which slog.TextHandler quotes and slog.JSONHandler
-// escapes, so they cannot forge records; use one of those handlers.
+// escapes, so they cannot forge records; use one of those handlers. The
+// status message is logged as the attribute error, cut to its first
+// MaxErrorBytes bytes and followed by "…(N bytes)" when longer, so a handler
+// that echoes a huge input into its status cannot make the record huge.
 //
 // It is written here rather than with go-grpc-middleware's logging because
 // that package writes no record for a handler that panics (its final record
@@ -21,8 +24,10 @@ package logging
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
@@ -36,6 +41,10 @@ import (
 
 // Name is the plugin's name in a chain.
 const Name = "logging"
+
+// MaxErrorBytes is the most bytes of a status message the record's error
+// attribute keeps.
+const MaxErrorBytes = 256
 
 // Options configure the plugin. The zero value is usable.
 type Options struct {
@@ -96,7 +105,7 @@ func New(o Options) middleware.Plugin {
 		st := status.Convert(err)
 		var extra []slog.Attr
 		if err != nil {
-			extra = append(extra, slog.String("error", st.Message()))
+			extra = append(extra, slog.String("error", capped(st.Message())))
 		}
 		write(ctx, logger, call, st.Code(), level(st.Code()), start, &in, &out, extra...)
 		return err
@@ -127,6 +136,23 @@ func write(ctx context.Context, logger *slog.Logger, call *middleware.Call, code
 	}
 	attrs = append(attrs, extra...)
 	logger.LogAttrs(ctx, lvl, "rpc", attrs...)
+}
+
+// capped returns s if it is at most MaxErrorBytes long, and otherwise its
+// first MaxErrorBytes bytes, cut back to a rune boundary, followed by
+// "…(N bytes)" with N = len(s).
+func capped(s string) string {
+	if len(s) <= MaxErrorBytes {
+		return s
+	}
+	cut := MaxErrorBytes
+	for i := cut; i > MaxErrorBytes-utf8.UTFMax; i-- {
+		if utf8.RuneStart(s[i]) {
+			cut = i
+			break
+		}
+	}
+	return s[:cut] + "…(" + strconv.Itoa(len(s)) + " bytes)"
 }
 
 func size(m any) int {

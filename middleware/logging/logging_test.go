@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -155,5 +156,47 @@ func TestDefaultLevel(t *testing.T) {
 		if got := logging.DefaultLevel(tc.code); got != tc.want {
 			t.Errorf("DefaultLevel(%v): got %v, want %v", tc.code, got, tc.want)
 		}
+	}
+}
+
+// TestErrorAttributeIsCapped fails an RPC with a status message that
+// echoes a 1 MiB name of control bytes, as a careless handler might
+// (RELIABILITY.md R4): the record's error attribute keeps only the
+// message's first 256 bytes and its length, so the whole record stays
+// under 2 KiB with either handler. The plugin's interceptor is called
+// directly: sending a 3 MiB trailer to a client would only slow the test.
+func TestErrorAttributeIsCapped(t *testing.T) {
+	name := "missing" + strings.Repeat("\x01", 1<<20)
+	for _, format := range []string{"json", "text"} {
+		t.Run(format, func(t *testing.T) {
+			var logs greetertest.LogBuffer
+			h := slog.Handler(slog.NewJSONHandler(&logs, nil))
+			if format == "text" {
+				h = slog.NewTextHandler(&logs, nil)
+			}
+			p := logging.New(logging.Options{Logger: slog.New(h)})
+			handler := func(context.Context, any) (any, error) {
+				return nil, status.Error(codes.NotFound, "no such file: "+name)
+			}
+			info := &grpc.UnaryServerInfo{FullMethod: "/Greeter/DeleteFile"}
+			_, err := p.Unary(t.Context(), &greeterpb.MetaData{Filename: name}, info, handler)
+			if st := status.Convert(err); st.Code() != codes.NotFound || len(st.Message()) < 1<<20 {
+				t.Fatalf("got %v with a %d-byte message, want the handler's NotFound, unchanged", st.Code(), len(st.Message()))
+			}
+			line := logs.String()
+			if n := len(line); n >= 2<<10 {
+				t.Fatalf("the record is %d bytes, want under 2 KiB: %.300s…", n, line)
+			}
+			if want := "…(1048597 bytes)"; !strings.Contains(line, want) {
+				t.Errorf("the record does not give the message's length %q: %s", want, line)
+			}
+			if format == "json" {
+				rec := records(t, &logs)[0]
+				msg, _ := rec["error"].(string)
+				if want := "no such file: missing\x01"; !strings.HasPrefix(msg, want) || len(msg) > logging.MaxErrorBytes+len("…(1048597 bytes)") {
+					t.Errorf("error attribute is %d bytes starting %.40q, want the message's first %d bytes starting %q", len(msg), msg, logging.MaxErrorBytes, want)
+				}
+			}
+		})
 	}
 }

@@ -2,6 +2,16 @@
 // (in a later plugin, a message hook or the handler, unary or streaming) into
 // the status Internal "internal error", so the server keeps serving.
 //
+// Message hooks (middleware.Call.OnRecv and OnSend) may run on goroutines
+// that a handler starts, such as the service's upload receiver and download
+// sender, where no interceptor can recover. The middleware package recovers
+// them where they run and hands the panic to this plugin through the
+// context (middleware.NewPanicContext): it is logged here like any other,
+// with the stack of the goroutine that panicked, and the RecvMsg or SendMsg
+// that ran the hook fails with Internal "internal error", which the handler
+// returns, so the RPC ends with that status and the handler cleans up as
+// after any stream error (an upload in flight is discarded).
+//
 // The panic value and the stack never reach the client. The stack is logged
 // at ERROR with the method, the caller's identity key (if authenticated by
 // then) and the trace id. Only the panic value's type is logged, plus its
@@ -15,8 +25,8 @@
 // standard.Config.Outer does); a panic in an interceptor that runs before it
 // is not recovered.
 //
-// Panics in goroutines that a handler starts cannot be recovered by any
-// interceptor; such goroutines must recover on their own.
+// Other panics in goroutines that a handler starts cannot be recovered by
+// any interceptor; such goroutines must recover on their own.
 package recovery
 
 import (
@@ -58,7 +68,7 @@ func New(o Options) middleware.Plugin {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	handle := func(ctx context.Context, p any) error {
+	report := func(ctx context.Context, p any, stack []byte) {
 		method, _ := grpc.Method(ctx)
 		attrs := []slog.Attr{
 			slog.String("method", method),
@@ -73,30 +83,37 @@ func New(o Options) middleware.Plugin {
 		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 			attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
 		}
-		attrs = append(attrs, slog.String("stack", string(debug.Stack())))
+		attrs = append(attrs, slog.String("stack", string(stack)))
 		logger.LogAttrs(ctx, slog.LevelError, "panic recovered", attrs...)
 		if o.OnPanic != nil {
 			o.OnPanic(ctx, method)
 		}
-		return ErrInternal
 	}
-	opt := grpcrecovery.WithRecoveryHandlerContext(handle)
+	opt := grpcrecovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		report(ctx, p, debug.Stack())
+		return ErrInternal
+	})
 	unary := grpcrecovery.UnaryServerInterceptor(opt)
 	stream := grpcrecovery.StreamServerInterceptor(opt)
+	// The observer lets the handler report the identity that a later plugin
+	// (auth) established; the panic handler receives the panics of message
+	// hooks, which the middleware package recovers where they run.
+	prepare := func(ctx context.Context) context.Context {
+		return middleware.NewPanicContext(identity.WithObserver(ctx), report)
+	}
 	return middleware.Plugin{
 		Name: Name,
-		// The observer lets the handler report the identity that a later
-		// plugin (auth) established.
 		Unary: func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			return unary(identity.WithObserver(ctx), req, info, h)
+			return unary(prepare(ctx), req, info, h)
 		},
 		Stream: func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-			return stream(srv, &observedStream{ServerStream: ss, ctx: identity.WithObserver(ss.Context())}, info, h)
+			return stream(srv, &observedStream{ServerStream: ss, ctx: prepare(ss.Context())}, info, h)
 		},
 	}
 }
 
-// observedStream gives the stream a context carrying an identity observer.
+// observedStream gives the stream a context carrying an identity observer
+// and the panic handler.
 type observedStream struct {
 	grpc.ServerStream
 	ctx context.Context

@@ -3,6 +3,7 @@ package objname_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/greeter/greeter/service/objname"
 )
@@ -25,4 +26,12 @@ func ExampleValidate() {
 	// "reports/2024.pdf": ok
 	// "../etc/passwd": rejected (segment): name segment ".." is not allowed
 	// "invoice\u202efdp.exe": rejected (format): name contains an invisible formatting character (U+202E) at byte 7
+}
+
+func ExampleQuote() {
+	fmt.Println(objname.Quote("report\n.pdf"))
+	fmt.Println(objname.Quote(strings.Repeat("a/", 600)))
+	// Output:
+	// "report\n.pdf"
+	// "a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/"…(1200 bytes)
 }

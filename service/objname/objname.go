@@ -13,11 +13,14 @@
 // Validation never rewrites a name: a name that is not NFC is rejected, not
 // normalised, so one stored object has exactly one spelling. Rejections are
 // *Error values naming the rule that was broken; callers map them to
-// codes.InvalidArgument.
+// codes.InvalidArgument. Neither an *Error nor a message built with Quote
+// shows more than QuoteLen bytes of the input, so a rejected megabyte costs
+// a few hundred bytes in a status message or a log line.
 package objname
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -49,8 +52,9 @@ const (
 	RuleFormat      Rule = "format"       // contains a format (Cf) character
 )
 
-// Error reports why a name or prefix was rejected. It never contains the
-// rejected input itself, so it is safe to return to a client or to log.
+// Error reports why a name or prefix was rejected. It never contains more
+// of the rejected input than Quote shows, so it is safe to return to a
+// client or to log.
 type Error struct {
 	// Rule is the rule that was broken.
 	Rule Rule
@@ -154,7 +158,7 @@ func checkSegment(what, seg string) error {
 	case "":
 		return reject(RuleSegment, "%s has an empty segment (leading, trailing or doubled '/')", what)
 	case ".", "..":
-		return reject(RuleSegment, "%s segment %q is not allowed", what, seg)
+		return reject(RuleSegment, "%s segment %s is not allowed", what, Quote(seg))
 	}
 	if len(seg) > MaxSegmentLen {
 		return segmentTooLong(what, seg)
@@ -164,4 +168,27 @@ func checkSegment(what, seg string) error {
 
 func segmentTooLong(what, seg string) error {
 	return reject(RuleSegmentLong, "%s segment is %d bytes long, the limit is %d", what, len(seg), MaxSegmentLen)
+}
+
+// QuoteLen is the most bytes of an input that Quote shows.
+const QuoteLen = 64
+
+// Quote returns s quoted as by strconv.Quote, for status messages and logs
+// that mention client input. An s longer than QuoteLen bytes is cut to at
+// most its first QuoteLen bytes (at a rune boundary when s is valid UTF-8)
+// and followed by "…(N bytes)", N being len(s), so that the quote is at most
+// a few hundred bytes whatever the input: control bytes take four bytes
+// each once escaped.
+func Quote(s string) string {
+	if len(s) <= QuoteLen {
+		return strconv.Quote(s)
+	}
+	cut := QuoteLen
+	for i := cut; i > QuoteLen-utf8.UTFMax; i-- {
+		if utf8.RuneStart(s[i]) {
+			cut = i
+			break
+		}
+	}
+	return strconv.Quote(s[:cut]) + "…(" + strconv.Itoa(len(s)) + " bytes)"
 }

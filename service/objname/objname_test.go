@@ -137,6 +137,37 @@ func TestValidateMessages(t *testing.T) {
 	}
 }
 
+// TestQuote checks that Quote shows at most QuoteLen bytes of its input,
+// cut at a rune boundary, and the input's length (RELIABILITY.md R4).
+func TestQuote(t *testing.T) {
+	at := strings.Repeat("a", objname.QuoteLen)
+	tests := []struct {
+		name string
+		in   string
+		want string
+	}{
+		{"empty", "", `""`},
+		{"short", "a\nb", `"a\nb"`},
+		{"at the limit", at, `"` + at + `"`},
+		{"one over", at + "b", `"` + at + `"…(65 bytes)`},
+		{"rune ending at the cut", at[:62] + "é" + "z", `"` + at[:62] + `é"…(65 bytes)`},
+		{"rune across the cut", at[:63] + "é", `"` + at[:63] + `"…(65 bytes)`},
+		{"four-byte rune across the cut", at[:61] + "\U0001F600" + "z", `"` + at[:61] + `"…(66 bytes)`},
+		{"invalid utf8", strings.Repeat("\xff", 70), `"` + strings.Repeat(`\xff`, 64) + `"…(70 bytes)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := objname.Quote(tt.in); got != tt.want {
+				t.Errorf("Quote(%.80q) = %s, want %s", tt.in, got, tt.want)
+			}
+		})
+	}
+	huge := objname.Quote(strings.Repeat("\x01", 1<<20))
+	if want := `"` + strings.Repeat(`\x01`, objname.QuoteLen) + `"…(1048576 bytes)`; huge != want {
+		t.Errorf("Quote of 1 MiB of control bytes = %.100s… (%d bytes), want %s", huge, len(huge), want)
+	}
+}
+
 func TestValidatePrefix(t *testing.T) {
 	long := strings.Repeat("b", objname.MaxSegmentLen)
 	tests := []struct {
