@@ -11,7 +11,14 @@
 // failure reaches the client as a status with a precise code (see
 // toStatus). Handlers never return a plain Go error.
 //
+// An owner stores within its quota (Store.Usage, GetUsage): an upload that
+// would exceed it fails with ResourceExhausted and an errdetails.QuotaFailure,
+// and an upload may require that no file of its name exists (create_only) or
+// that the stored one has a given SHA-256 (if_match), else it fails with
+// FailedPrecondition; the store checks both atomically with publishing.
+//
 // Handlers live by concern: upload.go (plain and resumable uploads, one
-// receive loop), download.go, files.go (the unary file RPCs), and
-// service.go (the Server, its Options and SayHello).
+// receive loop), download.go, files.go (the unary file RPCs), quota.go
+// (preconditions and the early quota check), and service.go (the Server,
+// its Options and SayHello).
 package service

@@ -34,6 +34,7 @@ func (s *Server) toStatus(ctx context.Context, name string, err error) error {
 	}
 	var nameErr *objname.Error
 	var upErr *UploadError
+	var quotaErr *QuotaError
 	isUpload := errors.As(err, &upErr)
 	switch {
 	case errors.As(err, &nameErr):
@@ -55,6 +56,12 @@ func (s *Server) toStatus(ctx context.Context, name string, err error) error {
 		return withErrorInfo(st, wire.ReasonOffsetMismatch, upErr.Committed)
 	case errors.Is(err, ErrTooManyUploads):
 		return status.Error(codes.ResourceExhausted, "too many incomplete uploads: finish some or let them expire")
+	case errors.As(err, &quotaErr):
+		return s.quotaStatus(ctx, quotaErr)
+	case errors.Is(err, ErrExists):
+		return status.Errorf(codes.FailedPrecondition, "file %q already exists (create_only)", name)
+	case errors.Is(err, ErrNotMatched):
+		return status.Errorf(codes.FailedPrecondition, "file %q no longer matches if_match: it was replaced or deleted meanwhile", name)
 	case errors.Is(err, ErrNotFound):
 		return status.Errorf(codes.NotFound, "file %s not found", objname.Quote(name))
 	case errors.Is(err, ErrSizeMismatch):

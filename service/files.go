@@ -116,6 +116,20 @@ func (s *Server) QueryUpload(ctx context.Context, req *pb.QueryUploadRequest) (*
 	return &pb.UploadStatus{UploadId: id, CommittedSize: committed}, nil
 }
 
+// GetUsage reports what the caller stores, incomplete uploads included at
+// what they set aside, and its quota.
+func (s *Server) GetUsage(ctx context.Context, _ *pb.UsageRequest) (*pb.Usage, error) {
+	owner, err := s.owner(ctx)
+	if err != nil {
+		return nil, err
+	}
+	u, err := s.store.Usage(ctx, owner)
+	if err != nil {
+		return nil, s.toStatus(ctx, "", err)
+	}
+	return &pb.Usage{Bytes: u.Bytes, Objects: u.Objects, QuotaBytes: u.Quota.Bytes, QuotaObjects: u.Quota.Objects}, nil
+}
+
 // fileInfo is the wire form of info.
 func fileInfo(info FileInfo) *pb.FileInfo {
 	out := &pb.FileInfo{Name: info.Name, Size: info.Size, Modified: timestamppb.New(info.Modified)}

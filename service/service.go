@@ -62,6 +62,11 @@ type Options struct {
 	// ResumableTTL is how long an incomplete resumable upload lives after
 	// it was last written to. Zero means DefaultResumableTTL.
 	ResumableTTL time.Duration
+	// OnQuotaExceeded, when set, is called with the request's context and
+	// the quota's subject (QuotaBytes or QuotaObjects) whenever an upload
+	// is refused for a quota. Metrics hang here. The quotas themselves are
+	// the store's (see Store.Usage).
+	OnQuotaExceeded func(ctx context.Context, subject string)
 }
 
 // Server implements greeterpb.GreeterServer.

@@ -42,6 +42,15 @@ var (
 	// ErrInvalidUploadID means an upload_id is not 1 to 128 characters
 	// from A-Z, a-z, 0-9, '_' and '-'.
 	ErrInvalidUploadID = errors.New("upload_id must be 1 to 128 characters from A-Z, a-z, 0-9, '_' and '-'")
+	// ErrQuotaExceeded means an upload would take its owner past a quota.
+	// Stores return it in a *QuotaError.
+	ErrQuotaExceeded = errors.New("quota exceeded")
+	// ErrExists means an upload declared Expect.CreateOnly and a file of
+	// its name exists.
+	ErrExists = errors.New("file already exists")
+	// ErrNotMatched means an upload declared Expect.IfMatch and the file of
+	// its name is missing or has another SHA-256.
+	ErrNotMatched = errors.New("stored file does not match if_match")
 )
 
 // maxUploadIDLen is the longest accepted upload_id, in bytes.
@@ -97,14 +106,63 @@ type FileInfo struct {
 	Modified time.Time
 }
 
-// Expect is what an uploader declared about the bytes it sends. Zero fields
-// are not checked.
+// Expect is what an uploader declared about the bytes it sends and about
+// the file they replace. Zero fields are not checked.
 type Expect struct {
 	Size      int64 // checked only when HasSize
 	HasSize   bool
 	SHA256    [32]byte // checked only when HasSHA256
 	HasSHA256 bool
+	// CreateOnly makes Commit fail with ErrExists when a file of the name
+	// exists.
+	CreateOnly bool
+	// IfMatch, when HasIfMatch, makes Commit fail with ErrNotMatched unless
+	// a file of the name exists and its SHA-256 is IfMatch.
+	IfMatch    [32]byte
+	HasIfMatch bool
 }
+
+// Quota bounds what one owner may store (RELIABILITY.md R11). A zero field
+// means no limit.
+type Quota struct {
+	Bytes   int64
+	Objects int64
+}
+
+// Usage is what one owner stores: its committed files, plus what its
+// incomplete uploads set aside, and the quota that applies to it.
+type Usage struct {
+	Bytes   int64
+	Objects int64
+	Quota   Quota
+}
+
+// Subjects of a QuotaError: which limit of a Quota was hit.
+const (
+	QuotaBytes   = "bytes"
+	QuotaObjects = "objects"
+)
+
+// QuotaError says that an upload would take its owner past a quota. It
+// wraps ErrQuotaExceeded.
+type QuotaError struct {
+	// Subject is QuotaBytes or QuotaObjects.
+	Subject string
+	// Limit is the owner's quota for Subject.
+	Limit int64
+	// Used is what the owner uses without this upload.
+	Used int64
+	// Need is what the upload adds to Used.
+	Need int64
+}
+
+// Error describes the failure.
+func (e *QuotaError) Error() string {
+	return fmt.Sprintf("%v: %s: %d in use, %d more needed, quota %d", ErrQuotaExceeded, e.Subject, e.Used, e.Need, e.Limit)
+}
+
+// Unwrap returns ErrQuotaExceeded.
+func (e *QuotaError) Unwrap() error { return ErrQuotaExceeded }
 
 // Store keeps files in per-owner namespaces. Names passed to a Store have
 // already been validated by objname.Validate; a Store must still refuse to
@@ -124,6 +182,13 @@ type Store interface {
 	List(ctx context.Context, owner, prefix, after string, limit int) ([]FileInfo, error)
 	// Delete removes a committed file.
 	Delete(ctx context.Context, owner, name string) error
+	// Usage reports what owner stores and its quota. The store enforces
+	// that quota: Create fails with a *QuotaError when one more file would
+	// exceed the objects quota, Write when the bytes would exceed the bytes
+	// quota, and Commit when publishing would exceed either, counting a
+	// replaced file's size as freed. Deleting a file, and discarding or
+	// expiring an incomplete upload, gives its share back.
+	Usage(ctx context.Context, owner string) (Usage, error)
 }
 
 // Upload is one file being written. Write appends; the store hashes what it
@@ -133,8 +198,11 @@ type Upload interface {
 	// Written is the number of bytes written so far.
 	Written() int64
 	// Commit checks want, makes the bytes durable and then visible under the
-	// upload's name atomically, replacing any previous version. On any error
-	// nothing becomes visible and the upload is aborted.
+	// upload's name atomically, replacing any previous version. The checks
+	// of want.CreateOnly and want.IfMatch and of the owner's quota are atomic
+	// with the replacement: of two racing uploads with CreateOnly, one
+	// fails with ErrExists. On any error nothing becomes visible and the
+	// upload is aborted.
 	Commit(ctx context.Context, want Expect) (FileInfo, error)
 	// Abort discards the upload. It is safe to call after Commit and more
 	// than once.
@@ -181,8 +249,11 @@ type ResumableStore interface {
 	// for a different name, size or sha256; ErrOffsetMismatch (carrying
 	// the committed size) if r.Offset is not the committed size;
 	// ErrUploadBusy if another stream holds the upload; and
-	// ErrTooManyUploads if a new upload would exceed the owner's cap. The
-	// returned upload is held exclusively until Commit, Abort or Suspend.
+	// ErrTooManyUploads if a new upload would exceed the owner's cap. A new
+	// upload sets aside its declared size (less the size of the file it
+	// replaces) and one file (unless it replaces one) against the owner's
+	// quota, or fails with a *QuotaError. The returned upload is held
+	// exclusively until Commit, Abort or Suspend.
 	BeginResumable(ctx context.Context, owner string, r Resume) (ResumableUpload, error)
 	// QueryResumable returns the committed size of owner's incomplete
 	// upload id. An unknown, completed or expired upload (per ttl, as in

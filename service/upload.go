@@ -60,6 +60,9 @@ func (s *Server) UploadFile(stream pb.Greeter_UploadFileServer) (err error) {
 
 	tr := s.startTransfer(ctx, directionUpload, owner, name, extra...)
 	defer tr.end()
+	if err := s.precheck(ctx, owner, name, want, resume != nil); err != nil {
+		return err
+	}
 	in, err := s.begin(ctx, owner, name, want, resume)
 	if err != nil {
 		return s.toStatus(ctx, name, err)
@@ -94,7 +97,8 @@ func (s *Server) firstMessage(ctx context.Context, recv *receiver) (*pb.MetaData
 	return md, nil
 }
 
-// expectation turns what an uploader declared into an Expect.
+// expectation turns what an uploader declared into an Expect: the size
+// and sha256 of its bytes and the preconditions on the file they replace.
 func (s *Server) expectation(md *pb.MetaData) (Expect, error) {
 	var want Expect
 	if md.Size != nil {
@@ -115,6 +119,9 @@ func (s *Server) expectation(md *pb.MetaData) (Expect, error) {
 			return want, status.Error(codes.InvalidArgument, "declared sha256 must be hex digits")
 		}
 		want.HasSHA256 = true
+	}
+	if err := preconditions(md, &want); err != nil {
+		return want, err
 	}
 	return want, nil
 }

@@ -79,6 +79,12 @@ type Metrics struct {
 	rateLimits metric.Int64Counter
 	authFails  metric.Int64Counter
 	certReg    metric.Registration
+
+	// quotaRefusals, storageReg and meter serve the quota metrics (see
+	// quota_metrics.go).
+	quotaRefusals metric.Int64Counter
+	storageReg    metric.Registration
+	meter         metric.Meter
 }
 
 // NewMetrics creates the service's instruments on mp:
@@ -87,6 +93,8 @@ type Metrics struct {
 //   - greeter.transfer.active (up-down counter, {transfer}; label direction)
 //   - greeter.ratelimit.rejections (counter, {request}; label reason)
 //   - greeter.auth.failures (counter, {request}; label reason)
+//   - greeter.quota.rejections (counter, {upload}; label subject), and the
+//     storage gauges that ObserveStorage adds (see quota_metrics.go)
 //   - greeter.tls.certificate.not_after (gauge, s since the Unix epoch;
 //     label cert), observed at each collection by calling certs, only when
 //     certs is not nil
@@ -114,6 +122,9 @@ func NewMetrics(mp metric.MeterProvider, certs func() []CertExpiry) (*Metrics, e
 		metric.WithUnit("{request}"),
 		metric.WithDescription("Requests that failed authentication or authorization."))
 	err = errors.Join(err, e)
+	m.meter = meter
+	m.quotaRefusals, e = newQuotaRefusals(meter)
+	err = errors.Join(err, e)
 	if certs != nil {
 		notAfter, e := meter.Int64ObservableGauge("greeter.tls.certificate.not_after",
 			metric.WithUnit("s"),
@@ -135,13 +146,19 @@ func NewMetrics(mp metric.MeterProvider, certs func() []CertExpiry) (*Metrics, e
 	return &m, nil
 }
 
-// Close stops observing certificates. The other instruments live as long as
-// the MeterProvider.
+// Close stops observing certificates and storage. The other instruments
+// live as long as the MeterProvider.
 func (m *Metrics) Close() error {
-	if m == nil || m.certReg == nil {
+	if m == nil {
 		return nil
 	}
-	return m.certReg.Unregister()
+	var err error
+	for _, reg := range []metric.Registration{m.certReg, m.storageReg} {
+		if reg != nil {
+			err = errors.Join(err, reg.Unregister())
+		}
+	}
+	return err
 }
 
 // AddUploaded counts n bytes received from clients.

@@ -49,6 +49,7 @@ type serveConfig struct {
 	chain     chainConfig
 	limits    limitsConfig
 	peers     peerConfig
+	quota     quotaConfig
 }
 
 // limitsConfig holds the transport hardening knobs: stream, message and
@@ -90,6 +91,7 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	c.chain.flags(fs)
 	c.health.flags(fs)
 	c.peers.flags(fs)
+	c.quota.flags(fs)
 
 	l := &c.limits
 	fs.UintVar(&l.maxConcurrentStreams, "max-concurrent-streams", 100, "streams per connection")
@@ -210,6 +212,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err := c.peers.check(); err != nil {
 		return err
 	}
+	quotas, err := c.quota.load()
+	if err != nil {
+		return err
+	}
 	if c.dataDir == "" {
 		c.dataDir = filepath.Join(c.stateDir, "data")
 	}
@@ -224,7 +230,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
-	store, err := diskstore.OpenLive(c.dataDir, diskstore.WithLogger(log), diskstore.WithOwnerMigration(legacyOwnerKey))
+	store, err := diskstore.OpenLive(c.dataDir, diskstore.WithLogger(log), diskstore.WithOwnerMigration(legacyOwnerKey),
+		diskstore.WithQuotas(quotas.For))
 	if err != nil {
 		return fmt.Errorf("opening data dir: %w", err)
 	}
@@ -238,6 +245,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 	defer metrics.Close()
+	if err := metrics.ObserveStorage(store.UsageTotals); err != nil {
+		return err
+	}
+	stopScan := scanUsage(ctx, store, log)
+	defer stopScan() // deferred after store.Close, so it runs first
 
 	stats := telemetry.ServerHandler(tel, telemetry.WithFilter(isTraced))
 	chain, err := c.chain.build(ctx, sec, stats, c.defaultOwner, log, metrics, &c.peers)
@@ -257,6 +269,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		Tracer:       tel.TracerProvider().Tracer(telemetry.ScopeName),
 		OnTransfer:   metrics.OnTransfer,
 		ResumableTTL: c.resumableTTL,
+
+		OnQuotaExceeded: metrics.QuotaExceeded,
 	})
 	svc.Register(srv)
 	healthSrv := health.NewServer()

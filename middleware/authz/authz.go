@@ -53,7 +53,7 @@ func AllScopes() []string {
 }
 
 // DefaultPolicy returns greeterd's policy: files:read for DownloadFile,
-// ListFiles, StatFile and QueryUpload; files:write for UploadFile;
+// ListFiles, StatFile, QueryUpload and GetUsage; files:write for UploadFile;
 // files:delete for DeleteFile; and authentication only for SayHello.
 func DefaultPolicy() Policy {
 	return Policy{
@@ -63,6 +63,7 @@ func DefaultPolicy() Policy {
 		pb.Greeter_ListFiles_FullMethodName:    ScopeRead,
 		pb.Greeter_StatFile_FullMethodName:     ScopeRead,
 		pb.Greeter_QueryUpload_FullMethodName:  ScopeRead,
+		pb.Greeter_GetUsage_FullMethodName:     ScopeRead,
 		pb.Greeter_DeleteFile_FullMethodName:   ScopeDelete,
 	}
 }

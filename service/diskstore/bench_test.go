@@ -20,6 +20,7 @@ const benchFileChunks = 64
 //
 //   - store: Upload.Write and Commit with progressive writeback (default);
 //   - store-nowriteback: the same with writeback off;
+//   - store-quota: the default with a bytes quota enforced on every Write;
 //   - baseline: os.File.Write plus sha256 in the same loop, then Sync.
 func BenchmarkUploadWrite(b *testing.B) {
 	chunk := make([]byte, 1<<20)
@@ -28,6 +29,10 @@ func BenchmarkUploadWrite(b *testing.B) {
 	}
 	b.Run("store", func(b *testing.B) { benchStore(b, chunk) })
 	b.Run("store-nowriteback", func(b *testing.B) { benchStore(b, chunk, WithWritebackInterval(0)) })
+	// R11: every Write grows the upload's hold under the owner's lock.
+	b.Run("store-quota", func(b *testing.B) {
+		benchStore(b, chunk, WithQuotas(func(string) service.Quota { return service.Quota{Bytes: 1 << 50} }))
+	})
 	b.Run("baseline", func(b *testing.B) { benchBaseline(b, chunk) })
 }
 

@@ -8,8 +8,9 @@ import (
 )
 
 // Delete removes owner's committed file name, then every folder above it
-// that became empty, up to but excluding owner's folder. A missing name, or
-// one that is a folder, gives a service.ErrNotFound error.
+// that became empty, up to but excluding owner's folder, and gives its
+// size back to owner's usage. A missing name, or one that is a folder,
+// gives a service.ErrNotFound error.
 func (s *Store) Delete(ctx context.Context, owner, name string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -18,18 +19,18 @@ func (s *Store) Delete(ctx context.Context, owner, name string) error {
 	if err != nil {
 		return err
 	}
-	fi, err := s.root.Lstat(p)
-	if isMissing(err) || (err == nil && !fi.Mode().IsRegular()) {
-		return notFound("delete", name)
+	key, err := ownerFolderName(owner)
+	if err != nil {
+		return err
 	}
+	ou, err := s.lockUsage(ctx, key)
 	if err != nil {
 		return fmt.Errorf("diskstore: delete %q: %w", name, err)
 	}
-	if err := s.root.Remove(p); err != nil {
-		if isMissing(err) {
-			return notFound("delete", name)
-		}
-		return fmt.Errorf("diskstore: delete %q: %w", name, err)
+	err = s.remove(ou, name, p)
+	ou.mu.Unlock()
+	if err != nil {
+		return err
 	}
 	base, _ := ownerPath(owner)
 	d := path.Dir(p)
@@ -43,5 +44,25 @@ func (s *Store) Delete(ctx context.Context, owner, name string) error {
 		s.opts.logger.WarnContext(ctx, "folder sync failed after delete",
 			slog.String("object", name), slog.Any("error", err))
 	}
+	return nil
+}
+
+// remove removes the committed file name at the root-relative path p and
+// takes it off the usage ou, whose lock the caller holds.
+func (s *Store) remove(ou *ownerUsage, name, p string) error {
+	fi, err := s.root.Lstat(p)
+	if isMissing(err) || (err == nil && !fi.Mode().IsRegular()) {
+		return notFound("delete", name)
+	}
+	if err != nil {
+		return fmt.Errorf("diskstore: delete %q: %w", name, err)
+	}
+	if err := s.root.Remove(p); err != nil {
+		if isMissing(err) {
+			return notFound("delete", name)
+		}
+		return fmt.Errorf("diskstore: delete %q: %w", name, err)
+	}
+	s.addUsed(ou, amount{-fi.Size(), -1})
 	return nil
 }

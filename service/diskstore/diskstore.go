@@ -44,6 +44,8 @@ type Store struct {
 	// createMu serializes creating resumable uploads (so that the per-owner
 	// cap holds) with the janitor removing empty owner folders.
 	createMu sync.Mutex
+	// usage is every owner's usage, for quotas (see usage.go).
+	usage usageLedger
 }
 
 // Open opens the store on dir, creating dir and its objects/, tmp/ and

@@ -14,12 +14,23 @@
 //     (replacing any previous version; when uploads of one name race, the
 //     last one to commit wins and no two are ever mixed) and the directory
 //     is synced. Any failure removes the temporary file.
+//   - The uploader's preconditions (create only, if the stored SHA-256
+//     matches) and the owner's quota are checked under the owner's lock,
+//     which every commit and delete of the owner holds across its rename or
+//     removal: of two racing create-only uploads exactly one succeeds, and
+//     an owner never ends up above its quota by a race.
+//   - Each owner's usage (bytes and files, incomplete uploads included at
+//     what they set aside) is computed from its folders at first use and
+//     then kept in memory, changed together with the disk; a restart
+//     computes it again. Quotas (WithQuotas) fail uploads with a
+//     *service.QuotaError when they start, while they stream and at
+//     Commit. Deleting, replacing and expiring give space back.
 //   - A file opened for reading keeps the version it opened.
-//   - Running out of space or quota is reported as service.ErrNoSpace; a
-//     missing name as service.ErrNotFound; a name that needs a folder where
-//     a file is, or names a folder, as service.ErrConflict; a name that
-//     objname.Validate rejects as its *objname.Error; a bad owner as
-//     ErrInvalidOwner.
+//   - Running out of space or filesystem quota is reported as
+//     service.ErrNoSpace; a missing name as service.ErrNotFound; a name
+//     that needs a folder where a file is, or names a folder, as
+//     service.ErrConflict; a name that objname.Validate rejects as its
+//     *objname.Error; a bad owner as ErrInvalidOwner.
 //   - The one exception to "an error from Commit means nothing changed":
 //     when the folder sync after the rename fails, the new version is
 //     already visible but may not survive a crash, and Commit reports the
@@ -90,6 +101,8 @@
 //	options.go           every Option with its field and its default
 //	hashedfile.go        the file an upload writes and hashes in one pass
 //	commit.go            the commit tail every upload shares
+//	precondition.go      create-only and if-match, checked at commit
+//	usage.go             per-owner usage, holds and quotas; Usage, ScanUsage
 //	upload.go            Create and the plain upload
 //	resumable.go         BeginResumable, QueryResumable, files under uploads/
 //	resumable_upload.go  the resumable upload: checkpoints, Suspend, Commit

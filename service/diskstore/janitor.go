@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"strings"
 	"time"
 
@@ -130,6 +131,7 @@ func (s *Store) cleanOwner(dir string, now, cutoff time.Time, ttl time.Duration)
 				errs = append(errs, err)
 			} else {
 				removed++
+				s.releaseHold(path.Base(dir), key) // R11: expiry gives the space back
 			}
 		}
 		s.held.unlock(key)

@@ -133,6 +133,22 @@ func (l *Live) Delete(ctx context.Context, owner, name string) error {
 	return l.cur.Load().Delete(ctx, owner, name)
 }
 
+// Usage reports an owner's usage and quota; see Store.Usage.
+func (l *Live) Usage(ctx context.Context, owner string) (service.Usage, error) {
+	return l.cur.Load().Usage(ctx, owner)
+}
+
+// UsageTotals totals the usage of the owners known; see
+// Store.UsageTotals. After a switch to a new Store it starts again.
+func (l *Live) UsageTotals() (bytes, objects int64) {
+	return l.cur.Load().UsageTotals()
+}
+
+// ScanUsage computes every owner's usage; see Store.ScanUsage.
+func (l *Live) ScanUsage(ctx context.Context) error {
+	return l.cur.Load().ScanUsage(ctx)
+}
+
 // BeginResumable starts or resumes a resumable upload; see
 // Store.BeginResumable.
 func (l *Live) BeginResumable(ctx context.Context, owner string, r service.Resume) (service.ResumableUpload, error) {

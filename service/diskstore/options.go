@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"os"
 	"time"
+
+	"github.com/greeter/greeter/service"
 )
 
 const (
@@ -38,6 +40,7 @@ type options struct {
 	now                func() time.Time
 	// ownerKey maps layout-1 owners to their keys; see WithOwnerMigration.
 	ownerKey func(owner string) string
+	quotas   func(owner string) service.Quota
 
 	// writeFile writes to an upload's file. Tests replace it to inject
 	// write errors.
@@ -97,4 +100,11 @@ func WithCheckpointInterval(n int64) Option {
 // they expire. The default is time.Now.
 func WithClock(now func() time.Time) Option {
 	return func(o *options) { o.now = now }
+}
+
+// WithQuotas sets the quota of each owner (RELIABILITY.md R11): quotas is
+// called with the owner whenever an upload starts or Usage is asked, and
+// returns its limits, zero fields meaning none. The default is no quota.
+func WithQuotas(quotas func(owner string) service.Quota) Option {
+	return func(o *options) { o.quotas = quotas }
 }

@@ -66,7 +66,7 @@ func (s *Store) BeginResumable(ctx context.Context, owner string, r service.Resu
 	if !s.held.tryLock(key) {
 		return nil, &service.UploadError{ID: r.ID, Err: service.ErrUploadBusy}
 	}
-	up, err := s.begin(ctx, key, final, r)
+	up, err := s.begin(ctx, owner, key, final, r)
 	if err != nil {
 		s.held.unlock(key)
 		return nil, err
@@ -74,8 +74,9 @@ func (s *Store) BeginResumable(ctx context.Context, owner string, r service.Resu
 	return up, nil
 }
 
-// begin resumes or creates the upload at key, whose lock the caller holds.
-func (s *Store) begin(ctx context.Context, key, final string, r service.Resume) (*resumable, error) {
+// begin resumes or creates owner's upload at key, whose lock the caller
+// holds.
+func (s *Store) begin(ctx context.Context, owner, key, final string, r service.Resume) (*resumable, error) {
 	st, err := s.loadState(key)
 	switch {
 	case err == nil && st.expired(s.opts.now(), r.TTL):
@@ -95,7 +96,7 @@ func (s *Store) begin(ctx context.Context, key, final string, r service.Resume) 
 		if r.Offset != 0 {
 			return nil, &service.UploadError{ID: r.ID, Committed: 0, Err: service.ErrOffsetMismatch}
 		}
-		return s.create(ctx, key, final, r)
+		return s.create(ctx, owner, key, final, r)
 	}
 	if st.Name != r.Name || st.Size != r.Want.Size || st.sum() != r.Want.SHA256 {
 		return nil, &service.UploadError{ID: r.ID, Err: service.ErrUploadMismatch}
@@ -103,11 +104,26 @@ func (s *Store) begin(ctx context.Context, key, final string, r service.Resume) 
 	if r.Offset != st.Committed {
 		return nil, &service.UploadError{ID: r.ID, Committed: st.Committed, Err: service.ErrOffsetMismatch}
 	}
-	return s.reopen(ctx, key, final, r.ID, st)
+	res, err := s.resumed(ctx, owner, key)
+	if err != nil {
+		return nil, fmt.Errorf("diskstore: resume upload %q: %w", r.ID, err)
+	}
+	return s.reopen(ctx, key, final, r.ID, st, res)
 }
 
-// create starts a new upload at key, replacing whatever is left there.
-func (s *Store) create(ctx context.Context, key, final string, r service.Resume) (*resumable, error) {
+// create starts a new upload of owner at key, replacing whatever is left
+// there, and sets aside its share of owner's quota.
+func (s *Store) create(ctx context.Context, owner, key, final string, r service.Resume) (up *resumable, err error) {
+	// Before createMu: the owner's first use walks its folders.
+	res, err := s.reserve(ctx, owner, key, final, r.Want.Size)
+	if err != nil {
+		return nil, fmt.Errorf("diskstore: begin upload %q: %w", r.ID, err)
+	}
+	defer func() {
+		if err != nil {
+			res.release()
+		}
+	}()
 	s.createMu.Lock()
 	defer s.createMu.Unlock()
 	dir := path.Dir(key)
@@ -154,11 +170,12 @@ func (s *Store) create(ctx context.Context, key, final string, r service.Resume)
 		s.removeUpload(key)
 		return nil, classify("begin upload", r.ID, err)
 	}
-	return s.newResumable(ctx, key, final, r.ID, f, h, st)
+	return s.newResumable(ctx, key, final, r.ID, f, h, st, res)
 }
 
-// reopen resumes the upload at key from its committed size.
-func (s *Store) reopen(ctx context.Context, key, final, id string, st *uploadState) (*resumable, error) {
+// reopen resumes the upload at key, whose reservation is res, from its
+// committed size.
+func (s *Store) reopen(ctx context.Context, key, final, id string, st *uploadState, res *reservation) (*resumable, error) {
 	h, err := st.restoreHash()
 	if err != nil {
 		return nil, fmt.Errorf("diskstore: resume upload %q: %w", id, err)
@@ -177,13 +194,14 @@ func (s *Store) reopen(ctx context.Context, key, final, id string, st *uploadSta
 		f.Close()
 		return nil, classify("resume upload", id, err)
 	}
-	return s.newResumable(ctx, key, final, id, f, h, st)
+	return s.newResumable(ctx, key, final, id, f, h, st, res)
 }
 
-// newResumable returns the upload at key writing to its part file f, whose
-// first st.Committed bytes hash to h. It closes f on error.
-func (s *Store) newResumable(ctx context.Context, key, final, id string, f *os.File, h hash.Hash, st *uploadState) (*resumable, error) {
-	r := &resumable{s: s, logCtx: context.WithoutCancel(ctx), key: key, id: id, final: final, st: *st}
+// newResumable returns the upload at key, whose reservation is res,
+// writing to its part file f, whose first st.Committed bytes hash to h. It
+// closes f on error.
+func (s *Store) newResumable(ctx context.Context, key, final, id string, f *os.File, h hash.Hash, st *uploadState, res *reservation) (*resumable, error) {
+	r := &resumable{s: s, logCtx: context.WithoutCancel(ctx), key: key, id: id, final: final, st: *st, res: res}
 	if err := r.init(f, h, st.Committed, &s.opts); err != nil {
 		f.Close()
 		return nil, classify("begin upload", id, err)

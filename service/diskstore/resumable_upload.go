@@ -20,6 +20,7 @@ type resumable struct {
 	key    string // root-relative path without suffix; the lock's name
 	id     string
 	final  string // root-relative path of the committed file
+	res    *reservation
 
 	mu sync.Mutex
 	hashedFile
@@ -149,6 +150,7 @@ func (r *resumable) Abort() error {
 func (r *resumable) abort() error {
 	r.done = true
 	err := errors.Join(r.close(), r.s.removeUpload(r.key))
+	r.res.release()
 	r.s.held.unlock(r.key)
 	if err != nil {
 		return fmt.Errorf("diskstore: abort upload %q: %w", r.id, err)
@@ -159,10 +161,12 @@ func (r *resumable) abort() error {
 // Commit verifies the whole file against the size and SHA-256 the upload
 // was started with (and against want), then commits it as every upload is
 // (mode, digest attribute, sync, rename over the final name, folder syncs)
-// and deletes the upload's state. A size or digest mismatch discards the
-// upload. Too few bytes or a ctx canceled before Commit suspend it; a
-// failure before the rename, a ctx canceled meanwhile included, releases
-// it without saving anything new. Either way it can be resumed.
+// and deletes the upload's state. A size or digest mismatch, a failed
+// precondition (want.CreateOnly, want.IfMatch) or an exceeded quota
+// discards the upload. Too few bytes or a ctx canceled before Commit
+// suspend it; any other failure before the rename, a ctx canceled
+// meanwhile included, releases it without saving anything new. Either way
+// it can be resumed.
 func (r *resumable) Commit(ctx context.Context, want service.Expect) (service.FileInfo, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -191,8 +195,12 @@ func (r *resumable) Commit(ctx context.Context, want service.Expect) (service.Fi
 		r.abort()
 		return service.FileInfo{}, err
 	}
-	renamed, err := r.s.commitFile(ctx, &r.hashedFile, r.key+partSuffix, r.final, &info)
+	renamed, err := r.s.commitFile(ctx, &r.hashedFile, r.key+partSuffix, r.final, &info, guard{want: want, res: r.res})
 	if !renamed {
+		if errors.Is(err, service.ErrExists) || errors.Is(err, service.ErrNotMatched) || errors.Is(err, service.ErrQuotaExceeded) {
+			r.abort() // resuming cannot change the answer
+			return service.FileInfo{}, err
+		}
 		r.breakWith(err)
 		r.release()
 		return service.FileInfo{}, err

@@ -20,7 +20,8 @@ var errClosed = errors.New("diskstore: upload already committed or aborted")
 
 // Create starts an upload of name for owner. It fails early with a
 // service.ErrConflict error if name needs a folder where a file is, or names
-// a folder; Commit checks again.
+// a folder, and with a *service.QuotaError if one more file would exceed
+// owner's objects quota; Commit checks both again.
 func (s *Store) Create(ctx context.Context, owner, name string) (service.Upload, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -36,8 +37,15 @@ func (s *Store) Create(ctx context.Context, owner, name string) (service.Upload,
 	if err != nil {
 		return nil, classify("create", name, err)
 	}
-	u := &upload{s: s, logCtx: context.WithoutCancel(ctx), name: name, final: final, tmp: tmp}
+	res, err := s.reserve(ctx, owner, tmp, final, 0)
+	if err != nil {
+		f.Close()
+		s.root.Remove(tmp)
+		return nil, fmt.Errorf("diskstore: create %q: %w", name, err)
+	}
+	u := &upload{s: s, logCtx: context.WithoutCancel(ctx), name: name, final: final, tmp: tmp, res: res}
 	if err := u.init(f, sha256.New(), 0, &s.opts); err != nil {
+		res.release()
 		f.Close()
 		s.root.Remove(tmp)
 		return nil, classify("create", name, err)
@@ -69,6 +77,7 @@ type upload struct {
 	name   string // object name, for errors
 	final  string // root-relative path of the committed file
 	tmp    string // root-relative path of the temporary file; "" once renamed
+	res    *reservation
 
 	mu sync.Mutex
 	hashedFile
@@ -77,13 +86,17 @@ type upload struct {
 }
 
 // Write appends p to the temporary file and feeds the same bytes to the
-// SHA-256 hash. A write error ends the upload: the temporary file is
-// removed at once.
+// SHA-256 hash. A write error, or bytes beyond the owner's bytes quota,
+// end the upload: the temporary file is removed at once.
 func (u *upload) Write(p []byte) (int, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.done {
 		return 0, closedErr(u.err)
+	}
+	if err := u.res.grow(u.written + int64(len(p))); err != nil {
+		u.fail(u.logCtx, fmt.Errorf("diskstore: write %q: %w", u.name, err))
+		return 0, u.err
 	}
 	n, err := u.write(p)
 	if err != nil {
@@ -130,7 +143,7 @@ func (u *upload) commit(ctx context.Context, want service.Expect) (service.FileI
 	if err := verify(u.name, info.Size, info.SHA256, want); err != nil {
 		return service.FileInfo{}, err
 	}
-	renamed, err := u.s.commitFile(ctx, &u.hashedFile, u.tmp, u.final, &info)
+	renamed, err := u.s.commitFile(ctx, &u.hashedFile, u.tmp, u.final, &info, guard{want: want, res: u.res})
 	if renamed {
 		u.tmp = ""
 	}
@@ -159,8 +172,10 @@ func (u *upload) fail(ctx context.Context, err error) {
 	}
 }
 
-// discard closes and removes the temporary file, if any.
+// discard closes and removes the temporary file, if any, and gives back
+// what the upload set aside.
 func (u *upload) discard() error {
+	u.res.release()
 	var errs []error
 	if err := u.close(); err != nil {
 		errs = append(errs, err)
