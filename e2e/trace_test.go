@@ -216,7 +216,7 @@ func TestTracesReachJaeger(t *testing.T) {
 			t.Errorf("trace of %s holds spans of %v; want the CLI's (greeter) and the server's (greeterd) in one trace", op, services)
 		}
 		if op == "Greeter/UploadFile" {
-			for key, value := range map[string]any{"greeter.object": "traced.bin", "greeter.owner": "dev", "greeter.bytes": float64(len(data)), "greeter.sha256": sum(data), "greeter.outcome": "ok"} {
+			for key, value := range map[string]any{"greeter.object": "traced.bin", "greeter.owner": "jwt:greeterd:dev", "greeter.bytes": float64(len(data)), "greeter.sha256": sum(data), "greeter.outcome": "ok"} {
 				if got, ok := server.tag(key); !ok || got != value {
 					t.Errorf("upload span attribute %s = %v, want %v", key, got, value)
 				}
