@@ -532,7 +532,8 @@ func (r *faultRig) logCount(msg string) int {
 
 // TestFaultHealthFollowsStorage makes the data dir read-only and then
 // removes it under a running greeterd: grpc.health.v1 must turn
-// NOT_SERVING for "" and "Greeter" each time, uploads must fail, and once
+// NOT_SERVING for "" and "Greeter" each time, uploads must fail with
+// Unavailable (exit 6; the store answered Internal before issue 13), and once
 // the directory is writable (or back) the server must report SERVING and
 // store uploads in it again, logging each change once (RELIABILITY.md F9).
 func TestFaultHealthFollowsStorage(t *testing.T) {
@@ -564,8 +565,8 @@ func TestFaultHealthFollowsStorage(t *testing.T) {
 		makeReadOnly()
 		episodes++
 		waitHealth(t, conn, healthpb.HealthCheckResponse_NOT_SERVING)
-		if res := bins.CLI(t, nil, r.cliArgs([]string{"upload", "--no-resume", "--retries", "0", src, "--as", "ro.bin"})...); res.Code == 0 {
-			t.Errorf("an upload to a read-only data dir succeeded: %s", res.Stdout)
+		if res := bins.CLI(t, nil, r.cliArgs([]string{"upload", "--no-resume", "--retries", "0", src, "--as", "ro.bin"})...); res.Code != 6 {
+			t.Errorf("an upload to a read-only data dir: exit %d, want 6 (Unavailable)\nstdout: %s\nstderr: %s", res.Code, res.Stdout, res.Stderr)
 		}
 		makeWritable()
 		waitHealth(t, conn, healthpb.HealthCheckResponse_SERVING)
@@ -576,8 +577,8 @@ func TestFaultHealthFollowsStorage(t *testing.T) {
 	faultWaitFor(t, "the data dir to be removed", func() bool { return os.RemoveAll(r.data) == nil })
 	episodes++
 	waitHealth(t, conn, healthpb.HealthCheckResponse_NOT_SERVING)
-	if res := bins.CLI(t, nil, r.cliArgs([]string{"upload", "--no-resume", "--retries", "0", src, "--as", "gone.bin"})...); res.Code == 0 {
-		t.Errorf("an upload with the data dir removed succeeded: %s", res.Stdout)
+	if res := bins.CLI(t, nil, r.cliArgs([]string{"upload", "--no-resume", "--retries", "0", src, "--as", "gone.bin"})...); res.Code != 6 {
+		t.Errorf("an upload with the data dir removed: exit %d, want 6 (Unavailable)\nstdout: %s\nstderr: %s", res.Code, res.Stdout, res.Stderr)
 	}
 	if err := os.Mkdir(r.data, 0o750); err != nil {
 		t.Fatal(err)

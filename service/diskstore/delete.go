@@ -11,7 +11,8 @@ import (
 // that became empty, up to but excluding owner's folder, and gives its
 // size back to owner's usage. A missing name, or one that is a folder,
 // gives a service.ErrNotFound error.
-func (s *Store) Delete(ctx context.Context, owner, name string) error {
+func (s *Store) Delete(ctx context.Context, owner, name string) (err error) {
+	defer s.unavailable(&err)
 	if err := ctx.Err(); err != nil {
 		return err
 	}

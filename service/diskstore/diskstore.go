@@ -145,10 +145,14 @@ func conflict(op, name string, err error) error {
 }
 
 // classify wraps err from operation op on name, adding service.ErrNoSpace
-// when the filesystem ran out of space or quota.
+// when the filesystem ran out of space or quota and service.ErrUnavailable
+// on a storage fault (see storageFault).
 func classify(op, name string, err error) error {
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 		return fmt.Errorf("diskstore: %s %q: %w: %w", op, name, service.ErrNoSpace, err)
+	}
+	if storageFault(err) {
+		return fmt.Errorf("diskstore: %s %q: %w: %w", op, name, err, service.ErrUnavailable)
 	}
 	return fmt.Errorf("diskstore: %s %q: %w", op, name, err)
 }

@@ -30,7 +30,10 @@
 //     service.ErrNoSpace; a missing name as service.ErrNotFound; a name
 //     that needs a folder where a file is, or names a folder, as
 //     service.ErrConflict; a name that objname.Validate rejects as its
-//     *objname.Error; a bad owner as ErrInvalidOwner.
+//     *objname.Error; a bad owner as ErrInvalidOwner. A data directory that
+//     cannot be used (removed, replaced, read-only, not permitted, I/O
+//     errors) is reported as service.ErrUnavailable, never as a missing
+//     name or an empty list.
 //   - The one exception to "an error from Commit means nothing changed":
 //     when the folder sync after the rename fails, the new version is
 //     already visible but may not survive a crash, and Commit reports the
@@ -112,6 +115,7 @@
 //	read.go, list.go     Open and Stat; List
 //	delete.go            Delete
 //	health.go            Check
+//	unavailable.go       when a failure is the storage's: service.ErrUnavailable
 //	live.go              Live, a store that reopens its data directory
 //	sys_*.go             writeback and the digest attribute, per platform
 //	flock_*.go           flock(2), per platform

@@ -19,7 +19,8 @@ import (
 // file whose digest attribute is missing is left zero. Folders, symbolic
 // links and other non-regular files are skipped, as are entries whose names
 // objname.Validate would reject. A limit of zero or less returns nothing.
-func (s *Store) List(ctx context.Context, owner, prefix, after string, limit int) ([]service.FileInfo, error) {
+func (s *Store) List(ctx context.Context, owner, prefix, after string, limit int) (_ []service.FileInfo, err error) {
+	defer s.unavailable(&err)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -41,6 +42,9 @@ func (s *Store) List(ctx context.Context, owner, prefix, after string, limit int
 	}
 	if err := l.walk(start); err != nil && err != errStop {
 		return nil, fmt.Errorf("diskstore: list %q: %w", prefix, err)
+	}
+	if len(l.out) == 0 {
+		return nil, s.sameRoot() // a data directory that is gone lists nothing
 	}
 	return l.out, nil
 }

@@ -43,7 +43,8 @@ func (s *Store) Stat(ctx context.Context, owner, name string) (service.FileInfo,
 	return f.info, nil
 }
 
-func (s *Store) open(ctx context.Context, op, owner, name string) (*file, error) {
+func (s *Store) open(ctx context.Context, op, owner, name string) (_ *file, err error) {
+	defer s.unavailable(&err)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

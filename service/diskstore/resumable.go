@@ -45,7 +45,8 @@ func uploadKey(owner, id string) (string, error) {
 // its committed size. See service.ResumableStore for the errors. An
 // expired or unusable earlier state is discarded and the upload starts
 // anew.
-func (s *Store) BeginResumable(ctx context.Context, owner string, r service.Resume) (service.ResumableUpload, error) {
+func (s *Store) BeginResumable(ctx context.Context, owner string, r service.Resume) (_ service.ResumableUpload, err error) {
+	defer s.unavailable(&err)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -254,7 +255,8 @@ func (s *Store) countUploads(dir, except string, ttl time.Duration) (int, error)
 // id. An upload that is unknown, completed, unusable or, unless a stream
 // holds it, expired per ttl gives an *service.UploadError wrapping
 // service.ErrNotFound.
-func (s *Store) QueryResumable(ctx context.Context, owner, id string, ttl time.Duration) (int64, error) {
+func (s *Store) QueryResumable(ctx context.Context, owner, id string, ttl time.Duration) (_ int64, err error) {
+	defer s.unavailable(&err)
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}

@@ -106,7 +106,8 @@ func (r *resumable) breakWith(err error) {
 
 // Suspend saves the progress and releases the upload. After a failed write
 // or save it only releases the upload: the state saved last stands.
-func (r *resumable) Suspend() error {
+func (r *resumable) Suspend() (err error) {
+	defer r.s.unavailable(&err)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.done {
@@ -167,7 +168,8 @@ func (r *resumable) abort() error {
 // suspend it; any other failure before the rename, a ctx canceled
 // meanwhile included, releases it without saving anything new. Either way
 // it can be resumed.
-func (r *resumable) Commit(ctx context.Context, want service.Expect) (service.FileInfo, error) {
+func (r *resumable) Commit(ctx context.Context, want service.Expect) (_ service.FileInfo, err error) {
+	defer r.s.unavailable(&err)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.done {

@@ -22,7 +22,8 @@ var errClosed = errors.New("diskstore: upload already committed or aborted")
 // service.ErrConflict error if name needs a folder where a file is, or names
 // a folder, and with a *service.QuotaError if one more file would exceed
 // owner's objects quota; Commit checks both again.
-func (s *Store) Create(ctx context.Context, owner, name string) (service.Upload, error) {
+func (s *Store) Create(ctx context.Context, owner, name string) (_ service.Upload, err error) {
+	defer s.unavailable(&err)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -120,7 +121,8 @@ func (u *upload) Written() int64 {
 // only a folder sync after the rename fails, the new version is already
 // visible but may not survive a crash; Commit then still returns the
 // error, so no caller reports durability it lacks.
-func (u *upload) Commit(ctx context.Context, want service.Expect) (service.FileInfo, error) {
+func (u *upload) Commit(ctx context.Context, want service.Expect) (_ service.FileInfo, err error) {
+	defer u.s.unavailable(&err)
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.done {

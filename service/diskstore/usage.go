@@ -114,6 +114,9 @@ func (s *Store) lockUsage(ctx context.Context, key string) (*ownerUsage, error) 
 // rejects are not counted (no client sees or deletes them), nor are
 // uploads whose state cannot be used (the janitor removes them).
 func (s *Store) loadUsage(ctx context.Context, key string, ou *ownerUsage) error {
+	if err := s.sameRoot(); err != nil {
+		return err // a data directory that is gone would count nothing
+	}
 	var used amount
 	base := objectsDir + "/" + key
 	err := fs.WalkDir(s.root.FS(), base, func(p string, d fs.DirEntry, err error) error {
@@ -240,7 +243,8 @@ func (s *Store) releaseHold(owner, key string) {
 // Usage reports what owner stores (committed files, plus what its
 // incomplete uploads set aside) and its quota. The first call for an owner
 // after Open walks its folders.
-func (s *Store) Usage(ctx context.Context, owner string) (service.Usage, error) {
+func (s *Store) Usage(ctx context.Context, owner string) (_ service.Usage, err error) {
+	defer s.unavailable(&err)
 	if err := ctx.Err(); err != nil {
 		return service.Usage{}, err
 	}
