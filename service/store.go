@@ -42,6 +42,9 @@ var (
 	// ErrInvalidUploadID means an upload_id is not 1 to 128 characters
 	// from A-Z, a-z, 0-9, '_' and '-'.
 	ErrInvalidUploadID = errors.New("upload_id must be 1 to 128 characters from A-Z, a-z, 0-9, '_' and '-'")
+	// ErrChanged means a file was replaced or deleted while it was being
+	// read, on a store that cannot keep reading the version it opened.
+	ErrChanged = errors.New("file changed while it was being read")
 )
 
 // maxUploadIDLen is the longest accepted upload_id, in bytes.
@@ -115,7 +118,9 @@ type Store interface {
 	// name until Commit succeeds.
 	Create(ctx context.Context, owner, name string) (Upload, error)
 	// Open opens a committed file for reading. The returned File keeps
-	// reading the version it opened even if name is replaced meanwhile.
+	// reading the version it opened even if name is replaced meanwhile; a
+	// store that cannot (an object store without versions) fails ReadAt
+	// with ErrChanged instead.
 	Open(ctx context.Context, owner, name string) (File, error)
 	// Stat describes a committed file.
 	Stat(ctx context.Context, owner, name string) (FileInfo, error)
