@@ -51,6 +51,9 @@ var (
 	// ErrNotMatched means an upload declared Expect.IfMatch and the file of
 	// its name is missing or has another SHA-256.
 	ErrNotMatched = errors.New("stored file does not match if_match")
+	// ErrChanged means a file was replaced or deleted while it was being
+	// read, on a store that cannot keep reading the version it opened.
+	ErrChanged = errors.New("file changed while it was being read")
 )
 
 // maxUploadIDLen is the longest accepted upload_id, in bytes.
@@ -173,7 +176,9 @@ type Store interface {
 	// name until Commit succeeds.
 	Create(ctx context.Context, owner, name string) (Upload, error)
 	// Open opens a committed file for reading. The returned File keeps
-	// reading the version it opened even if name is replaced meanwhile.
+	// reading the version it opened even if name is replaced meanwhile; a
+	// store that cannot (an object store without versions) fails ReadAt
+	// with ErrChanged instead.
 	Open(ctx context.Context, owner, name string) (File, error)
 	// Stat describes a committed file.
 	Stat(ctx context.Context, owner, name string) (FileInfo, error)
