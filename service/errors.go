@@ -68,6 +68,8 @@ func (s *Server) toStatus(ctx context.Context, name string, err error) error {
 		return status.Errorf(codes.NotFound, "file %s not found", objname.Quote(name))
 	case errors.Is(err, ErrSizeMismatch):
 		return status.Errorf(codes.InvalidArgument, "upload of %s: %v", objname.Quote(name), ErrSizeMismatch)
+	case errors.Is(err, ErrResumableDigestMismatch):
+		return status.Errorf(codes.DataLoss, "upload of %s: the bytes gathered do not match the declared sha256; the upload was discarded, start it again", objname.Quote(name))
 	case errors.Is(err, ErrDigestMismatch):
 		return status.Errorf(codes.InvalidArgument, "upload of %s: %v", objname.Quote(name), ErrDigestMismatch)
 	case errors.Is(err, ErrOffsetMismatch):
