@@ -68,9 +68,16 @@ func parseSHA256(h string) (sum [32]byte, ok bool) {
 	return sum, err == nil
 }
 
+// readWindow is the most bytes one GET of a download asks for. MinIO holds
+// a lock on the object until it has written the whole answer, and a
+// replacement or delete of the file waits for it (up to 30 s): a reader
+// whose client is slow must not keep a whole file's answer pending. A few
+// MiB keep the requests of a 1 GiB download in the hundreds.
+const readWindow = 4 << 20
+
 // file is a service.File: one version of an object, read with ranged GETs
-// that name its ETag. Sequential reads share one GET that runs to the end
-// of the file; a read elsewhere starts a new one.
+// that name its ETag. Sequential reads share one GET of up to readWindow
+// bytes; a read past it, or elsewhere, starts a new one.
 type file struct {
 	s *Store
 	// ctx is the context of the request that opened the file: its end
@@ -83,6 +90,7 @@ type file struct {
 	mu     sync.Mutex
 	body   io.ReadCloser // the GET in progress, or nil
 	pos    int64         // where body continues
+	end    int64         // where body ends
 	closed bool
 }
 
@@ -103,38 +111,41 @@ func (f *file) ReadAt(p []byte, off int64) (int, error) {
 		return 0, io.EOF
 	}
 	want := min(int64(len(p)), f.info.Size-off)
-	n := 0
-	for retried := false; ; retried = true {
-		if f.body == nil || f.pos != off+int64(n) {
-			if err := f.get(off + int64(n)); err != nil {
-				return n, err
+	n, retried := int64(0), false
+	for n < want {
+		pos := off + n
+		if f.body == nil || f.pos != pos || f.pos == f.end {
+			if err := f.get(pos); err != nil {
+				return int(n), err
 			}
 		}
-		k, err := io.ReadFull(f.body, p[n:want])
-		n += k
+		k, err := io.ReadFull(f.body, p[n:min(want, n+f.end-pos)])
+		n += int64(k)
 		f.pos += int64(k)
-		if err == nil {
-			break
-		}
-		f.drop()
-		if retried {
-			return n, f.s.classify(f.ctx, "read", f.info.Name, err)
+		if err != nil {
+			f.drop()
+			if retried {
+				return int(n), f.s.classify(f.ctx, "read", f.info.Name, err)
+			}
+			retried = true
 		}
 	}
-	if int64(n) < int64(len(p)) {
-		return n, io.EOF
+	if n < int64(len(p)) {
+		return int(n), io.EOF
 	}
-	return n, nil
+	return int(n), nil
 }
 
-// get starts a GET of the opened version from off to the end.
+// get starts a GET of the opened version from off to the end of the window
+// that starts there.
 func (f *file) get(off int64) error {
 	f.drop()
 	var opts minio.GetObjectOptions
 	if err := opts.SetMatchETag(f.etag); err != nil {
 		return err
 	}
-	if err := opts.SetRange(off, f.info.Size-1); err != nil {
+	end := min(off+readWindow, f.info.Size)
+	if err := opts.SetRange(off, end-1); err != nil {
 		return err
 	}
 	body, obj, _, err := f.s.c.GetObject(f.ctx, f.s.opts.Bucket, f.key, opts)
@@ -148,7 +159,7 @@ func (f *file) get(off int64) error {
 		body.Close()
 		return fmt.Errorf("s3store: read %q: %w", f.info.Name, service.ErrChanged)
 	}
-	f.body, f.pos = body, off
+	f.body, f.pos, f.end = body, off, end
 	return nil
 }
 

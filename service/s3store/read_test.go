@@ -2,10 +2,12 @@ package s3store
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 
@@ -54,7 +56,7 @@ func TestChangeDuringDownload(t *testing.T) {
 
 func TestReadAtPositions(t *testing.T) {
 	s := openStore(t, nil)
-	b := data(2*mib+3, 5)
+	b := data(readWindow+2*mib+3, 5)
 	put(t, s, "f", b)
 	f, err := s.Open(testCtx(t), owner, "f")
 	if err != nil {
@@ -67,14 +69,17 @@ func TestReadAtPositions(t *testing.T) {
 		wantEOF bool
 	}{
 		{0, 10, 10, false},
-		{10, 100, 100, false},     // continues the same GET
-		{mib, 1000, 1000, false},  // jumps ahead
-		{5, 5, 5, false},          // jumps back
-		{len(b) - 3, 10, 3, true}, // the end
-		{len(b), 10, 0, true},     // past the end
-		{len(b) - 3, 3, 3, false}, // exactly the end
-		{2*mib - 1, 4, 4, false},  // across the old GET's position
-		{len(b) + 10, 1, 0, true}, // far past
+		{10, 100, 100, false},                       // continues the same GET
+		{mib, 1000, 1000, false},                    // jumps ahead
+		{5, 5, 5, false},                            // jumps back
+		{len(b) - 3, 10, 3, true},                   // the end
+		{len(b), 10, 0, true},                       // past the end
+		{len(b) - 3, 3, 3, false},                   // exactly the end
+		{2*mib - 1, 4, 4, false},                    // across the old GET's position
+		{len(b) + 10, 1, 0, true},                   // far past
+		{readWindow - 100, mib, mib, false},         // across a window's end
+		{readWindow + mib - 100, 2000, 2000, false}, // on in the next window
+		{0, len(b) + 5, len(b), true},               // several windows at once
 	} {
 		p := make([]byte, tt.n)
 		n, err := f.ReadAt(p, int64(tt.off))
@@ -113,5 +118,27 @@ func TestStatAndOpenErrors(t *testing.T) {
 	}
 	if _, err := s.Stat(ctx, owner, "foreign"); !errors.Is(err, errNoMetadata) {
 		t.Errorf("Stat(foreign) = %v, want errNoMetadata", err)
+	}
+}
+
+// TestSlowDownloadLetsWritersThrough keeps a download open after a small
+// read, as a slow client does: replacing and deleting the file do not
+// wait for it. (MinIO holds a lock until it has written a GET's whole
+// answer; one GET to the end of a large file kept writers waiting 30 s.)
+func TestSlowDownloadLetsWritersThrough(t *testing.T) {
+	s := openStore(t, nil)
+	put(t, s, "f", data(3*readWindow, 1))
+	f, err := s.Open(testCtx(t), owner, "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.ReadAt(make([]byte, 8<<10), 0); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(testCtx(t), 10*time.Second)
+	defer cancel()
+	if err := s.Delete(ctx, owner, "f"); err != nil {
+		t.Fatalf("Delete during a slow download = %v, want it done at once", err)
 	}
 }
