@@ -28,7 +28,9 @@
 // multipart upload on a tmp/ key; Commit completes it and copies it
 // server-side to its key with its metadata (its SHA-256 is known only at
 // the end, and S3 takes metadata only when an object is created), then
-// removes the staged object. Either way the file appears in one step,
+// removes the staged object. The copy is one CopyObject, or, when the
+// upload has a precondition (CopyObject takes none on its destination) or
+// exceeds 5 GiB, a multipart copy whose completion carries it. Either way the file appears in one step,
 // replacing any previous version; a failed or cancelled upload aborts its
 // multipart upload and leaves nothing. At most Options.MaxConcurrentParts
 // part uploads run at once in a process; an upload with a full part waits
@@ -75,6 +77,56 @@
 // service.ErrDigestMismatch, as the disk store does; too few bytes
 // suspend the upload with service.ErrSizeMismatch.
 //
+// # Preconditions
+//
+// Commit checks Expect.CreateOnly and Expect.IfMatch against a HEAD of the
+// key and then has the server check them again, atomically with the write
+// that publishes the file (PutObject, CompleteMultipartUpload): CreateOnly
+// sends If-None-Match: *, IfMatch compares the SHA-256 metadata of the
+// object there with the wanted one and sends If-Match on that object's
+// ETag, so a replacement in between fails the write. A failed condition
+// (412, or AWS's 409 ConditionalRequestConflict) gives service.ErrExists
+// or service.ErrNotMatched; a failed resumable commit is aborted. Within
+// one process, commits and deletes of one key take turns.
+//
+// # Folders
+//
+// A name cannot be a file where another name needs a folder: uploading
+// "a/b" while "a" is a file, or "a" while "a/b" is, fails with
+// service.ErrConflict, as on the disk store. S3 would store both, but
+// MinIO stores them and then leaves the keys below the object "a" out of
+// every listing, hiding files from List and from the usage count. Commit
+// (and BeginResumable, early) heads the key of every folder of the name
+// and lists one key below it; replicas that commit "a" and "a/b" at the
+// same moment can still both succeed.
+//
+// # Usage and quotas
+//
+// An owner's usage is its committed objects (their sizes, one object
+// each) plus its incomplete resumable uploads at their declared size (less
+// the size of the file each replaces, and one object unless it replaces
+// one), plus, in the process receiving them, the bytes of plain uploads
+// (see usage.go). The quotas, from Options.Quotas, are enforced as on the
+// disk store, with the same *service.QuotaError: the objects quota at
+// Create and BeginResumable, the bytes quota at BeginResumable (the
+// declared size) and while a plain upload streams (leased 1 MiB ahead),
+// and both at Commit, before the write that publishes the file.
+//
+// The figure is kept in memory per owner on each process, behind a small
+// interface (usageCounter) that a counter shared by replicas, such as
+// Redis (issue 14), can implement. It is computed at the owner's first use
+// by listing its states and then its objects, page by page, and updated by
+// this process's commits, deletes, aborts and expiries. With several
+// replicas it drifts: a replica does not see what the others commit,
+// delete or begin until it lists again, and a commit that races a listing
+// may be counted twice. It is reconciled by listing again at the next use
+// once it is older than Options.UsageMaxAge (5 minutes by default), and at
+// once when it refuses an upload and is older than 10 seconds, so that an
+// owner is not refused for what another replica freed. Between
+// reconciliations an owner writing through several replicas can exceed a
+// quota by what the other replicas admitted meanwhile. Owners without a
+// quota are counted only once their usage is asked for.
+//
 // CleanExpiredUploads, from any replica and idempotently, aborts the
 // multipart uploads of states not written for the TTL and deletes them,
 // deletes unusable states, and aborts multipart uploads under the prefix
@@ -87,8 +139,11 @@
 // # Reading
 //
 // Open heads the object and pins its ETag. ReadAt streams with ranged GETs
-// that carry If-Match: sequential reads share one GET, a jump starts a new
-// one. If the file is replaced or deleted while it is read, the next GET
+// that carry If-Match: sequential reads share one GET of a window of 4
+// MiB, a jump starts a new one. (MinIO holds a lock on an object until it
+// has written a GET's whole answer, which keeps a replacement or delete of
+// the file waiting, up to 30 s, while a slow download reads it: windows
+// bound that wait.) If the file is replaced or deleted while it is read, the next GET
 // fails and ReadAt returns service.ErrChanged (Aborted: the client's retry
 // sees the new digest and stops); bytes of two versions are never mixed,
 // and a server that ignored If-Match is caught by comparing ETags. List
@@ -113,11 +168,13 @@
 //     keep no old version).
 //   - A resumable upload's committed size is the end of its last whole
 //     part, not every byte received; Suspend drops the rest.
-//   - "a" and "a/b" can both be files on S3. MinIO stores both but may
-//     leave "a/b" out of listings of the whole namespace.
+//   - Usage is exact within one process and drifts between replicas until
+//     it is listed again (see Usage and quotas); a plain upload in flight
+//     counts as one more file unless a quota made the store look whether
+//     it replaces one.
 //   - A plain upload that runs longer than the TTL may be aborted by the
-//     janitor; the per-owner cap on incomplete uploads is exact only
-//     within one process.
+//     janitor; the per-owner cap on incomplete uploads, and the folder
+//     rule, are exact only within one process.
 //
 // The code is laid out by concern:
 //
@@ -128,6 +185,9 @@
 //	locks.go              in-process locks
 //	parts.go              part buffers, part uploads, clean-up requests
 //	upload.go             Create and the plain upload
+//	precondition.go       publishing a file: preconditions, quota, copy
+//	folders.go            the folder rule
+//	usage.go, quota.go    usage counters; Usage, reservations, tally
 //	read.go, list.go      Open, Stat, ReadAt; List, Delete
 //	state.go              a resumable upload's state object
 //	resumable.go          BeginResumable, claims, QueryResumable

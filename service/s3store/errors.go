@@ -19,8 +19,9 @@ const (
 	codePreconditionFailed = "PreconditionFailed"
 	codeInvalidPart        = "InvalidPart"
 	codeAccessDenied       = "AccessDenied"
-	// MinIO refuses a key below a key that is an object, and a key that
-	// is the prefix of other keys; S3 itself allows both.
+	// Older MinIO releases refuse a key below a key that is an object,
+	// and a key that is the prefix of other keys (this one stores both
+	// and hides the keys below; see folders.go); S3 itself allows both.
 	codeParentIsObject    = "XMinioParentIsObject"
 	codeObjectIsDirectory = "XMinioObjectExistsAsDirectory"
 )

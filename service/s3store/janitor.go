@@ -115,6 +115,7 @@ func (s *Store) cleanState(ctx context.Context, obj minio.ObjectInfo, now, cutof
 	if err := s.c.RemoveObject(ctx, s.opts.Bucket, obj.Key, minio.RemoveObjectOptions{}); err != nil {
 		return false, err
 	}
+	s.counter.release(ctx, seg, obj.Key)
 	s.opts.Logger.InfoContext(ctx, "expired upload removed",
 		slog.String("object", st.Name), slog.Time("updated", st.Updated))
 	return true, nil

@@ -72,10 +72,10 @@ func (s *Store) List(ctx context.Context, owner, prefix, after string, limit int
 	return out, nil
 }
 
-// Delete removes owner's committed file name. A missing name gives a
-// service.ErrNotFound error, as on the disk store; deleting is otherwise
-// idempotent, and a name deleted by someone else between the check and
-// the removal is not an error.
+// Delete removes owner's committed file name and gives its size back to
+// owner's usage. A missing name gives a service.ErrNotFound error, as on
+// the disk store; deleting is otherwise idempotent, and a name deleted by
+// someone else between the check and the removal is not an error.
 func (s *Store) Delete(ctx context.Context, owner, name string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -84,11 +84,15 @@ func (s *Store) Delete(ctx context.Context, owner, name string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.c.StatObject(ctx, s.opts.Bucket, key, minio.StatObjectOptions{}); err != nil {
+	seg, _ := ownerSegment(owner) // objectKey checked it
+	defer s.keys.lock(key)()
+	obj, err := s.c.StatObject(ctx, s.opts.Bucket, key, minio.StatObjectOptions{})
+	if err != nil {
 		return s.classify(ctx, "delete", name, err)
 	}
 	if err := s.c.RemoveObject(ctx, s.opts.Bucket, key, minio.RemoveObjectOptions{}); err != nil {
 		return s.classify(ctx, "delete", name, err)
 	}
+	s.counter.settle(ctx, seg, "", amount{-obj.Size, -1})
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/greeter/greeter/service"
 )
 
 const (
@@ -38,6 +40,11 @@ const (
 	// DefaultCheckTimeout bounds one Check unless Options.CheckTimeout says
 	// otherwise.
 	DefaultCheckTimeout = 5 * time.Second
+
+	// DefaultUsageMaxAge is how old an owner's usage figure may grow
+	// before it is computed again from a listing, unless
+	// Options.UsageMaxAge says otherwise.
+	DefaultUsageMaxAge = 5 * time.Minute
 )
 
 // Options configures Open.
@@ -84,6 +91,15 @@ type Options struct {
 	MaxRetries int
 	// CheckTimeout bounds one Check. Zero means DefaultCheckTimeout.
 	CheckTimeout time.Duration
+	// Quotas returns the quota of an owner (RELIABILITY.md R11), zero
+	// fields meaning no limit; it is called whenever an upload starts or
+	// Usage is asked. Nil means no quota, as diskstore.WithQuotas.
+	Quotas func(owner string) service.Quota
+	// UsageMaxAge is how old the usage figure of an owner, kept in this
+	// process, may grow before the next use computes it again from a
+	// listing, catching up with what other replicas changed. Zero means
+	// DefaultUsageMaxAge; less than zero, never (one replica alone).
+	UsageMaxAge time.Duration
 	// Logger receives what the store does besides answering a call:
 	// cleanups that fail after the fact and the janitor. Nil discards it.
 	Logger *slog.Logger
@@ -130,6 +146,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.CheckTimeout <= 0 {
 		o.CheckTimeout = DefaultCheckTimeout
+	}
+	if o.UsageMaxAge == 0 {
+		o.UsageMaxAge = DefaultUsageMaxAge
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -90,7 +90,12 @@ func (s *Store) begin(ctx context.Context, key, final, owner string, r service.R
 	if r.Offset != st.Committed {
 		return nil, &service.UploadError{ID: r.ID, Committed: st.Committed, Err: service.ErrOffsetMismatch}
 	}
-	return s.claim(ctx, key, final, r.ID, st, etag)
+	seg, err := ownerSegment(owner)
+	if err != nil {
+		return nil, err
+	}
+	res := &reservation{s: s, owner: seg, key: key, final: final, name: r.Name, quota: s.quotaFor(owner)}
+	return s.claim(ctx, key, final, r.ID, st, etag, res)
 }
 
 // fits reports whether the part numbers left suffice for the rest of the
@@ -109,10 +114,11 @@ func (s *Store) abortStale(ctx context.Context, final string, st *uploadState) {
 	}
 }
 
-// create starts a new upload: a multipart upload on the file's key that
-// carries the declared size and SHA-256 as metadata, and its state, which
-// is written only if there is none (replacing, with etag, the discarded
-// one).
+// create starts a new upload: it sets aside the upload's share of owner's
+// quota (failing with a *service.QuotaError), then starts a multipart
+// upload on the file's key that carries the declared size and SHA-256 as
+// metadata, and writes its state only if there is none (replacing, with
+// etag, the discarded one).
 func (s *Store) create(ctx context.Context, key, final, owner string, r service.Resume, etag string) (*resumable, error) {
 	defer s.creating.lock(owner)()
 	if max := s.opts.MaxUploadsPerOwner; max > 0 {
@@ -124,6 +130,24 @@ func (s *Store) create(ctx context.Context, key, final, owner string, r service.
 			return nil, &service.UploadError{ID: r.ID, Err: service.ErrTooManyUploads}
 		}
 	}
+	if err := s.checkFolders(ctx, strings.TrimSuffix(final, r.Name), r.Name); err != nil {
+		return nil, err // early: Commit checks again
+	}
+	res, err := s.reserve(ctx, owner, r.Name, final, key, r.Want.Size)
+	if err != nil {
+		return nil, err
+	}
+	up, err := s.startUpload(ctx, key, final, r, etag, res)
+	if err != nil {
+		res.release(ctx)
+		return nil, err
+	}
+	return up, nil
+}
+
+// startUpload starts the multipart upload and writes the state of the new
+// upload r, whose share of the quota res holds.
+func (s *Store) startUpload(ctx context.Context, key, final string, r service.Resume, etag string, res *reservation) (*resumable, error) {
 	id, err := s.c.NewMultipartUpload(ctx, s.opts.Bucket, final,
 		minio.PutObjectOptions{UserMetadata: fileMetadata(r.Want.Size, r.Want.SHA256)})
 	if err != nil {
@@ -156,14 +180,14 @@ func (s *Store) create(ctx context.Context, key, final, owner string, r service.
 		}
 		return nil, s.classify(ctx, "begin upload", r.ID, err)
 	}
-	return s.newResumable(ctx, key, final, r.ID, st, newTag, h), nil
+	return s.newResumable(ctx, key, final, r.ID, st, newTag, h, res), nil
 }
 
 // claim takes over the upload in st, read with etag, for a new stream. A
 // stream that held it without releasing it (on a replica that died, or
 // that still runs) may be uploading part NextPart right now, so the new
 // stream starts one number later.
-func (s *Store) claim(ctx context.Context, key, final, id string, st *uploadState, etag string) (*resumable, error) {
+func (s *Store) claim(ctx context.Context, key, final, id string, st *uploadState, etag string, res *reservation) (*resumable, error) {
 	h, err := st.restoreHash()
 	if err != nil {
 		return nil, err
@@ -181,7 +205,7 @@ func (s *Store) claim(ctx context.Context, key, final, id string, st *uploadStat
 	if err != nil {
 		return nil, s.classify(ctx, "resume upload", id, err)
 	}
-	return s.newResumable(ctx, key, final, id, &next, newTag, h), nil
+	return s.newResumable(ctx, key, final, id, &next, newTag, h, res), nil
 }
 
 // partSizeFor returns the part size of a new upload of size bytes: the

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/minio/minio-go/v7"
 
@@ -24,9 +23,10 @@ type resumable struct {
 	// ctx is the context of the request that began the upload; its part
 	// uploads run under it.
 	ctx   context.Context
-	key   string // the state object's key; the lock's name
+	key   string // the state object's key; the lock's name; its hold's key
 	final string // the file's key
 	id    string
+	res   *reservation
 
 	mu   sync.Mutex
 	st   uploadState // as last saved
@@ -42,8 +42,8 @@ type resumable struct {
 
 // newResumable returns the upload whose state st was saved with etag; h
 // is the hash of its committed bytes.
-func (s *Store) newResumable(ctx context.Context, key, final, id string, st *uploadState, etag string, h hash.Hash) *resumable {
-	return &resumable{s: s, ctx: ctx, key: key, final: final, id: id, st: *st, etag: etag,
+func (s *Store) newResumable(ctx context.Context, key, final, id string, st *uploadState, etag string, h hash.Hash, res *reservation) *resumable {
+	return &resumable{s: s, ctx: ctx, key: key, final: final, id: id, res: res, st: *st, etag: etag,
 		buf: s.newPartBuffer(st.PartSize), h: h}
 }
 
@@ -179,7 +179,8 @@ func (r *resumable) release() {
 	r.s.held.unlock(r.key)
 }
 
-// Abort discards the upload: its multipart upload and its state.
+// Abort discards the upload: its multipart upload, its state and its
+// hold on the owner's quota.
 func (r *resumable) Abort() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -191,6 +192,7 @@ func (r *resumable) Abort() error {
 
 func (r *resumable) abort(ctx context.Context) error {
 	err := errors.Join(r.s.abortMultipart(ctx, r.final, r.st.S3UploadID), r.s.removeKey(ctx, r.key))
+	r.res.release(ctx)
 	r.release()
 	if err != nil {
 		return r.s.classify(ctx, "abort upload", r.id, err)
@@ -200,13 +202,17 @@ func (r *resumable) abort(ctx context.Context) error {
 
 // Commit verifies the whole file against the size and SHA-256 the upload
 // was started with (and against want), from the hash state after the
-// committed parts plus the bytes since. A mismatch aborts the upload.
-// Then it checks by a conditional write that this stream still holds the
-// upload, uploads the last part and completes the multipart upload, which
-// publishes the file in one step with the declared size and SHA-256 as
-// metadata (a file of less than one part is put whole instead), and
-// deletes the state. Too few bytes or a ctx cancelled before Commit
-// suspend the upload; any other failure releases it, resumable.
+// committed parts plus the bytes since; bytes that miss the declared
+// SHA-256 abort the upload with service.ErrResumableDigestMismatch. Then it
+// checks by a conditional write that this stream still holds the upload,
+// uploads the last part, and completes the multipart upload under want's
+// preconditions and the owner's quota (see Store.publish), which publishes
+// the file in one step with the declared size and SHA-256 as metadata (a
+// file of less than one part is put whole instead), and deletes the state.
+// A failed precondition, an exceeded quota or a stored part that is not
+// the one received abort the upload too: resuming cannot change the
+// answer. Too few bytes or a ctx cancelled before Commit suspend the
+// upload; any other failure releases it, resumable.
 func (r *resumable) Commit(ctx context.Context, want service.Expect) (service.FileInfo, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -233,19 +239,22 @@ func (r *resumable) Commit(ctx context.Context, want service.Expect) (service.Fi
 	info := service.FileInfo{Name: name, Size: written}
 	r.h.Sum(info.SHA256[:0])
 	declared := service.Expect{Size: size, HasSize: true, SHA256: r.st.sum(), HasSHA256: true}
-	if err := verify(name, info.Size, info.SHA256, declared, want); err != nil {
+	if err := verifyResumable(name, info.Size, info.SHA256, declared, want); err != nil {
 		r.abort(ctx)
 		return service.FileInfo{}, err
 	}
-	modified, err := r.publish(ctx, &info)
-	if err != nil {
-		if !r.done {
+	if err := r.publish(ctx, &info, want); err != nil {
+		switch {
+		case r.done:
+		case errors.Is(err, service.ErrResumableDigestMismatch), errors.Is(err, service.ErrExists),
+			errors.Is(err, service.ErrNotMatched), errors.Is(err, service.ErrQuotaExceeded):
+			r.abort(ctx)
+		default:
 			r.breakWith(err)
 			r.release()
 		}
 		return service.FileInfo{}, err
 	}
-	info.Modified = modified
 	if err := r.s.removeKey(ctx, r.key); err != nil {
 		r.s.opts.Logger.WarnContext(ctx, "removing a completed upload's state failed; it expires later",
 			slog.String("upload_id", r.id), slog.String("object", name), slog.Any("error", err))
@@ -255,46 +264,55 @@ func (r *resumable) Commit(ctx context.Context, want service.Expect) (service.Fi
 	return info, nil
 }
 
-// publish makes the verified file visible. An InvalidPart answer means
-// the parts on the server are not the ones the state recorded (a stream
-// that lost its claim overwrote one with other bytes): the upload cannot
-// complete, so it is aborted and reported as a digest mismatch.
-func (r *resumable) publish(ctx context.Context, info *service.FileInfo) (modified time.Time, err error) {
+// publish makes the verified file visible: after the fence (a write of the
+// state that fails if another stream claimed the upload), with one
+// PutObject when no part was uploaded, else by uploading the tail as the
+// last part and completing the multipart upload. An InvalidPart answer
+// means the parts on the server are not the ones the state recorded (a
+// stream that lost its claim overwrote one with other bytes): the upload
+// cannot complete, which is reported as
+// service.ErrResumableDigestMismatch.
+func (r *resumable) publish(ctx context.Context, info *service.FileInfo, want service.Expect) error {
 	s := r.s
 	fence := r.st
 	fence.Updated = s.opts.Now()
 	if err := r.save(ctx, &fence); err != nil {
-		return modified, err
+		return err
+	}
+	classify := func(err error) error {
+		if isCode(err, codeInvalidPart) {
+			return fmt.Errorf("s3store: commit %q: %w: a stored part is not the one received", info.Name, service.ErrResumableDigestMismatch)
+		}
+		return r.partError(ctx, info.Name, err)
 	}
 	if len(r.st.Parts) == 0 {
-		res, err := s.c.PutObject(ctx, s.opts.Bucket, r.final, bytes.NewReader(r.buf.bytes()), int64(len(r.buf.bytes())), "", "",
-			minio.PutObjectOptions{UserMetadata: fileMetadata(info.Size, info.SHA256)})
+		err := s.publish(ctx, r.res, info, want, func(ctx context.Context, cond condition) (minio.UploadInfo, error) {
+			opts := minio.PutObjectOptions{UserMetadata: fileMetadata(info.Size, info.SHA256)}
+			cond.apply(&opts)
+			return s.c.PutObject(ctx, s.opts.Bucket, r.final, bytes.NewReader(r.buf.bytes()), int64(len(r.buf.bytes())), "", "", opts)
+		}, classify)
 		if err != nil {
-			return modified, s.classify(ctx, "commit", info.Name, err)
+			return err
 		}
 		if err := s.abortMultipart(ctx, r.final, r.st.S3UploadID); err != nil {
 			s.opts.Logger.WarnContext(ctx, "aborting the unused multipart upload failed; the janitor aborts it later",
 				slog.String("object", info.Name), slog.Any("error", err))
 		}
-		return modifiedTime(res, s.opts.Now), nil
+		return nil
 	}
 	parts := r.st.completeParts()
 	if tail := r.buf.bytes(); len(tail) > 0 {
 		part, err := s.putPart(ctx, r.final, r.st.S3UploadID, r.st.NextPart, tail)
 		if err != nil {
-			return modified, r.partError(ctx, info.Name, err)
+			return r.partError(ctx, info.Name, err)
 		}
 		parts = append(parts, part)
 	}
-	res, err := s.c.CompleteMultipartUpload(ctx, s.opts.Bucket, r.final, r.st.S3UploadID, parts, minio.PutObjectOptions{})
-	if isCode(err, codeInvalidPart) {
-		r.abort(ctx)
-		return modified, fmt.Errorf("s3store: commit %q: %w: a stored part is not the one received", info.Name, service.ErrDigestMismatch)
-	}
-	if err != nil {
-		return modified, r.partError(ctx, info.Name, err)
-	}
-	return modifiedTime(res, s.opts.Now), nil
+	return s.publish(ctx, r.res, info, want, func(ctx context.Context, cond condition) (minio.UploadInfo, error) {
+		var opts minio.PutObjectOptions
+		cond.apply(&opts)
+		return s.c.CompleteMultipartUpload(ctx, s.opts.Bucket, r.final, r.st.S3UploadID, parts, opts)
+	}, classify)
 }
 
 // partError classifies an error of the multipart upload.

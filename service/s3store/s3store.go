@@ -71,8 +71,18 @@ type Store struct {
 	// creating serializes creating an owner's resumable uploads in this
 	// process, so that the per-owner cap holds at least among them.
 	creating keyedMutex
+	// keys serializes the commits and deletes of one key in this process,
+	// so that each counts what it replaced or removed exactly once.
+	keys keyedMutex
+	// counter keeps every owner's usage (see usage.go).
+	counter usageCounter
 	// tr is the client's transport.
 	tr *http.Transport
+
+	// beforeWrite, if set, runs in a commit between its checks and the
+	// write that publishes the file, with the file's name. Tests use it to
+	// change the key in between, as another replica would.
+	beforeWrite func(name string)
 }
 
 // Open connects to the bucket and checks that it exists, that the
@@ -124,6 +134,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("s3store: %w", err)
 	}
 	s := &Store{c: c, opts: o, sem: make(chan struct{}, o.MaxConcurrentParts), tr: tr}
+	s.counter = newMemCounter(s.tally, o.Now, o.UsageMaxAge)
 	s.buffers.New = func() any { b := make([]byte, o.PartSize); return &b }
 	if err := s.probe(ctx); err != nil {
 		s.Close()

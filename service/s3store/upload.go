@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"log/slog"
@@ -20,7 +21,9 @@ import (
 // Create starts an upload of name for owner. Its bytes are kept in one
 // part buffer; a file that outgrows it goes to a multipart upload under
 // tmp/, which Commit copies to its key (see the package documentation).
-// Nothing is sent until the buffer is full or Commit is called.
+// Nothing is sent until the buffer is full or Commit is called. It fails
+// with a *service.QuotaError if one more file would exceed owner's objects
+// quota; Write and Commit check the quotas again.
 func (s *Store) Create(ctx context.Context, owner, name string) (service.Upload, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -29,7 +32,11 @@ func (s *Store) Create(ctx context.Context, owner, name string) (service.Upload,
 	if err != nil {
 		return nil, err
 	}
-	return &upload{s: s, ctx: ctx, name: name, key: key, buf: s.newPartBuffer(s.opts.PartSize), h: sha256.New()}, nil
+	res, err := s.reserve(ctx, owner, name, key, "", 0)
+	if err != nil {
+		return nil, err
+	}
+	return &upload{s: s, ctx: ctx, name: name, key: key, res: res, buf: s.newPartBuffer(s.opts.PartSize), h: sha256.New()}, nil
 }
 
 // upload is a plain service.Upload.
@@ -40,6 +47,7 @@ type upload struct {
 	ctx  context.Context
 	name string // object name, for errors
 	key  string // the file's key
+	res  *reservation
 
 	mu      sync.Mutex
 	buf     *partBuffer // bytes not sent yet
@@ -55,13 +63,18 @@ type upload struct {
 }
 
 // Write appends p to the part buffer and hashes it. When the buffer is
-// full and more bytes come, it is sent as a part first; a failure there
-// ends the upload and discards what was sent.
+// full and more bytes come, it is sent as a part first. A failure there,
+// or bytes beyond the owner's bytes quota, end the upload and discard what
+// was sent.
 func (u *upload) Write(p []byte) (int, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.done {
 		return 0, closedErr(u.err)
+	}
+	if err := u.res.grow(u.ctx, u.written+int64(len(p))); err != nil {
+		u.fail(u.ctx, err)
+		return 0, u.err
 	}
 	n := 0
 	for len(p) > 0 {
@@ -118,7 +131,9 @@ func (u *upload) Written() int64 {
 // Commit checks the bytes against want and publishes them in one step: a
 // file that fits in one part with a single PutObject, a larger one by
 // completing the staging upload and copying it, with its metadata, to its
-// key. On any error nothing becomes visible and the upload is discarded.
+// key. want's preconditions and the owner's quotas are checked first and,
+// the preconditions, by the server again with that step (see publish). On
+// any error nothing becomes visible and the upload is discarded.
 func (u *upload) Commit(ctx context.Context, want service.Expect) (service.FileInfo, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -147,12 +162,14 @@ func (u *upload) commit(ctx context.Context, want service.Expect) (service.FileI
 	}
 	meta := fileMetadata(info.Size, info.SHA256)
 	if u.uploadID == "" {
-		res, err := s.c.PutObject(ctx, s.opts.Bucket, u.key, bytes.NewReader(u.buf.bytes()), int64(len(u.buf.bytes())), "", "",
-			minio.PutObjectOptions{UserMetadata: meta})
+		err := s.publish(ctx, u.res, &info, want, func(ctx context.Context, cond condition) (minio.UploadInfo, error) {
+			opts := minio.PutObjectOptions{UserMetadata: meta}
+			cond.apply(&opts)
+			return s.c.PutObject(ctx, s.opts.Bucket, u.key, bytes.NewReader(u.buf.bytes()), int64(len(u.buf.bytes())), "", "", opts)
+		}, u.classifier(ctx))
 		if err != nil {
-			return service.FileInfo{}, s.classify(ctx, "commit", u.name, err)
+			return service.FileInfo{}, err
 		}
-		info.Modified = modifiedTime(res, s.opts.Now)
 		return info, nil
 	}
 	if err := u.sendPart(); err != nil {
@@ -163,30 +180,23 @@ func (u *upload) commit(ctx context.Context, want service.Expect) (service.FileI
 		return service.FileInfo{}, s.classify(ctx, "commit", u.name, err)
 	}
 	u.uploadID = "" // completed: the staging object is what is left to remove
-	res, err := s.copyObject(ctx, u.stage, staged.ETag, u.key, info.Size, meta)
+	err = s.publish(ctx, u.res, &info, want, func(ctx context.Context, cond condition) (minio.UploadInfo, error) {
+		return s.copyObject(ctx, u.stage, staged.ETag, u.key, info.Size, meta, cond)
+	}, u.classifier(ctx))
 	if err != nil {
-		return service.FileInfo{}, s.classify(ctx, "commit", u.name, err)
+		return service.FileInfo{}, err
 	}
 	if err := s.removeKey(ctx, u.stage); err != nil {
 		s.opts.Logger.WarnContext(ctx, "removing a staged upload failed; CleanTemporaries removes it later",
 			slog.String("object", u.name), slog.Any("error", err))
 	}
 	u.stage = ""
-	info.Modified = modifiedTime(res, s.opts.Now)
 	return info, nil
 }
 
-// copyObject copies the object src, as long as its ETag is etag, to dst
-// with the user metadata meta, in one step that makes dst visible at once.
-func (s *Store) copyObject(ctx context.Context, src, etag, dst string, size int64, meta map[string]string) (minio.UploadInfo, error) {
-	to := minio.CopyDestOptions{Bucket: s.opts.Bucket, Object: dst, UserMetadata: meta, ReplaceMetadata: true}
-	from := minio.CopySrcOptions{Bucket: s.opts.Bucket, Object: src, MatchETag: etag}
-	if size <= MaxPartSize {
-		return s.c.Client.CopyObject(ctx, to, from)
-	}
-	// Larger than one copy request takes: a multipart copy, which is
-	// visible only when complete.
-	return s.c.ComposeObject(ctx, to, from)
+// classifier returns the classification of the upload's errors at commit.
+func (u *upload) classifier(ctx context.Context) func(error) error {
+	return func(err error) error { return u.s.classify(ctx, "commit", u.name, err) }
 }
 
 // Abort discards the upload. It is safe to call more than once and after
@@ -228,8 +238,10 @@ func (u *upload) discard(ctx context.Context) error {
 	return nil
 }
 
-// release gives the buffer back and forgets the multipart upload.
+// release gives the buffer and the hold back and forgets the multipart
+// upload. After a commit the hold is settled already.
 func (u *upload) release() {
+	u.res.release(u.ctx)
 	u.buf.release()
 	if u.uploadID != "" {
 		u.s.active.unlock(u.uploadID)
@@ -260,6 +272,21 @@ func verify(name string, size int64, sum [32]byte, wants ...service.Expect) erro
 		}
 	}
 	return nil
+}
+
+// verifyResumable checks a resumable upload of name as verify does, the
+// expectations it was begun with (declared) first, except that bytes that
+// do not hash to the declared SHA-256 give
+// service.ErrResumableDigestMismatch: the upload gathered the wrong bytes,
+// which only starting over mends.
+func verifyResumable(name string, size int64, sum [32]byte, declared, want service.Expect) error {
+	if err := verify(name, size, sum, declared); err != nil {
+		if errors.Is(err, service.ErrDigestMismatch) {
+			return fmt.Errorf("s3store: commit %q: %w: got %x, declared %x", name, service.ErrResumableDigestMismatch, sum, declared.SHA256)
+		}
+		return err
+	}
+	return verify(name, size, sum, want)
 }
 
 // sizeMismatch wraps service.ErrSizeMismatch for an upload of name that
