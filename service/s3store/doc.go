@@ -124,8 +124,10 @@
 // once when it refuses an upload and is older than 10 seconds, so that an
 // owner is not refused for what another replica freed. Between
 // reconciliations an owner writing through several replicas can exceed a
-// quota by what the other replicas admitted meanwhile. Owners without a
-// quota are counted only once their usage is asked for.
+// quota by what the other replicas admitted meanwhile. A listing that
+// fails keeps the figure it was to replace (an owner never counted gets
+// the error). Owners without a quota are counted only once their usage is
+// asked for.
 //
 // CleanExpiredUploads, from any replica and idempotently, aborts the
 // multipart uploads of states not written for the TTL and deletes them,
@@ -143,9 +145,9 @@
 // MiB, a jump starts a new one. (MinIO holds a lock on an object until it
 // has written a GET's whole answer, which keeps a replacement or delete of
 // the file waiting, up to 30 s, while a slow download reads it: windows
-// bound that wait.) If the file is replaced or deleted while it is read, the next GET
-// fails and ReadAt returns service.ErrChanged (Aborted: the client's retry
-// sees the new digest and stops); bytes of two versions are never mixed,
+// bound that wait.) If the file is replaced or deleted while it is read,
+// the next GET fails and ReadAt returns service.ErrChanged (Aborted: the
+// client's retry sees the new digest and stops); bytes of two versions are never mixed,
 // and a server that ignored If-Match is caught by comparing ETags. List
 // asks for one page of keys after the continuation name, never a whole
 // prefix; it reports each SHA-256 when the server returns user metadata in
@@ -168,10 +170,10 @@
 //     keep no old version).
 //   - A resumable upload's committed size is the end of its last whole
 //     part, not every byte received; Suspend drops the rest.
-//   - Usage is exact within one process and drifts between replicas until
-//     it is listed again (see Usage and quotas); a plain upload in flight
-//     counts as one more file unless a quota made the store look whether
-//     it replaces one.
+//   - Usage is kept per process: exact while one process writes, it
+//     drifts between replicas until it is listed again (see Usage and
+//     quotas); a plain upload in flight counts as one more file unless a
+//     quota made the store look whether it replaces one.
 //   - A plain upload that runs longer than the TTL may be aborted by the
 //     janitor; the per-owner cap on incomplete uploads, and the folder
 //     rule, are exact only within one process.
