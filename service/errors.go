@@ -54,6 +54,8 @@ func (s *Server) toStatus(ctx context.Context, name string, err error) error {
 	case isUpload && errors.Is(err, ErrOffsetMismatch):
 		st := status.Newf(codes.FailedPrecondition, "upload %s must continue at its committed size of %d bytes", objname.Quote(upErr.ID), upErr.Committed)
 		return withErrorInfo(st, wire.ReasonOffsetMismatch, upErr.Committed)
+	case errors.Is(err, ErrChanged):
+		return status.Errorf(codes.Aborted, "file %s changed during the download; retry", objname.Quote(name))
 	case errors.Is(err, ErrTooManyUploads):
 		return status.Error(codes.ResourceExhausted, "too many incomplete uploads: finish some or let them expire")
 	case errors.As(err, &quotaErr):
@@ -66,6 +68,8 @@ func (s *Server) toStatus(ctx context.Context, name string, err error) error {
 		return status.Errorf(codes.NotFound, "file %s not found", objname.Quote(name))
 	case errors.Is(err, ErrSizeMismatch):
 		return status.Errorf(codes.InvalidArgument, "upload of %s: %v", objname.Quote(name), ErrSizeMismatch)
+	case errors.Is(err, ErrResumableDigestMismatch):
+		return status.Errorf(codes.DataLoss, "upload of %s: the bytes gathered do not match the declared sha256; the upload was discarded, start it again", objname.Quote(name))
 	case errors.Is(err, ErrDigestMismatch):
 		return status.Errorf(codes.InvalidArgument, "upload of %s: %v", objname.Quote(name), ErrDigestMismatch)
 	case errors.Is(err, ErrOffsetMismatch):

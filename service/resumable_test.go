@@ -134,7 +134,7 @@ func TestResumableRejections(t *testing.T) {
 			msgs := resumeMsgs(id, "f", other, 400, 300)
 			msgs[0] = resumeMeta(id, "f", data, 400)
 			return msgs
-		}, codes.InvalidArgument, "sha256 does not match", "", 0, none},
+		}, codes.DataLoss, "do not match the declared sha256; the upload was discarded", "", 0, none},
 		{"metadata twice", 400, func(id string) []*uploadMsg {
 			return []*uploadMsg{resumeMeta(id, "f", data, 400), chunk(data[400:500]), resumeMeta(id, "f", data, 500)}
 		}, codes.InvalidArgument, "only be sent in the first", "", 0, 500},

@@ -19,6 +19,12 @@ var (
 	ErrSizeMismatch = errors.New("size does not match the declared size")
 	// ErrDigestMismatch means the bytes written differ from the declared sha256.
 	ErrDigestMismatch = errors.New("sha256 does not match the declared sha256")
+	// ErrResumableDigestMismatch means the bytes a resumable upload
+	// gathered, over one stream or several, do not hash to the SHA-256 it
+	// was begun with, or that a part the store kept is not the one it
+	// received. The upload is discarded: only starting it again can mend
+	// it. It wraps ErrDigestMismatch.
+	ErrResumableDigestMismatch = fmt.Errorf("resumable upload: %w", ErrDigestMismatch)
 	// ErrOffsetMismatch means a resumed upload did not continue at the
 	// committed offset.
 	ErrOffsetMismatch = errors.New("offset does not match the committed size")
@@ -51,6 +57,9 @@ var (
 	// ErrNotMatched means an upload declared Expect.IfMatch and the file of
 	// its name is missing or has another SHA-256.
 	ErrNotMatched = errors.New("stored file does not match if_match")
+	// ErrChanged means a file was replaced or deleted while it was being
+	// read, on a store that cannot keep reading the version it opened.
+	ErrChanged = errors.New("file changed while it was being read")
 )
 
 // maxUploadIDLen is the longest accepted upload_id, in bytes.
@@ -173,7 +182,9 @@ type Store interface {
 	// name until Commit succeeds.
 	Create(ctx context.Context, owner, name string) (Upload, error)
 	// Open opens a committed file for reading. The returned File keeps
-	// reading the version it opened even if name is replaced meanwhile.
+	// reading the version it opened even if name is replaced meanwhile; a
+	// store that cannot (an object store without versions) fails ReadAt
+	// with ErrChanged instead.
 	Open(ctx context.Context, owner, name string) (File, error)
 	// Stat describes a committed file.
 	Stat(ctx context.Context, owner, name string) (FileInfo, error)
@@ -239,7 +250,10 @@ type Resume struct {
 // ResumableStore is a Store whose uploads can outlive the stream that
 // writes them: bytes received under an upload ID stay stored, invisible,
 // until the upload completes, fails verification or expires, and a later
-// stream (even after a restart) continues from the committed size.
+// stream (even after a restart) continues from the committed size. A store
+// may keep them in whole units (the S3 store keeps whole parts of a
+// multipart upload): then the committed size is the end of the last whole
+// unit, and the client sends the rest again.
 // Incomplete uploads belong to an owner; for any other owner they do not
 // exist.
 type ResumableStore interface {
@@ -263,15 +277,19 @@ type ResumableStore interface {
 
 // ResumableUpload is an Upload that can be suspended and resumed. Written
 // counts every byte of the file so far, those committed by earlier streams
-// included. Commit verifies the whole file against what the upload was
-// started with, publishes it and forgets the upload; a size or digest
-// mismatch there discards the upload for good. Abort discards the upload
-// and everything stored for it.
+// included; after Suspend it is the committed size, which may be less than
+// what was written (see ResumableStore). Commit verifies the whole file
+// against what the upload was started with, publishes it and forgets the
+// upload; a size or digest mismatch there discards the upload for good,
+// and bytes that do not hash to the SHA-256 the upload was begun with give
+// ErrResumableDigestMismatch. Abort discards the upload and everything
+// stored for it.
 type ResumableUpload interface {
 	Upload
-	// Suspend makes every byte written so far durable, records it as the
-	// committed size and releases the upload so that another stream can
-	// resume it. It is safe to call after Commit or Abort and more than
+	// Suspend makes the bytes written so far durable (up to the end of
+	// the last whole unit, on a store that keeps units), records them as
+	// the committed size, which Written then returns, and releases the
+	// upload so that another stream can resume it. It is safe to call after Commit or Abort and more than
 	// once; then it does nothing.
 	Suspend() error
 }

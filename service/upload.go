@@ -14,6 +14,7 @@ import (
 
 	pb "github.com/greeter/greeter/proto/greeterpb"
 	"github.com/greeter/greeter/proto/wire"
+	"github.com/greeter/greeter/service/objname"
 	"github.com/greeter/greeter/telemetry/spanattr"
 )
 
@@ -263,14 +264,18 @@ func (s *Server) overflow(ctx context.Context, in *inbound) error {
 
 // incomplete keeps a resumable upload whose client half-closed before
 // every declared byte arrived, and returns the status that says where to
-// resume.
+// resume. The offset is read after Suspend: a store may keep less than it
+// received (the S3 store keeps whole parts), and only then does Written
+// say what it kept, so the client resumes there without a round trip
+// through ErrOffsetMismatch.
 func (s *Server) incomplete(ctx context.Context, in *inbound) error {
-	got := in.Written()
 	if err := in.resumable.Suspend(); err != nil {
 		return s.toStatus(ctx, in.name, err)
 	}
-	st := status.Newf(codes.FailedPrecondition, "upload incomplete: %d of %d bytes; resume upload %q at offset %d", got, in.want.Size, in.id, got)
-	return withErrorInfo(st, wire.ReasonUploadIncomplete, got)
+	kept := in.Written()
+	st := status.Newf(codes.FailedPrecondition, "upload incomplete: %d of %d bytes kept; resume upload %s at offset %d",
+		kept, in.want.Size, objname.Quote(in.id), kept)
+	return withErrorInfo(st, wire.ReasonUploadIncomplete, kept)
 }
 
 // commit verifies and publishes a received upload, under a storage.commit

@@ -32,6 +32,22 @@ func verify(name string, size int64, sum [32]byte, wants ...service.Expect) erro
 	return nil
 }
 
+// verifyResumable checks a resumable upload of name as verify does, the
+// expectations it was begun with (declared) first, except that bytes that
+// do not hash to the declared SHA-256 give
+// service.ErrResumableDigestMismatch: the upload gathered the wrong bytes,
+// which only starting over mends.
+func verifyResumable(name string, size int64, sum [32]byte, declared, want service.Expect) error {
+	if err := verify(name, size, sum, declared); err != nil {
+		if errors.Is(err, service.ErrDigestMismatch) {
+			return fmt.Errorf("diskstore: commit %q: %w: got %x, declared %x",
+				name, service.ErrResumableDigestMismatch, sum, declared.SHA256)
+		}
+		return err
+	}
+	return verify(name, size, sum, want)
+}
+
 // sizeMismatch wraps service.ErrSizeMismatch for an upload of name that
 // wrote got bytes where declared were expected.
 func sizeMismatch(name string, got, declared int64) error {

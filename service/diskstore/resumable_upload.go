@@ -193,7 +193,7 @@ func (r *resumable) Commit(ctx context.Context, want service.Expect) (_ service.
 	}
 	info := service.FileInfo{Name: name, Size: r.written, SHA256: r.sum()}
 	declared := service.Expect{Size: size, HasSize: true, SHA256: r.st.sum(), HasSHA256: true}
-	if err := verify(name, info.Size, info.SHA256, declared, want); err != nil {
+	if err := verifyResumable(name, info.Size, info.SHA256, declared, want); err != nil {
 		r.abort()
 		return service.FileInfo{}, err
 	}

@@ -203,7 +203,15 @@ func (r *memResumable) Commit(ctx context.Context, want service.Expect) (service
 		r.release()
 		return service.FileInfo{}, service.ErrSizeMismatch
 	}
-	if err := verify(int64(len(all)), sha256.Sum256(all), r.st.want, want); err != nil {
+	sum := sha256.Sum256(all)
+	err := verify(int64(len(all)), sum, r.st.want)
+	if errors.Is(err, service.ErrDigestMismatch) {
+		err = service.ErrResumableDigestMismatch
+	}
+	if err == nil {
+		err = verify(int64(len(all)), sum, want)
+	}
+	if err != nil {
 		r.discard()
 		return service.FileInfo{}, err
 	}

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"crypto/sha256"
+	"errors"
 
 	"github.com/greeter/greeter/service"
 )
@@ -143,22 +144,31 @@ func resumableAfterCrash(e *env) {
 }
 
 // resumableVerification commits uploads whose bytes do not match what
-// they declared: a wrong digest discards the upload, too few bytes keep
-// it, too many fail (at Write or Commit, per Harness.WriteChecksSize).
+// they declared: a wrong digest discards the upload with
+// ErrResumableDigestMismatch, too few bytes keep it, too many fail (at
+// Write or Commit, per Harness.WriteChecksSize).
 func resumableVerification(e *env) {
 	b := data(2*e.block(), 1)
 
-	// A wrong digest: the upload is discarded.
-	up := e.begin(alice, resume("digest", "f", b, 0))
-	if err := write(up, data(int64(len(b)), 2)); err != nil {
+	// Bytes that do not hash to the declared digest, sent over two
+	// streams: the upload is discarded, and the error says that it
+	// gathered the wrong bytes (ErrResumableDigestMismatch, which is also
+	// an ErrDigestMismatch).
+	other := data(int64(len(b)), 2)
+	committed := e.suspended(alice, "digest", "f", b, e.block()+1)
+	up := e.begin(alice, resume("digest", "f", b, committed))
+	if err := write(up, other[committed:]); err != nil {
 		e.t.Fatal(err)
 	}
 	_, err := up.Commit(e.ctx, service.Expect{})
+	e.wantErr("Commit of other bytes", err, service.ErrResumableDigestMismatch)
 	e.wantErr("Commit of other bytes", err, service.ErrDigestMismatch)
 	e.wantNoUpload(alice, "digest", 0)
 	e.wantNoFile(alice, "f")
 
-	// want, passed to Commit, is checked as well.
+	// want, passed to Commit, is checked as well; bytes that match the
+	// declared digest but not want are the caller's mismatch, not the
+	// upload's.
 	up = e.begin(alice, resume("want", "f", b, 0))
 	if err := write(up, b); err != nil {
 		e.t.Fatal(err)
@@ -167,6 +177,9 @@ func resumableVerification(e *env) {
 	wrong.SHA256[0] ^= 1
 	_, err = up.Commit(e.ctx, wrong)
 	e.wantErr("Commit with a want that differs", err, service.ErrDigestMismatch)
+	if errors.Is(err, service.ErrResumableDigestMismatch) {
+		e.t.Fatalf("Commit with a want that differs = %v; want a plain ErrDigestMismatch, the upload's bytes are right", err)
+	}
 	e.wantNoFile(alice, "f")
 
 	// Too few bytes: the upload stays, suspended.

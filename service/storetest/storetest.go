@@ -13,6 +13,7 @@
 // resumable uploads begun, suspended, resumed across a restart, queried
 // and expired, and every error sentinel of service/store.go a store
 // returns: ErrNotFound, ErrSizeMismatch, ErrDigestMismatch,
+// ErrResumableDigestMismatch,
 // ErrOffsetMismatch, ErrUploadBusy, ErrUploadMismatch, ErrTooManyUploads,
 // ErrInvalidOwner, ErrInvalidUploadID, ErrConflict (when the store has
 // folders), ErrExists, ErrNotMatched, ErrQuotaExceeded and, when the

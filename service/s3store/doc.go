@@ -1,0 +1,199 @@
+// Package s3store is a service.ResumableStore in a bucket of an
+// S3-compatible object store (AWS S3, MinIO, Ceph RGW, R2, ...). It talks
+// S3 through minio-go; any number of processes may share a bucket and
+// prefix, and a resumable upload begun on one can be resumed on any other.
+//
+// # Layout
+//
+// Every key starts with Options.Prefix. <owner> is the owner in lower-case
+// unpadded base32, exactly as the disk store names owner folders.
+//
+//	objects/<owner>/<name>       committed files, one object each, with user
+//	                             metadata X-Amz-Meta-Greeter-Sha256 (the
+//	                             whole file's SHA-256, hex) and
+//	                             X-Amz-Meta-Greeter-Size; Stat is one HEAD.
+//	uploads/<owner>/<id>.json    the state of resumable upload <id>.
+//	tmp/<random hex>             plain uploads larger than one part, while
+//	                             they are staged; probes of Open.
+//
+// S3 limits keys to 1024 bytes: a name whose key would be longer is refused
+// with an *objname.Error, so the longest name depends on the prefix and the
+// owner.
+//
+// # Plain uploads
+//
+// An upload keeps one part buffer (Options.PartSize, 16 MiB by default,
+// from a pool) and never more of the file. A file that fits in it is put
+// with one PutObject at Commit. A larger one streams, part by part, into a
+// multipart upload on a tmp/ key; Commit completes it and copies it
+// server-side to its key with its metadata (its SHA-256 is known only at
+// the end, and S3 takes metadata only when an object is created), then
+// removes the staged object. The copy is one CopyObject, or, when the
+// upload has a precondition (CopyObject takes none on its destination) or
+// exceeds 5 GiB, a multipart copy whose completion carries it. Either way the file appears in one step,
+// replacing any previous version; a failed or cancelled upload aborts its
+// multipart upload and leaves nothing. At most Options.MaxConcurrentParts
+// part uploads run at once in a process; an upload with a full part waits
+// for a slot.
+//
+// # Resumable uploads
+//
+// A resumable upload is one multipart upload on the file's key, started
+// with the declared size and SHA-256 as its metadata, with fixed-size
+// parts: every part but the last is exactly the upload's part size. Its
+// authoritative state is the object uploads/<owner>/<id>.json: name,
+// declared size and SHA-256, the S3 upload ID, the part size, the
+// committed size, the part numbers and ETags, the SHA-256 state after the
+// committed bytes (crypto/sha256's MarshalBinary), the next part number,
+// the stream holding it, and times. The committed size is never derived
+// from ListParts.
+//
+// The committed size is always the end of the last whole part. Each time a
+// stream's buffer fills, the part is uploaded and the state advanced to
+// count it. Bytes past the last whole part are not kept when a stream ends
+// or breaks: QueryResumable reports the end of the last whole part and the
+// client sends the rest again (at most one part), so no short part is ever
+// made. (The alternative, spooling the tail to a side object as tusd does,
+// costs two more requests per suspension and a second source of bytes.)
+//
+// Every change of the state is a conditional write: creation with
+// If-None-Match: *, every update with If-Match on the ETag the writer read
+// or wrote last. Of two writers, only one can ever advance the state; the
+// other's write fails and it gets service.ErrUploadBusy (Aborted), as does
+// a stream whose multipart upload is gone. Resuming claims the upload by
+// such a write, so a stream on a replica that died, or that still runs,
+// loses it at its next part; the new stream uses part numbers past the
+// one the old stream may still be uploading, so no recorded part is ever
+// overwritten. Within one process, a second stream on an upload a stream
+// holds gets ErrUploadBusy at once, as on the disk store. Open checks
+// that the server honours these conditions and refuses to start if it
+// does not.
+//
+// Commit verifies the whole file from the saved SHA-256 state plus the
+// bytes since, proves by a conditional write that the stream still holds
+// the upload, uploads the last part, completes the multipart upload (which
+// publishes the file in one step) and deletes the state. A digest
+// mismatch aborts the multipart upload, deletes the state and answers
+// service.ErrDigestMismatch, as the disk store does; too few bytes
+// suspend the upload with service.ErrSizeMismatch.
+//
+// # Preconditions
+//
+// Commit checks Expect.CreateOnly and Expect.IfMatch against a HEAD of the
+// key and then has the server check them again, atomically with the write
+// that publishes the file (PutObject, CompleteMultipartUpload): CreateOnly
+// sends If-None-Match: *, IfMatch compares the SHA-256 metadata of the
+// object there with the wanted one and sends If-Match on that object's
+// ETag, so a replacement in between fails the write. A failed condition
+// (412, or AWS's 409 ConditionalRequestConflict) gives service.ErrExists
+// or service.ErrNotMatched; a failed resumable commit is aborted. Within
+// one process, commits and deletes of one key take turns.
+//
+// # Folders
+//
+// A name cannot be a file where another name needs a folder: uploading
+// "a/b" while "a" is a file, or "a" while "a/b" is, fails with
+// service.ErrConflict, as on the disk store. S3 would store both, but
+// MinIO stores them and then leaves the keys below the object "a" out of
+// every listing, hiding files from List and from the usage count. Commit
+// (and BeginResumable, early) heads the key of every folder of the name
+// and lists one key below it; replicas that commit "a" and "a/b" at the
+// same moment can still both succeed.
+//
+// # Usage and quotas
+//
+// An owner's usage is its committed objects (their sizes, one object
+// each) plus its incomplete resumable uploads at their declared size (less
+// the size of the file each replaces, and one object unless it replaces
+// one), plus, in the process receiving them, the bytes of plain uploads
+// (see usage.go). The quotas, from Options.Quotas, are enforced as on the
+// disk store, with the same *service.QuotaError: the objects quota at
+// Create and BeginResumable, the bytes quota at BeginResumable (the
+// declared size) and while a plain upload streams (leased 1 MiB ahead),
+// and both at Commit, before the write that publishes the file.
+//
+// The figure is kept in memory per owner on each process, behind a small
+// interface (usageCounter) that a counter shared by replicas, such as
+// Redis (issue 14), can implement. It is computed at the owner's first use
+// by listing its states and then its objects, page by page, and updated by
+// this process's commits, deletes, aborts and expiries. With several
+// replicas it drifts: a replica does not see what the others commit,
+// delete or begin until it lists again, and a commit that races a listing
+// may be counted twice. It is reconciled by listing again at the next use
+// once it is older than Options.UsageMaxAge (5 minutes by default), and at
+// once when it refuses an upload and is older than 10 seconds, so that an
+// owner is not refused for what another replica freed. Between
+// reconciliations an owner writing through several replicas can exceed a
+// quota by what the other replicas admitted meanwhile. A listing that
+// fails keeps the figure it was to replace (an owner never counted gets
+// the error). Owners without a quota are counted only once their usage is
+// asked for.
+//
+// CleanExpiredUploads, from any replica and idempotently, aborts the
+// multipart uploads of states not written for the TTL and deletes them,
+// deletes unusable states, and aborts multipart uploads under the prefix
+// that no state names once they are older than the TTL (a crash between
+// starting one and writing its state, a plain upload whose process died).
+// CleanTemporaries removes staged objects a crash left under tmp/.
+// Aborting is also what S3 bucket lifecycle rules
+// (AbortIncompleteMultipartUpload) do; they are a good second line.
+//
+// # Reading
+//
+// Open heads the object and pins its ETag. ReadAt streams with ranged GETs
+// that carry If-Match: sequential reads share one GET of a window of 4
+// MiB, a jump starts a new one. (MinIO holds a lock on an object until it
+// has written a GET's whole answer, which keeps a replacement or delete of
+// the file waiting, up to 30 s, while a slow download reads it: windows
+// bound that wait.) If the file is replaced or deleted while it is read,
+// the next GET fails and ReadAt returns service.ErrChanged (Aborted: the
+// client's retry sees the new digest and stops); bytes of two versions are never mixed,
+// and a server that ignored If-Match is caught by comparing ETags. List
+// asks for one page of keys after the continuation name, never a whole
+// prefix; it reports each SHA-256 when the server returns user metadata in
+// listings (MinIO does), and leaves it zero otherwise.
+//
+// # Failures
+//
+// No answer from the server (refused, reset, timed out, TLS), a 5xx or
+// throttling answer, refused credentials (unknown key, bad signature,
+// expired token, access denied) and a missing bucket all wrap
+// service.ErrUnavailable (Unavailable), with a message that names the
+// problem and never a secret. Open checks the endpoint, the bucket and the
+// credentials the same way and fails with such a message. Check answers
+// ErrUnavailable while the bucket cannot be listed.
+//
+// # Differences from the disk store
+//
+//   - A file replaced during a download ends the download with ErrChanged
+//     instead of continuing on the old version (buckets without versions
+//     keep no old version).
+//   - A resumable upload's committed size is the end of its last whole
+//     part, not every byte received; Suspend drops the rest.
+//   - Usage is kept per process: exact while one process writes, it
+//     drifts between replicas until it is listed again (see Usage and
+//     quotas); a plain upload in flight counts as one more file unless a
+//     quota made the store look whether it replaces one.
+//   - A plain upload that runs longer than the TTL may be aborted by the
+//     janitor; the per-owner cap on incomplete uploads, and the folder
+//     rule, are exact only within one process.
+//
+// The code is laid out by concern:
+//
+//	doc.go                this overview
+//	options.go            Options and their defaults
+//	s3store.go            Store, Open, keys and owners
+//	errors.go             S3 errors to service errors
+//	locks.go              in-process locks
+//	parts.go              part buffers, part uploads, clean-up requests
+//	upload.go             Create and the plain upload
+//	precondition.go       publishing a file: preconditions, quota, copy
+//	folders.go            the folder rule
+//	usage.go, quota.go    usage counters; Usage, reservations, tally
+//	read.go, list.go      Open, Stat, ReadAt; List, Delete
+//	state.go              a resumable upload's state object
+//	resumable.go          BeginResumable, claims, QueryResumable
+//	resumable_upload.go   the resumable upload: parts, Suspend, Commit
+//	janitor.go            CleanExpiredUploads, CleanTemporaries
+//	health.go             Check, and Open's check of conditional writes
+package s3store

@@ -1,0 +1,144 @@
+package s3store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/greeter/greeter/service"
+)
+
+func TestChangeDuringDownload(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(t *testing.T, s *Store)
+	}{
+		{"replaced", func(t *testing.T, s *Store) { put(t, s, "f", data(3*mib, 2)) }},
+		{"deleted", func(t *testing.T, s *Store) {
+			if err := s.Delete(testCtx(t), owner, "f"); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openStore(t, nil)
+			first := data(3*mib, 1)
+			put(t, s, "f", first)
+			f, err := s.Open(testCtx(t), owner, "f")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			buf := make([]byte, mib)
+			if _, err := f.ReadAt(buf, 0); err != nil {
+				t.Fatal(err)
+			}
+			tt.change(t, s)
+			// A GET already streaming may deliver the rest of the old
+			// version; a new one, as for this jump, must not mix versions.
+			n, err := f.ReadAt(buf, 2*mib)
+			if !errors.Is(err, service.ErrChanged) {
+				t.Fatalf("ReadAt after the change = %d, %v; want ErrChanged", n, err)
+			}
+			if f.Info().SHA256 == ([32]byte{}) || f.Info().Size != int64(len(first)) {
+				t.Errorf("Info changed: %+v", f.Info())
+			}
+		})
+	}
+}
+
+func TestReadAtPositions(t *testing.T) {
+	s := openStore(t, nil)
+	b := data(readWindow+2*mib+3, 5)
+	put(t, s, "f", b)
+	f, err := s.Open(testCtx(t), owner, "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, tt := range []struct {
+		off, n  int
+		wantN   int
+		wantEOF bool
+	}{
+		{0, 10, 10, false},
+		{10, 100, 100, false},                       // continues the same GET
+		{mib, 1000, 1000, false},                    // jumps ahead
+		{5, 5, 5, false},                            // jumps back
+		{len(b) - 3, 10, 3, true},                   // the end
+		{len(b), 10, 0, true},                       // past the end
+		{len(b) - 3, 3, 3, false},                   // exactly the end
+		{2*mib - 1, 4, 4, false},                    // across the old GET's position
+		{len(b) + 10, 1, 0, true},                   // far past
+		{readWindow - 100, mib, mib, false},         // across a window's end
+		{readWindow + mib - 100, 2000, 2000, false}, // on in the next window
+		{0, len(b) + 5, len(b), true},               // several windows at once
+	} {
+		p := make([]byte, tt.n)
+		n, err := f.ReadAt(p, int64(tt.off))
+		if n != tt.wantN || (err == io.EOF) != tt.wantEOF || (err != nil && err != io.EOF) {
+			t.Errorf("ReadAt(%d bytes at %d) = %d, %v; want %d, EOF %v", tt.n, tt.off, n, err, tt.wantN, tt.wantEOF)
+			continue
+		}
+		if !bytes.Equal(p[:n], b[min(tt.off, len(b)):min(tt.off, len(b))+n]) {
+			t.Errorf("ReadAt(%d bytes at %d): wrong bytes", tt.n, tt.off)
+		}
+	}
+}
+
+func TestStatAndOpenErrors(t *testing.T) {
+	s := openStore(t, nil)
+	ctx := testCtx(t)
+	if _, err := s.Stat(ctx, owner, "missing"); !errors.Is(err, service.ErrNotFound) {
+		t.Errorf("Stat(missing) = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Open(ctx, owner, "missing"); !errors.Is(err, service.ErrNotFound) {
+		t.Errorf("Open(missing) = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Stat(ctx, "", "f"); !errors.Is(err, service.ErrInvalidOwner) {
+		t.Errorf("Stat with no owner = %v, want ErrInvalidOwner", err)
+	}
+	if _, err := s.Stat(ctx, strings.Repeat("o", MaxOwnerLen+1), "f"); !errors.Is(err, service.ErrInvalidOwner) {
+		t.Errorf("Stat with a long owner = %v, want ErrInvalidOwner", err)
+	}
+	if _, err := s.Stat(ctx, owner, "../x"); err == nil {
+		t.Error("Stat(../x) succeeded")
+	}
+	// An object some other program put there, without our metadata.
+	key, _ := s.objectKey(owner, "foreign")
+	if _, err := shared.Client().PutObject(ctx, shared.Bucket, key, strings.NewReader("x"), 1, "", "", minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Stat(ctx, owner, "foreign"); !errors.Is(err, errNoMetadata) {
+		t.Errorf("Stat(foreign) = %v, want errNoMetadata", err)
+	}
+}
+
+// TestSlowDownloadLetsWritersThrough keeps a download open after a small
+// read, as a slow client does: replacing and deleting the file do not
+// wait for it. (MinIO holds a lock until it has written a GET's whole
+// answer; one GET to the end of a large file kept writers waiting 30 s.)
+func TestSlowDownloadLetsWritersThrough(t *testing.T) {
+	s := openStore(t, nil)
+	put(t, s, "f", data(3*readWindow, 1))
+	f, err := s.Open(testCtx(t), owner, "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.ReadAt(make([]byte, 8<<10), 0); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(testCtx(t), 10*time.Second)
+	defer cancel()
+	if err := s.Delete(ctx, owner, "f"); err != nil {
+		t.Fatalf("Delete during a slow download = %v, want it done at once", err)
+	}
+}

@@ -1,0 +1,282 @@
+package s3store
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/greeter/greeter/service"
+)
+
+// BeginResumable starts owner's resumable upload r.ID, or resumes it from
+// its committed size, on any replica. See service.ResumableStore for the
+// errors. An expired or unusable earlier state is discarded and the upload
+// starts anew.
+//
+// Resuming claims the upload by a conditional write of its state, so
+// that a stream on another replica that still holds it fails with
+// service.ErrUploadBusy at its next part; a stream of this process that
+// holds it makes this call fail with ErrUploadBusy instead.
+func (s *Store) BeginResumable(ctx context.Context, owner string, r service.Resume) (service.ResumableUpload, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	final, err := s.objectKey(owner, r.Name)
+	if err != nil {
+		return nil, err
+	}
+	key, err := s.stateKey(owner, r.ID)
+	if err != nil {
+		return nil, err
+	}
+	if !r.Want.HasSize || !r.Want.HasSHA256 || r.Want.Size < 0 {
+		return nil, fmt.Errorf("s3store: begin upload %q: a resumable upload must declare its size and sha256", r.ID)
+	}
+	if !s.held.tryLock(key) {
+		return nil, busy(r.ID)
+	}
+	up, err := s.begin(ctx, key, final, owner, r)
+	if err != nil {
+		s.held.unlock(key)
+		return nil, err
+	}
+	return up, nil
+}
+
+// busy is the error of a writer that lost the upload to another.
+func busy(id string) error {
+	return &service.UploadError{ID: id, Err: service.ErrUploadBusy}
+}
+
+// begin resumes or creates the upload whose state is key; the caller
+// holds its lock.
+func (s *Store) begin(ctx context.Context, key, final, owner string, r service.Resume) (*resumable, error) {
+	st, etag, err := s.loadState(ctx, key)
+	switch {
+	case err == nil && st.expired(s.opts.Now(), r.TTL):
+		s.opts.Logger.InfoContext(ctx, "expired upload replaced by a new one",
+			slog.String("upload_id", r.ID), slog.String("object", r.Name), slog.Time("updated", st.Updated))
+		s.abortStale(ctx, final, st)
+		st = nil
+	case err == nil && !st.fits():
+		s.opts.Logger.WarnContext(ctx, "upload with no part numbers left replaced by a new one",
+			slog.String("upload_id", r.ID), slog.String("object", r.Name))
+		s.abortStale(ctx, final, st)
+		st = nil
+	case errors.Is(err, errBadState):
+		s.opts.Logger.WarnContext(ctx, "unusable upload state replaced by a new upload",
+			slog.String("upload_id", r.ID), slog.String("object", r.Name), slog.Any("error", err))
+	case errors.Is(err, errNoState):
+	case err != nil:
+		return nil, s.classify(ctx, "begin upload", r.ID, err)
+	}
+	if st == nil {
+		if r.Offset != 0 {
+			return nil, &service.UploadError{ID: r.ID, Committed: 0, Err: service.ErrOffsetMismatch}
+		}
+		return s.create(ctx, key, final, owner, r, etag)
+	}
+	if st.Name != r.Name || st.Size != r.Want.Size || st.sum() != r.Want.SHA256 {
+		return nil, &service.UploadError{ID: r.ID, Err: service.ErrUploadMismatch}
+	}
+	if r.Offset != st.Committed {
+		return nil, &service.UploadError{ID: r.ID, Committed: st.Committed, Err: service.ErrOffsetMismatch}
+	}
+	seg, err := ownerSegment(owner)
+	if err != nil {
+		return nil, err
+	}
+	res := &reservation{s: s, owner: seg, key: key, final: final, name: r.Name, quota: s.quotaFor(owner)}
+	return s.claim(ctx, key, final, r.ID, st, etag, res)
+}
+
+// fits reports whether the part numbers left suffice for the rest of the
+// file, one skipped number for a claim included.
+func (st *uploadState) fits() bool {
+	left := (st.Size - st.Committed + st.PartSize - 1) / st.PartSize
+	return int64(st.NextPart)+1+left <= maxParts+1
+}
+
+// abortStale aborts the multipart upload of a state that is being
+// replaced. A failure leaves an orphan that CleanExpiredUploads aborts.
+func (s *Store) abortStale(ctx context.Context, final string, st *uploadState) {
+	if err := s.abortMultipart(ctx, final, st.S3UploadID); err != nil {
+		s.opts.Logger.WarnContext(ctx, "aborting a replaced upload failed; the janitor aborts it later",
+			slog.String("object", st.Name), slog.Any("error", err))
+	}
+}
+
+// create starts a new upload: it sets aside the upload's share of owner's
+// quota (failing with a *service.QuotaError), then starts a multipart
+// upload on the file's key that carries the declared size and SHA-256 as
+// metadata, and writes its state only if there is none (replacing, with
+// etag, the discarded one).
+func (s *Store) create(ctx context.Context, key, final, owner string, r service.Resume, etag string) (*resumable, error) {
+	defer s.creating.lock(owner)()
+	if max := s.opts.MaxUploadsPerOwner; max > 0 {
+		n, err := s.countUploads(ctx, owner, r.ID, r.TTL, max)
+		if err != nil {
+			return nil, s.classify(ctx, "begin upload", r.ID, err)
+		}
+		if n >= max {
+			return nil, &service.UploadError{ID: r.ID, Err: service.ErrTooManyUploads}
+		}
+	}
+	if err := s.checkFolders(ctx, strings.TrimSuffix(final, r.Name), r.Name); err != nil {
+		return nil, err // early: Commit checks again
+	}
+	res, err := s.reserve(ctx, owner, r.Name, final, key, r.Want.Size)
+	if err != nil {
+		return nil, err
+	}
+	up, err := s.startUpload(ctx, key, final, r, etag, res)
+	if err != nil {
+		res.release(ctx)
+		return nil, err
+	}
+	return up, nil
+}
+
+// startUpload starts the multipart upload and writes the state of the new
+// upload r, whose share of the quota res holds.
+func (s *Store) startUpload(ctx context.Context, key, final string, r service.Resume, etag string, res *reservation) (*resumable, error) {
+	id, err := s.c.NewMultipartUpload(ctx, s.opts.Bucket, final,
+		minio.PutObjectOptions{UserMetadata: fileMetadata(r.Want.Size, r.Want.SHA256)})
+	if err != nil {
+		return nil, s.classify(ctx, "begin upload", r.ID, err)
+	}
+	h := sha256.New()
+	state, err := marshalHash(h)
+	if err != nil {
+		return nil, err
+	}
+	now := s.opts.Now()
+	st := &uploadState{
+		Version:    stateVersion,
+		Name:       r.Name,
+		Size:       r.Want.Size,
+		SHA256:     hex.EncodeToString(r.Want.SHA256[:]),
+		S3UploadID: id,
+		PartSize:   s.partSizeFor(r.Want.Size),
+		NextPart:   1,
+		Hash:       state,
+		Writer:     newToken(),
+		Created:    now,
+		Updated:    now,
+	}
+	newTag, err := s.saveState(ctx, key, st, etag)
+	if err != nil {
+		s.abortStale(ctx, final, st)
+		if errors.Is(err, errStateMoved) {
+			return nil, busy(r.ID)
+		}
+		return nil, s.classify(ctx, "begin upload", r.ID, err)
+	}
+	return s.newResumable(ctx, key, final, r.ID, st, newTag, h, res), nil
+}
+
+// claim takes over the upload in st, read with etag, for a new stream. A
+// stream that held it without releasing it (on a replica that died, or
+// that still runs) may be uploading part NextPart right now, so the new
+// stream starts one number later.
+func (s *Store) claim(ctx context.Context, key, final, id string, st *uploadState, etag string, res *reservation) (*resumable, error) {
+	h, err := st.restoreHash()
+	if err != nil {
+		return nil, err
+	}
+	next := *st
+	if st.Writer != "" {
+		next.NextPart++
+	}
+	next.Writer = newToken()
+	next.Updated = s.opts.Now()
+	newTag, err := s.saveState(ctx, key, &next, etag)
+	if errors.Is(err, errStateMoved) {
+		return nil, busy(id)
+	}
+	if err != nil {
+		return nil, s.classify(ctx, "resume upload", id, err)
+	}
+	return s.newResumable(ctx, key, final, id, &next, newTag, h, res), nil
+}
+
+// partSizeFor returns the part size of a new upload of size bytes: the
+// store's, doubled until half of the part numbers hold the file, which
+// leaves the other half for claims.
+func (s *Store) partSizeFor(size int64) int64 {
+	ps := s.opts.PartSize
+	for ps < MaxPartSize && size > ps*(maxParts/2) {
+		ps = min(2*ps, MaxPartSize)
+	}
+	return ps
+}
+
+// newToken returns a random name for a stream holding an upload.
+func newToken() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// countUploads counts owner's unexpired incomplete uploads other than
+// except, stopping at max. A state that cannot be read counts.
+func (s *Store) countUploads(ctx context.Context, owner, except string, ttl time.Duration, max int) (int, error) {
+	dir, err := s.ownerDir(uploadsDir, owner)
+	if err != nil {
+		return 0, err
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	now := s.opts.Now()
+	n := 0
+	for obj := range s.c.ListObjectsIter(lctx, s.opts.Bucket, minio.ListObjectsOptions{Prefix: dir}) {
+		if obj.Err != nil {
+			return 0, obj.Err
+		}
+		id, ok := strings.CutSuffix(strings.TrimPrefix(obj.Key, dir), stateSuffix)
+		if !ok || id == except || service.ValidateUploadID(id) != nil {
+			continue
+		}
+		st, _, err := s.loadState(ctx, obj.Key)
+		if err == nil && st.expired(now, ttl) || errors.Is(err, errNoState) {
+			continue
+		}
+		if n++; n >= max {
+			break
+		}
+	}
+	return n, nil
+}
+
+// QueryResumable returns the committed size of owner's incomplete upload
+// id, from its state object: the end of its last full part. An upload
+// that is unknown, completed, unusable or, unless a stream of this process
+// holds it, expired per ttl gives an *service.UploadError wrapping
+// service.ErrNotFound.
+func (s *Store) QueryResumable(ctx context.Context, owner, id string, ttl time.Duration) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	key, err := s.stateKey(owner, id)
+	if err != nil {
+		return 0, err
+	}
+	st, _, err := s.loadState(ctx, key)
+	switch {
+	case errors.Is(err, errNoState) || errors.Is(err, errBadState):
+		return 0, &service.UploadError{ID: id, Err: service.ErrNotFound}
+	case err != nil:
+		return 0, s.classify(ctx, "query upload", id, err)
+	case st.expired(s.opts.Now(), ttl) && !s.held.isLocked(key):
+		return 0, &service.UploadError{ID: id, Err: service.ErrNotFound}
+	}
+	return st.Committed, nil
+}

@@ -1,0 +1,324 @@
+package s3store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/greeter/greeter/service"
+)
+
+// resumable is a service.ResumableUpload: a multipart upload with
+// fixed-size parts and its state object. The stream that began it holds
+// the in-process lock on key until it is released.
+type resumable struct {
+	s *Store
+	// ctx is the context of the request that began the upload; its part
+	// uploads run under it.
+	ctx   context.Context
+	key   string // the state object's key; the lock's name; its hold's key
+	final string // the file's key
+	id    string
+	res   *reservation
+
+	mu   sync.Mutex
+	st   uploadState // as last saved
+	etag string      // the state object's ETag, as last saved
+	buf  *partBuffer // bytes past st.Committed, less than one part
+	h    hash.Hash   // over st.Committed bytes and buf
+	// broken is set when a part or state write failed: what the state
+	// object says stands, and nothing more is saved.
+	broken bool
+	err    error // why the upload broke or ended, returned again
+	done   bool  // released: committed, aborted, suspended or failed
+}
+
+// newResumable returns the upload whose state st was saved with etag; h
+// is the hash of its committed bytes.
+func (s *Store) newResumable(ctx context.Context, key, final, id string, st *uploadState, etag string, h hash.Hash, res *reservation) *resumable {
+	return &resumable{s: s, ctx: ctx, key: key, final: final, id: id, res: res, st: *st, etag: etag,
+		buf: s.newPartBuffer(st.PartSize), h: h}
+}
+
+// Write appends p to the part buffer and hashes it. Each time the buffer
+// fills, it is uploaded as the next part and the state object is advanced
+// to count it, conditionally on its ETag. A failure breaks the upload:
+// the state saved last stands, and a lost claim gives ErrUploadBusy.
+func (r *resumable) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done {
+		return 0, closedErr(r.err)
+	}
+	if r.broken {
+		return 0, r.err
+	}
+	if r.st.Committed+int64(len(r.buf.bytes())+len(p)) > r.st.Size {
+		r.breakWith(fmt.Errorf("s3store: upload %q: %w: more than the declared %d bytes", r.id, service.ErrSizeMismatch, r.st.Size))
+		return 0, r.err
+	}
+	n := 0
+	for len(p) > 0 {
+		k := r.buf.fill(p)
+		r.h.Write(p[:k])
+		n += k
+		p = p[k:]
+		if r.buf.full() {
+			if err := r.sendPart(); err != nil {
+				r.breakWith(err)
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}
+
+// sendPart uploads the full buffer as part NextPart and saves a state
+// that counts it.
+func (r *resumable) sendPart() error {
+	s := r.s
+	number := r.st.NextPart
+	if number > maxParts {
+		return fmt.Errorf("s3store: upload %q: no part numbers left: %w", r.id, service.ErrNoSpace)
+	}
+	part, err := s.putPart(r.ctx, r.final, r.st.S3UploadID, number, r.buf.bytes())
+	if isCode(err, codeNoSuchUpload) {
+		return busy(r.id) // completed by another stream, or expired
+	}
+	if err != nil {
+		return s.classify(r.ctx, "upload", r.st.Name, err)
+	}
+	state, err := marshalHash(r.h)
+	if err != nil {
+		return err
+	}
+	next := r.st
+	next.Parts = append(slices.Clip(r.st.Parts), statePart{Number: number, ETag: part.ETag})
+	next.Committed += int64(len(r.buf.bytes()))
+	next.NextPart = number + 1
+	next.Hash = state
+	next.Updated = s.opts.Now()
+	if err := r.save(r.ctx, &next); err != nil {
+		return err
+	}
+	r.buf.reset()
+	return nil
+}
+
+// save writes next if the state object is still the one this stream saved
+// last, and makes it the state saved last.
+func (r *resumable) save(ctx context.Context, next *uploadState) error {
+	etag, err := r.s.saveState(ctx, r.key, next, r.etag)
+	if errors.Is(err, errStateMoved) {
+		return busy(r.id)
+	}
+	if err != nil {
+		return r.s.classify(ctx, "save upload", r.id, err)
+	}
+	r.st, r.etag = *next, etag
+	return nil
+}
+
+func (r *resumable) breakWith(err error) {
+	r.broken = true
+	r.err = err
+}
+
+// Written returns the size of the file so far, committed bytes included.
+// Once the upload is suspended it is the committed size.
+func (r *resumable) Written() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done {
+		return r.st.Committed
+	}
+	return r.st.Committed + int64(len(r.buf.bytes()))
+}
+
+// Suspend releases the upload. Bytes past the last full part are dropped:
+// the committed size stays at the end of that part, and the client sends
+// the rest again. Unless the upload broke, the state records that no
+// stream holds it, so the next one need not skip a part number.
+func (r *resumable) Suspend() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done {
+		return nil
+	}
+	return r.suspend()
+}
+
+func (r *resumable) suspend() error {
+	var err error
+	if !r.broken {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), cleanupTimeout)
+		next := r.st
+		next.Writer = ""
+		next.Updated = r.s.opts.Now()
+		err = r.save(ctx, &next)
+		cancel()
+		if errors.Is(err, service.ErrUploadBusy) {
+			err = nil // another stream took over; what was committed is kept
+		}
+	}
+	r.release()
+	return err
+}
+
+// release ends this stream's hold on the upload, keeping it on the store.
+func (r *resumable) release() {
+	r.done = true
+	r.buf.release()
+	r.s.held.unlock(r.key)
+}
+
+// Abort discards the upload: its multipart upload, its state and its
+// hold on the owner's quota.
+func (r *resumable) Abort() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done {
+		return nil
+	}
+	return r.abort(r.ctx)
+}
+
+func (r *resumable) abort(ctx context.Context) error {
+	err := errors.Join(r.s.abortMultipart(ctx, r.final, r.st.S3UploadID), r.s.removeKey(ctx, r.key))
+	r.res.release(ctx)
+	r.release()
+	if err != nil {
+		return r.s.classify(ctx, "abort upload", r.id, err)
+	}
+	return nil
+}
+
+// Commit verifies the whole file against the size and SHA-256 the upload
+// was started with (and against want), from the hash state after the
+// committed parts plus the bytes since; bytes that miss the declared
+// SHA-256 abort the upload with service.ErrResumableDigestMismatch. Then it
+// checks by a conditional write that this stream still holds the upload,
+// uploads the last part, and completes the multipart upload under want's
+// preconditions and the owner's quota (see Store.publish), which publishes
+// the file in one step with the declared size and SHA-256 as metadata (a
+// file of less than one part is put whole instead), and deletes the state.
+// A failed precondition, an exceeded quota or a stored part that is not
+// the one received abort the upload too: resuming cannot change the
+// answer. Too few bytes or a ctx cancelled before Commit suspend the
+// upload; any other failure releases it, resumable.
+func (r *resumable) Commit(ctx context.Context, want service.Expect) (service.FileInfo, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done {
+		return service.FileInfo{}, closedErr(r.err)
+	}
+	if r.broken {
+		r.release()
+		return service.FileInfo{}, r.err
+	}
+	if err := ctx.Err(); err != nil {
+		r.suspend()
+		return service.FileInfo{}, err
+	}
+	name, size := r.st.Name, r.st.Size
+	written := r.st.Committed + int64(len(r.buf.bytes()))
+	if written < size {
+		err := sizeMismatch(name, written, size)
+		if serr := r.suspend(); serr != nil {
+			return service.FileInfo{}, serr
+		}
+		return service.FileInfo{}, err
+	}
+	info := service.FileInfo{Name: name, Size: written}
+	r.h.Sum(info.SHA256[:0])
+	declared := service.Expect{Size: size, HasSize: true, SHA256: r.st.sum(), HasSHA256: true}
+	if err := verifyResumable(name, info.Size, info.SHA256, declared, want); err != nil {
+		r.abort(ctx)
+		return service.FileInfo{}, err
+	}
+	if err := r.publish(ctx, &info, want); err != nil {
+		switch {
+		case r.done:
+		case errors.Is(err, service.ErrResumableDigestMismatch), errors.Is(err, service.ErrExists),
+			errors.Is(err, service.ErrNotMatched), errors.Is(err, service.ErrQuotaExceeded):
+			r.abort(ctx)
+		default:
+			r.breakWith(err)
+			r.release()
+		}
+		return service.FileInfo{}, err
+	}
+	if err := r.s.removeKey(ctx, r.key); err != nil {
+		r.s.opts.Logger.WarnContext(ctx, "removing a completed upload's state failed; it expires later",
+			slog.String("upload_id", r.id), slog.String("object", name), slog.Any("error", err))
+	}
+	r.st.Committed = info.Size // for Written
+	r.release()
+	return info, nil
+}
+
+// publish makes the verified file visible: after the fence (a write of the
+// state that fails if another stream claimed the upload), with one
+// PutObject when no part was uploaded, else by uploading the tail as the
+// last part and completing the multipart upload. An InvalidPart answer
+// means the parts on the server are not the ones the state recorded (a
+// stream that lost its claim overwrote one with other bytes): the upload
+// cannot complete, which is reported as
+// service.ErrResumableDigestMismatch.
+func (r *resumable) publish(ctx context.Context, info *service.FileInfo, want service.Expect) error {
+	s := r.s
+	fence := r.st
+	fence.Updated = s.opts.Now()
+	if err := r.save(ctx, &fence); err != nil {
+		return err
+	}
+	classify := func(err error) error {
+		if isCode(err, codeInvalidPart) {
+			return fmt.Errorf("s3store: commit %q: %w: a stored part is not the one received", info.Name, service.ErrResumableDigestMismatch)
+		}
+		return r.partError(ctx, info.Name, err)
+	}
+	if len(r.st.Parts) == 0 {
+		err := s.publish(ctx, r.res, info, want, func(ctx context.Context, cond condition) (minio.UploadInfo, error) {
+			opts := minio.PutObjectOptions{UserMetadata: fileMetadata(info.Size, info.SHA256)}
+			cond.apply(&opts)
+			return s.c.PutObject(ctx, s.opts.Bucket, r.final, bytes.NewReader(r.buf.bytes()), int64(len(r.buf.bytes())), "", "", opts)
+		}, classify)
+		if err != nil {
+			return err
+		}
+		if err := s.abortMultipart(ctx, r.final, r.st.S3UploadID); err != nil {
+			s.opts.Logger.WarnContext(ctx, "aborting the unused multipart upload failed; the janitor aborts it later",
+				slog.String("object", info.Name), slog.Any("error", err))
+		}
+		return nil
+	}
+	parts := r.st.completeParts()
+	if tail := r.buf.bytes(); len(tail) > 0 {
+		part, err := s.putPart(ctx, r.final, r.st.S3UploadID, r.st.NextPart, tail)
+		if err != nil {
+			return r.partError(ctx, info.Name, err)
+		}
+		parts = append(parts, part)
+	}
+	return s.publish(ctx, r.res, info, want, func(ctx context.Context, cond condition) (minio.UploadInfo, error) {
+		var opts minio.PutObjectOptions
+		cond.apply(&opts)
+		return s.c.CompleteMultipartUpload(ctx, s.opts.Bucket, r.final, r.st.S3UploadID, parts, opts)
+	}, classify)
+}
+
+// partError classifies an error of the multipart upload.
+func (r *resumable) partError(ctx context.Context, name string, err error) error {
+	if isCode(err, codeNoSuchUpload) {
+		return busy(r.id)
+	}
+	return r.s.classify(ctx, "commit", name, err)
+}

@@ -1,0 +1,305 @@
+package s3store
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/greeter/greeter/service"
+)
+
+// Create starts an upload of name for owner. Its bytes are kept in one
+// part buffer; a file that outgrows it goes to a multipart upload under
+// tmp/, which Commit copies to its key (see the package documentation).
+// Nothing is sent until the buffer is full or Commit is called. It fails
+// with a *service.QuotaError if one more file would exceed owner's objects
+// quota; Write and Commit check the quotas again.
+func (s *Store) Create(ctx context.Context, owner, name string) (service.Upload, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	key, err := s.objectKey(owner, name)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.reserve(ctx, owner, name, key, "", 0)
+	if err != nil {
+		return nil, err
+	}
+	return &upload{s: s, ctx: ctx, name: name, key: key, res: res, buf: s.newPartBuffer(s.opts.PartSize), h: sha256.New()}, nil
+}
+
+// upload is a plain service.Upload.
+type upload struct {
+	s *Store
+	// ctx is the context of the request that created the upload; its part
+	// uploads run under it.
+	ctx  context.Context
+	name string // object name, for errors
+	key  string // the file's key
+	res  *reservation
+
+	mu      sync.Mutex
+	buf     *partBuffer // bytes not sent yet
+	h       hash.Hash
+	written int64
+	// The multipart upload on a staging key, once the file outgrew one
+	// part; uploadID is "" before.
+	stage    string
+	uploadID string
+	parts    []minio.CompletePart
+	err      error // why the upload ended, returned again
+	done     bool
+}
+
+// Write appends p to the part buffer and hashes it. When the buffer is
+// full and more bytes come, it is sent as a part first. A failure there,
+// or bytes beyond the owner's bytes quota, end the upload and discard what
+// was sent.
+func (u *upload) Write(p []byte) (int, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.done {
+		return 0, closedErr(u.err)
+	}
+	if err := u.res.grow(u.ctx, u.written+int64(len(p))); err != nil {
+		u.fail(u.ctx, err)
+		return 0, u.err
+	}
+	n := 0
+	for len(p) > 0 {
+		if u.buf.full() {
+			if err := u.sendPart(); err != nil {
+				u.fail(u.ctx, err)
+				return n, u.err
+			}
+		}
+		k := u.buf.fill(p)
+		u.h.Write(p[:k])
+		u.written += int64(k)
+		n += k
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// sendPart sends the full buffer as the next part, starting the staging
+// multipart upload first if needed.
+func (u *upload) sendPart() error {
+	s := u.s
+	if u.uploadID == "" {
+		var b [16]byte
+		rand.Read(b[:])
+		stage := s.opts.Prefix + tmpDir + "/" + hex.EncodeToString(b[:])
+		id, err := s.c.NewMultipartUpload(u.ctx, s.opts.Bucket, stage, minio.PutObjectOptions{})
+		if err != nil {
+			return s.classify(u.ctx, "upload", u.name, err)
+		}
+		u.stage, u.uploadID = stage, id
+		s.active.tryLock(id)
+	}
+	number := len(u.parts) + 1
+	if number > maxParts {
+		return fmt.Errorf("s3store: upload %q: larger than %d parts of %d bytes: %w", u.name, maxParts, s.opts.PartSize, service.ErrNoSpace)
+	}
+	part, err := s.putPart(u.ctx, u.stage, u.uploadID, number, u.buf.bytes())
+	if err != nil {
+		return s.classify(u.ctx, "upload", u.name, err)
+	}
+	u.parts = append(u.parts, part)
+	u.buf.reset()
+	return nil
+}
+
+// Written returns the number of bytes written so far.
+func (u *upload) Written() int64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.written
+}
+
+// Commit checks the bytes against want and publishes them in one step: a
+// file that fits in one part with a single PutObject, a larger one by
+// completing the staging upload and copying it, with its metadata, to its
+// key. want's preconditions and the owner's quotas are checked first and,
+// the preconditions, by the server again with that step (see publish). On
+// any error nothing becomes visible and the upload is discarded.
+func (u *upload) Commit(ctx context.Context, want service.Expect) (service.FileInfo, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.done {
+		return service.FileInfo{}, closedErr(u.err)
+	}
+	info, err := u.commit(ctx, want)
+	if err != nil {
+		u.fail(ctx, err)
+		return service.FileInfo{}, err
+	}
+	u.done = true
+	u.release()
+	return info, nil
+}
+
+func (u *upload) commit(ctx context.Context, want service.Expect) (service.FileInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return service.FileInfo{}, err
+	}
+	s := u.s
+	info := service.FileInfo{Name: u.name, Size: u.written}
+	u.h.Sum(info.SHA256[:0])
+	if err := verify(u.name, info.Size, info.SHA256, want); err != nil {
+		return service.FileInfo{}, err
+	}
+	meta := fileMetadata(info.Size, info.SHA256)
+	if u.uploadID == "" {
+		err := s.publish(ctx, u.res, &info, want, func(ctx context.Context, cond condition) (minio.UploadInfo, error) {
+			opts := minio.PutObjectOptions{UserMetadata: meta}
+			cond.apply(&opts)
+			return s.c.PutObject(ctx, s.opts.Bucket, u.key, bytes.NewReader(u.buf.bytes()), int64(len(u.buf.bytes())), "", "", opts)
+		}, u.classifier(ctx))
+		if err != nil {
+			return service.FileInfo{}, err
+		}
+		return info, nil
+	}
+	if err := u.sendPart(); err != nil {
+		return service.FileInfo{}, err
+	}
+	staged, err := s.c.CompleteMultipartUpload(ctx, s.opts.Bucket, u.stage, u.uploadID, u.parts, minio.PutObjectOptions{})
+	if err != nil {
+		return service.FileInfo{}, s.classify(ctx, "commit", u.name, err)
+	}
+	u.uploadID = "" // completed: the staging object is what is left to remove
+	err = s.publish(ctx, u.res, &info, want, func(ctx context.Context, cond condition) (minio.UploadInfo, error) {
+		return s.copyObject(ctx, u.stage, staged.ETag, u.key, info.Size, meta, cond)
+	}, u.classifier(ctx))
+	if err != nil {
+		return service.FileInfo{}, err
+	}
+	if err := s.removeKey(ctx, u.stage); err != nil {
+		s.opts.Logger.WarnContext(ctx, "removing a staged upload failed; CleanTemporaries removes it later",
+			slog.String("object", u.name), slog.Any("error", err))
+	}
+	u.stage = ""
+	return info, nil
+}
+
+// classifier returns the classification of the upload's errors at commit.
+func (u *upload) classifier(ctx context.Context) func(error) error {
+	return func(err error) error { return u.s.classify(ctx, "commit", u.name, err) }
+}
+
+// Abort discards the upload. It is safe to call more than once and after
+// Commit, which it leaves in place.
+func (u *upload) Abort() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.done {
+		return nil
+	}
+	u.done = true
+	return u.discard(u.ctx)
+}
+
+// fail ends the upload with err and discards what it sent.
+func (u *upload) fail(ctx context.Context, err error) {
+	u.err = err
+	u.done = true
+	if derr := u.discard(ctx); derr != nil {
+		u.s.opts.Logger.WarnContext(ctx, "discarding a failed upload failed; the janitor removes it later",
+			slog.String("object", u.name), slog.Any("error", derr))
+	}
+}
+
+// discard aborts the staging upload or removes the staged object, and
+// releases the buffer.
+func (u *upload) discard(ctx context.Context) error {
+	var err error
+	switch {
+	case u.uploadID != "":
+		err = u.s.abortMultipart(ctx, u.stage, u.uploadID)
+	case u.stage != "":
+		err = u.s.removeKey(ctx, u.stage)
+	}
+	u.release()
+	if err != nil {
+		return u.s.classify(ctx, "abort", u.name, err)
+	}
+	return nil
+}
+
+// release gives the buffer and the hold back and forgets the multipart
+// upload. After a commit the hold is settled already.
+func (u *upload) release() {
+	u.res.release(u.ctx)
+	u.buf.release()
+	if u.uploadID != "" {
+		u.s.active.unlock(u.uploadID)
+	}
+	u.uploadID, u.stage = "", ""
+}
+
+// modifiedTime returns the modification time of an object written with
+// the result res, or now() when the server did not say.
+func modifiedTime(res minio.UploadInfo, now func() time.Time) time.Time {
+	if !res.LastModified.IsZero() {
+		return res.LastModified
+	}
+	return now()
+}
+
+// verify checks an upload of name that wrote size bytes hashing to sum
+// against every expectation in wants: first the sizes, then the digests.
+func verify(name string, size int64, sum [32]byte, wants ...service.Expect) error {
+	for _, want := range wants {
+		if want.HasSize && want.Size != size {
+			return sizeMismatch(name, size, want.Size)
+		}
+	}
+	for _, want := range wants {
+		if want.HasSHA256 && want.SHA256 != sum {
+			return fmt.Errorf("s3store: commit %q: %w: got %x, declared %x", name, service.ErrDigestMismatch, sum, want.SHA256)
+		}
+	}
+	return nil
+}
+
+// verifyResumable checks a resumable upload of name as verify does, the
+// expectations it was begun with (declared) first, except that bytes that
+// do not hash to the declared SHA-256 give
+// service.ErrResumableDigestMismatch: the upload gathered the wrong bytes,
+// which only starting over mends.
+func verifyResumable(name string, size int64, sum [32]byte, declared, want service.Expect) error {
+	if err := verify(name, size, sum, declared); err != nil {
+		if errors.Is(err, service.ErrDigestMismatch) {
+			return fmt.Errorf("s3store: commit %q: %w: got %x, declared %x", name, service.ErrResumableDigestMismatch, sum, declared.SHA256)
+		}
+		return err
+	}
+	return verify(name, size, sum, want)
+}
+
+// sizeMismatch wraps service.ErrSizeMismatch for an upload of name that
+// wrote got bytes where declared were expected.
+func sizeMismatch(name string, got, declared int64) error {
+	return fmt.Errorf("s3store: commit %q: %w: got %d bytes, declared %d", name, service.ErrSizeMismatch, got, declared)
+}
+
+// closedErr returns the error an upload that ended with err (nil when it
+// was committed or aborted) gives when it is used again.
+func closedErr(err error) error {
+	if err != nil {
+		return err
+	}
+	return errNotHeld
+}
