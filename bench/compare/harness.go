@@ -29,12 +29,13 @@ type harness struct {
 	fileKind  string // what backs files, for the report
 	serverDir string // where the servers store files
 	serverFS  string
-	bin       string    // greeterd and greeter built from root
-	minio     string    // the MinIO binary
-	otlp      string    // OTLP/HTTP endpoint for greeterd's spans
-	source    string    // the file every target moves
-	sourceSum string    // its hex SHA-256
-	prof      *profiler // with -cpuprofile
+	bin       string       // greeterd and greeter built from root
+	minio     string       // the MinIO binary
+	minioT    *minioTarget // the MinIO server, once started
+	otlp      string       // OTLP/HTTP endpoint for greeterd's spans
+	source    string       // the file every target moves
+	sourceSum string       // its hex SHA-256
+	prof      *profiler    // with -cpuprofile
 	closers   []func()
 	started   time.Time
 }
@@ -52,7 +53,7 @@ func newHarness(ctx context.Context, o options) (_ *harness, err error) {
 	needSCP, needMinIO := o.sweep, o.sweep
 	for _, t := range o.targets {
 		needSCP = needSCP || t == targetSCP
-		needMinIO = needMinIO || t == targetMinIO
+		needMinIO = needMinIO || t == targetMinIO || t == targetGreeterS3
 	}
 	if err := h.ensureTools(ctx, needSCP, needMinIO); err != nil {
 		return nil, err
@@ -167,6 +168,13 @@ func (h *harness) describe(w io.Writer) {
 	}
 	if has[targetSCP] || h.opts.sweep {
 		fmt.Fprintf(w, "scp:       OpenSSH %s, scp (SFTP protocol) with %s, key auth, to a private sshd; no end-to-end digest\n", sshVersion(), sshCipher)
+	}
+	if has[targetGreeterS3] {
+		part := "16 MiB (greeterd's default)"
+		if h.opts.s3PartSize > 0 {
+			part = sizeName(h.opts.s3PartSize)
+		}
+		fmt.Fprintf(w, "greeter-s3: greeterd dev mode with every plugin on (TLS 1.3, JWT, rate limits with --rate-transfer 1000, tracing %s, /metrics served), --storage s3 in bucket %q of the same MinIO over TLS (--s3-ca, path style), parts of %s; the CLI verifies SHA-256; server CPU and peak RSS are greeterd's alone, MinIO's are not counted\n", traces, greeterS3Bucket, part)
 	}
 	if has[targetMinIO] || h.opts.sweep {
 		fmt.Fprintf(w, "minio:     MinIO (single drive) over TLS, curl %s --aws-sigv4 single PUT/GET (UNSIGNED-PAYLOAD); no end-to-end digest\n", curlVersion())

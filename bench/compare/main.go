@@ -2,17 +2,20 @@
 // instead, file to file over loopback: scp to an OpenSSH server, and curl
 // (SigV4) to MinIO. It also compares greeterd with every middleware plugin
 // on against greeterd with every plugin that can be switched off switched
-// off.
+// off. With -s3 it measures greeterd storing on MinIO (--storage s3)
+// against curl straight to the same MinIO (issue 13).
 //
 //	go run ./bench/compare -size 1GiB -rounds 5
+//	go run ./bench/compare -s3 -size 1GiB -rounds 3
 //	go run ./bench/compare -sweep -csv sweep.csv -chart docs/throughput.png
 //	go run ./bench/compare -plot sweep.csv -chart docs/throughput.png
 //	go run ./bench/compare -size 256MiB -rounds 3 -targets greeter -cpuprofile /tmp/prof
 //
 // It installs what is missing (openssh-server, openssh-client and curl with
-// apt-get; MinIO with go install into a cache directory), builds greeterd
-// and greeter from this module, and starts every server on 127.0.0.1 with
-// private ports, keys and certificates. Rounds are interleaved: in each
+// apt-get; MinIO with go install into a cache directory, unless the tests'
+// MinIO is in $GREETER_MINIO or .bin), builds greeterd and greeter from
+// this module, and starts every server on 127.0.0.1 with private ports,
+// keys and certificates. Rounds are interleaved: in each
 // round every target uploads the same file, then every target downloads
 // it, in an order rotated from round to round. Every downloaded file is
 // checked against the source's SHA-256 after the timed run; the greeter CLI
@@ -64,6 +67,11 @@ type options struct {
 	keep      bool
 	timeout   time.Duration
 	profile   string
+	// s3 selects the issue 13 comparison: greeterd on MinIO against curl
+	// to the same MinIO.
+	s3 bool
+	// s3PartSize is greeterd's --s3-part-size; zero keeps its default.
+	s3PartSize int64
 }
 
 // Target names.
@@ -72,6 +80,9 @@ const (
 	targetNoChain = "greeter-nochain" // greeterd with the plugins off
 	targetSCP     = "scp"
 	targetMinIO   = "minio"
+	// targetGreeterS3 is greeterd, every plugin on, storing in a bucket of
+	// the MinIO that the minio target talks to (--storage s3).
+	targetGreeterS3 = "greeter-s3"
 )
 
 func parseFlags(args []string) (options, error) {
@@ -91,10 +102,13 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.chartPath, "chart", "", "with -sweep or -plot: render the chart to this PNG file")
 	fs.StringVar(&o.plotFrom, "plot", "", "render -chart from this CSV file written by -sweep -csv, and measure nothing")
 	cache, _ := os.UserCacheDir()
-	fs.StringVar(&o.cacheDir, "cache", cache+"/greeter-bench", "where MinIO is installed")
+	fs.StringVar(&o.cacheDir, "cache", cache+"/greeter-bench", "where MinIO is installed when neither $GREETER_MINIO nor the module's .bin/minio (the tests' MinIO) exists")
 	fs.StringVar(&o.profile, "cpuprofile", "", "profile greeterd and greeter (built with a profiling overlay) and write per-transfer CPU profiles and pprof -top reports to this directory")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directories and logs (servers are stopped anyway)")
 	fs.DurationVar(&o.timeout, "timeout", 45*time.Minute, "give up after this long")
+	fs.BoolVar(&o.s3, "s3", false, "compare greeterd on MinIO (--storage s3) with curl --aws-sigv4 straight to the same MinIO (issue 13): -targets greeter-s3,minio and 3 rounds unless given")
+	partSize := envflag.Size(0)
+	fs.Var(&partSize, "s3-part-size", "greeterd's --s3-part-size for greeter-s3 (0: greeterd's default, 16MiB)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -103,7 +117,13 @@ func parseFlags(args []string) (options, error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	o.size, o.chunk = int64(size), int64(chunk)
+	o.size, o.chunk, o.s3PartSize = int64(size), int64(chunk), int64(partSize)
+	if o.s3 && !set["targets"] {
+		*targets = targetGreeterS3 + "," + targetMinIO
+	}
+	if o.s3 && !set["rounds"] {
+		o.rounds = 3
+	}
 	if o.sweep && !set["size"] {
 		o.size = 256 << 20
 	}
@@ -112,7 +132,7 @@ func parseFlags(args []string) (options, error) {
 	}
 	for _, t := range strings.Split(*targets, ",") {
 		switch t = strings.TrimSpace(t); t {
-		case targetGreeter, targetNoChain, targetSCP, targetMinIO:
+		case targetGreeter, targetNoChain, targetSCP, targetMinIO, targetGreeterS3:
 			o.targets = append(o.targets, t)
 		case "":
 		default:
@@ -130,6 +150,10 @@ func parseFlags(args []string) (options, error) {
 		return o, fmt.Errorf("-traces must be down, jaeger or none")
 	case o.plotFrom != "" && o.chartPath == "":
 		return o, fmt.Errorf("-plot needs -chart")
+	case o.s3 && o.sweep:
+		return o, fmt.Errorf("-s3 and -sweep measure different things: choose one")
+	case o.s3PartSize != 0 && (o.s3PartSize < 5<<20 || o.s3PartSize > 5<<30):
+		return o, fmt.Errorf("-s3-part-size must be between 5MiB and 5GiB (S3's limits)")
 	}
 	return o, nil
 }
@@ -219,6 +243,8 @@ func (h *harness) startTargets(ctx context.Context) ([]target, error) {
 			t, err = h.startSSHD(ctx)
 		case targetMinIO:
 			t, err = h.startMinIO(ctx)
+		case targetGreeterS3:
+			t, err = h.startGreeterS3(ctx)
 		}
 		if err != nil {
 			return nil, err

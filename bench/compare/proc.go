@@ -235,13 +235,14 @@ func waitTCP(ctx context.Context, p *process, addr string, timeout time.Duration
 
 // cleanEnv returns the harness's environment without the variables that
 // would change how greeter, greeterd, scp or curl behave (OTEL_*, GREETER_*,
-// proxies), plus extra.
+// MINIO_*, AWS_* such as a session token or profile that greeterd on MinIO
+// would pick up, proxies), plus extra.
 func cleanEnv(extra ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch {
-		case strings.HasPrefix(k, "OTEL_"), strings.HasPrefix(k, "GREETER_"), strings.HasPrefix(k, "MINIO_"),
+		case strings.HasPrefix(k, "OTEL_"), strings.HasPrefix(k, "GREETER_"), strings.HasPrefix(k, "MINIO_"), strings.HasPrefix(k, "AWS_"),
 			strings.EqualFold(k, "http_proxy"), strings.EqualFold(k, "https_proxy"), strings.EqualFold(k, "all_proxy"):
 			continue
 		}

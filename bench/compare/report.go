@@ -17,6 +17,10 @@ const (
 	wantVsMinIO   = 1.5
 	maxChainCost  = 0.05
 	maxServerPeak = 48 << 20
+
+	// Issue 13: greeterd on MinIO against curl straight to MinIO.
+	wantS3VsDirect  = 0.6
+	maxS3UploadPeak = 64 << 20
 )
 
 var ops = []string{"upload", "download"}
@@ -67,7 +71,25 @@ func verdict(pass bool) string {
 	return "NOT met"
 }
 
+// printReport prints the table of every target, then the comparisons of
+// the issues whose targets ran: issue 8 (greeter against scp and MinIO,
+// the chain's cost) and issue 13 (greeter on MinIO against MinIO).
 func printReport(w io.Writer, samples []sample, targets []string, size int64) {
+	printTable(w, samples, targets, size)
+	has := map[string]bool{}
+	for _, t := range targets {
+		has[t] = true
+	}
+	if has[targetGreeter] || has[targetNoChain] || has[targetSCP] {
+		printIssue8(w, samples)
+	}
+	if has[targetGreeterS3] {
+		printS3(w, samples)
+	}
+}
+
+// printTable prints the medians of every target and op.
+func printTable(w io.Writer, samples []sample, targets []string, size int64) {
 	rounds := 0
 	for _, s := range samples {
 		rounds = max(rounds, s.Round)
@@ -96,24 +118,46 @@ func printReport(w io.Writer, samples []sample, targets []string, size int64) {
 		}
 	}
 	tw.Flush()
+}
 
-	fmt.Fprintf(w, "\nratios of throughput (of the medians; median of the per-round ratios in parentheses)\n\n")
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "comparison\tupload\tdownload\ttarget\t")
-	row := func(label, a, b string, want float64) {
-		fmt.Fprintf(tw, "%s", label)
-		for _, op := range ops {
-			r, p, ok := ratio(samples, op, a, b)
-			if !ok {
-				fmt.Fprintf(tw, "\t–")
-				continue
-			}
-			fmt.Fprintf(tw, "\t%.2f× (%.2f×) %s", r, p, verdict(r >= want))
+// ratioHeader introduces a table of ratios.
+const ratioHeader = "\nratios of throughput (of the medians; median of the per-round ratios in parentheses)\n\n"
+
+// ratioRow prints the ratio of a's throughput to b's for each op, and the
+// target want, as one row of tw.
+func ratioRow(tw io.Writer, samples []sample, label, a, b string, want float64) {
+	fmt.Fprintf(tw, "%s", label)
+	for _, op := range ops {
+		r, p, ok := ratio(samples, op, a, b)
+		if !ok {
+			fmt.Fprintf(tw, "\t–")
+			continue
 		}
-		fmt.Fprintf(tw, "\t≥ %.1f×\t\n", want)
+		fmt.Fprintf(tw, "\t%.2f× (%.2f×) %s", r, p, verdict(r >= want))
 	}
-	row("greeter / scp", targetGreeter, targetSCP, wantVsSCP)
-	row("greeter / minio", targetGreeter, targetMinIO, wantVsMinIO)
+	fmt.Fprintf(tw, "\t≥ %.1f×\t\n", want)
+}
+
+// peakOf returns the highest server peak RSS of target's samples of op
+// ("" for every op), or 0 if none was read.
+func peakOf(samples []sample, target, op string) int64 {
+	var peak int64
+	for _, s := range samples {
+		if s.Target == target && (op == "" || s.Op == op) {
+			peak = max(peak, s.ServerPeak)
+		}
+	}
+	return peak
+}
+
+// printIssue8 prints greeter against scp and MinIO, the chain's cost and
+// greeterd's peak RSS (issue 8).
+func printIssue8(w io.Writer, samples []sample) {
+	fmt.Fprint(w, ratioHeader)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "comparison\tupload\tdownload\ttarget\t")
+	ratioRow(tw, samples, "greeter / scp", targetGreeter, targetSCP, wantVsSCP)
+	ratioRow(tw, samples, "greeter / minio", targetGreeter, targetMinIO, wantVsMinIO)
 	fmt.Fprintf(tw, "chain cost: 1 − greeter / greeter-nochain")
 	for _, op := range ops {
 		r, p, ok := ratio(samples, op, targetGreeter, targetNoChain)
@@ -127,16 +171,28 @@ func printReport(w io.Writer, samples []sample, targets []string, size int64) {
 	tw.Flush()
 
 	for _, t := range []string{targetGreeter, targetNoChain} {
-		var peak int64
-		for _, s := range samples {
-			if s.Target == t {
-				peak = max(peak, s.ServerPeak)
-			}
-		}
-		if peak > 0 {
+		if peak := peakOf(samples, t, ""); peak > 0 {
 			fmt.Fprintf(w, "\n%s: greeterd peak RSS (VmHWM, reset before each transfer), highest of all transfers: %s; target ≤ %s: %s",
 				t, mib(peak), mib(maxServerPeak), verdict(peak <= maxServerPeak))
 		}
+	}
+	fmt.Fprintln(w)
+}
+
+// printS3 prints greeterd on MinIO against curl straight to the same MinIO
+// and greeterd's peak RSS while it uploads (issue 13).
+func printS3(w io.Writer, samples []sample) {
+	fmt.Fprint(w, ratioHeader)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "comparison\tupload\tdownload\ttarget\t")
+	ratioRow(tw, samples, "greeter on MinIO / curl to MinIO", targetGreeterS3, targetMinIO, wantS3VsDirect)
+	tw.Flush()
+	if peak := peakOf(samples, targetGreeterS3, "upload"); peak > 0 {
+		fmt.Fprintf(w, "\n%s: greeterd peak RSS (VmHWM, reset before each transfer), highest of the uploads: %s; target ≤ %s: %s",
+			targetGreeterS3, mib(peak), mib(maxS3UploadPeak), verdict(peak <= maxS3UploadPeak))
+	}
+	if peak := peakOf(samples, targetGreeterS3, "download"); peak > 0 {
+		fmt.Fprintf(w, "\n%s: greeterd peak RSS, highest of the downloads: %s", targetGreeterS3, mib(peak))
 	}
 	fmt.Fprintln(w)
 }

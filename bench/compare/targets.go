@@ -48,6 +48,37 @@ type greeterConfig struct {
 	// chunk is the server's --chunk-size and the CLI's --chunk-size; zero
 	// keeps both defaults.
 	chunk int64
+	// s3, if set, makes greeterd store in a bucket (--storage s3) instead
+	// of its data directory.
+	s3 *s3Backend
+}
+
+// s3Backend is the bucket greeterd stores in with --storage s3.
+type s3Backend struct {
+	endpoint string // https://127.0.0.1:port
+	bucket   string
+	region   string
+	ca       string // PEM file of the CA that signed the server's certificate
+	// accessKey and secretKey go to greeterd as AWS_ACCESS_KEY_ID and
+	// AWS_SECRET_ACCESS_KEY, never on its command line.
+	accessKey, secretKey string
+	// partSize is --s3-part-size; zero keeps greeterd's default.
+	partSize int64
+}
+
+// args returns greeterd's storage flags for the bucket.
+func (b *s3Backend) args() []string {
+	argv := []string{"--storage", "s3", "--s3-endpoint", b.endpoint, "--s3-bucket", b.bucket,
+		"--s3-region", b.region, "--s3-ca", b.ca, "--s3-path-style"}
+	if b.partSize > 0 {
+		argv = append(argv, "--s3-part-size", strconv.FormatInt(b.partSize, 10))
+	}
+	return argv
+}
+
+// env returns the credentials' environment variables.
+func (b *s3Backend) env() []string {
+	return []string{"AWS_ACCESS_KEY_ID=" + b.accessKey, "AWS_SECRET_ACCESS_KEY=" + b.secretKey}
 }
 
 // chainOn is greeterd as users run it in dev mode, with every plugin on.
@@ -92,29 +123,20 @@ func (t *greeterTarget) Remove(ctx context.Context, object string) error {
 	return run(ctx, cleanEnv(), t.args("rm", object)...)
 }
 
-// startGreeterd starts greeterd in dev mode (TLS 1.3, dev PKI, JWT keys and
-// a dev token in its own state directory) with the plugins cfg asks for.
-func (h *harness) startGreeterd(ctx context.Context, cfg greeterConfig) (*greeterTarget, error) {
-	slug := slug(cfg.name)
-	state, err := mkdir(h.work, "greeterd-"+slug)
-	if err != nil {
-		return nil, err
+// greeterdArgv is greeterd's command line for cfg: its own state
+// directory, listening on addr, storing in dataDir or, with cfg.s3, in the
+// bucket; metricsAddr, if not empty, serves /metrics.
+func greeterdArgv(bin, stateDir, dataDir, addr, metricsAddr string, maxFile int64, cfg greeterConfig) []string {
+	argv := []string{bin, "--state-dir", stateDir}
+	if cfg.s3 != nil {
+		argv = append(argv, cfg.s3.args()...)
+	} else {
+		argv = append(argv, "--data-dir", dataDir)
 	}
-	data, err := mkdir(h.serverDir, "greeterd-"+slug)
-	if err != nil {
-		return nil, err
-	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	maxFile := max(h.opts.size, 1<<30)
-	argv := []string{filepath.Join(h.bin, "greeterd"),
-		"--state-dir", state, "--data-dir", data, "--listen", addr,
+	argv = append(argv, "--listen", addr,
 		"--max-file-size", strconv.FormatInt(maxFile, 10),
 		"--auth", cfg.auth,
-	}
+	)
 	if cfg.chunk > 0 {
 		argv = append(argv, "--chunk-size", strconv.FormatInt(cfg.chunk, 10))
 	}
@@ -124,17 +146,56 @@ func (h *harness) startGreeterd(ctx context.Context, cfg greeterConfig) (*greete
 		argv = append(argv, "--rate-peer", "-1", "--rate-unary", "-1", "--rate-transfer", "-1",
 			"--max-transfers-per-identity", "-1")
 	}
+	if metricsAddr != "" {
+		argv = append(argv, "--metrics-listen", metricsAddr)
+	}
+	return argv
+}
+
+// greeterdEnv is greeterd's environment for cfg: traces as tracesEnv says
+// (or off), and the bucket's credentials with cfg.s3.
+func greeterdEnv(cfg greeterConfig, tracesEnv []string) []string {
+	var extra []string
+	if cfg.tracing {
+		extra = append(extra, tracesEnv...)
+	} else {
+		extra = append(extra, "OTEL_TRACES_EXPORTER=none")
+	}
+	if cfg.s3 != nil {
+		extra = append(extra, cfg.s3.env()...)
+	}
+	return cleanEnv(extra...)
+}
+
+// startGreeterd starts greeterd in dev mode (TLS 1.3, dev PKI, JWT keys and
+// a dev token in its own state directory) with the plugins cfg asks for.
+func (h *harness) startGreeterd(ctx context.Context, cfg greeterConfig) (*greeterTarget, error) {
+	slug := slug(cfg.name)
+	state, err := mkdir(h.work, "greeterd-"+slug)
+	if err != nil {
+		return nil, err
+	}
+	data := ""
+	if cfg.s3 == nil {
+		if data, err = mkdir(h.serverDir, "greeterd-"+slug); err != nil {
+			return nil, err
+		}
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	metrics := ""
 	if cfg.metrics {
 		mport, err := freePort()
 		if err != nil {
 			return nil, err
 		}
-		argv = append(argv, "--metrics-listen", "127.0.0.1:"+strconv.Itoa(mport))
+		metrics = "127.0.0.1:" + strconv.Itoa(mport)
 	}
-	env := cleanEnv("OTEL_TRACES_EXPORTER=none")
-	if cfg.tracing {
-		env = cleanEnv(h.tracesEnv()...)
-	}
+	argv := greeterdArgv(filepath.Join(h.bin, "greeterd"), state, data, addr, metrics, max(h.opts.size, 1<<30), cfg)
+	env := greeterdEnv(cfg, h.tracesEnv())
 	profileDir := ""
 	if h.prof != nil {
 		if profileDir, err = h.prof.serverDir(cfg.name); err != nil {
@@ -159,6 +220,32 @@ func (h *harness) startGreeterd(ctx context.Context, cfg greeterConfig) (*greete
 		return nil, fmt.Errorf("%s: greeter hello: %w", cfg.name, err)
 	}
 	return t, nil
+}
+
+// greeterS3Bucket is the bucket greeter-s3 stores in, on the MinIO of the
+// minio target, next to that target's bucket.
+const greeterS3Bucket = "greeterd"
+
+// s3Config is the greeter-s3 target: greeterd as users run it in dev mode
+// (chainOn), storing in the bucket b.
+func s3Config(chunk int64, b *s3Backend) greeterConfig {
+	cfg := chainOn(targetGreeterS3, chunk)
+	cfg.s3 = b
+	return cfg
+}
+
+// startGreeterS3 starts greeterd with --storage s3 on the MinIO of the
+// minio target (starting it if it is not running yet), in a bucket of its
+// own.
+func (h *harness) startGreeterS3(ctx context.Context) (*greeterTarget, error) {
+	m, err := h.startMinIO(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.makeBucket(ctx, greeterS3Bucket); err != nil {
+		return nil, err
+	}
+	return h.startGreeterd(ctx, s3Config(h.opts.chunk, m.backend(greeterS3Bucket, h.opts.s3PartSize)))
 }
 
 // scpTarget is OpenSSH's scp (SFTP protocol, the default since OpenSSH 9.0)
@@ -287,12 +374,42 @@ type minioTarget struct {
 	bucket   string
 }
 
+// minioRegion is the region MinIO answers for unless configured otherwise.
+const minioRegion = "us-east-1"
+
 func (t *minioTarget) Name() string     { return "minio" }
 func (t *minioTarget) Server() *process { return t.proc }
 
 func (t *minioTarget) curl(args ...string) []string {
 	return append([]string{"curl", "-sS", "--fail", "--cacert", t.ca,
-		"--aws-sigv4", "aws:amz:us-east-1:s3", "--user", t.user}, args...)
+		"--aws-sigv4", "aws:amz:" + minioRegion + ":s3", "--user", t.user}, args...)
+}
+
+// backend describes bucket on this server, for greeterd's --storage s3.
+func (t *minioTarget) backend(bucket string, partSize int64) *s3Backend {
+	ak, sk, _ := strings.Cut(t.user, ":")
+	return &s3Backend{endpoint: t.endpoint, bucket: bucket, region: minioRegion, ca: t.ca,
+		accessKey: ak, secretKey: sk, partSize: partSize}
+}
+
+// makeBucket creates bucket on the server. MinIO listens before it
+// serves, so it retries for a while.
+func (t *minioTarget) makeBucket(ctx context.Context, bucket string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := run(ctx, cleanEnv(), t.curl("-o", "/dev/null", "-X", "PUT", t.endpoint+"/"+bucket)...)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("creating the MinIO bucket %s: %w\n%s", bucket, err, t.proc.tail())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 func (t *minioTarget) url(object string) string {
@@ -312,8 +429,12 @@ func (t *minioTarget) Remove(ctx context.Context, object string) error {
 }
 
 // startMinIO starts MinIO on loopback with a TLS certificate from a fresh
-// dev PKI (certs.InitDev) and creates the bucket.
+// dev PKI (certs.InitDev) and creates the bucket. The minio and greeter-s3
+// targets share the one server a run starts.
 func (h *harness) startMinIO(ctx context.Context) (*minioTarget, error) {
+	if h.minioT != nil {
+		return h.minioT, nil
+	}
 	dir, err := mkdir(h.work, "minio")
 	if err != nil {
 		return nil, err
@@ -364,18 +485,10 @@ func (h *harness) startMinIO(ctx context.Context) (*minioTarget, error) {
 		return nil, err
 	}
 	t := &minioTarget{proc: p, endpoint: "https://" + addr, ca: pki.CA, user: ak + ":" + sk, bucket: "bench"}
-	// MinIO listens before it serves; retry the bucket creation briefly.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err = run(ctx, cleanEnv(), t.curl("-o", "/dev/null", "-X", "PUT", t.endpoint+"/"+t.bucket)...)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(500 * time.Millisecond)
+	if err := t.makeBucket(ctx, t.bucket); err != nil {
+		return nil, err
 	}
-	if err != nil {
-		return nil, fmt.Errorf("creating the MinIO bucket: %w\n%s", err, p.tail())
-	}
+	h.minioT = t
 	return t, nil
 }
 

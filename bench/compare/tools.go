@@ -17,7 +17,7 @@ const minioModule = "github.com/minio/minio@latest"
 
 // ensureTools installs what the selected baselines need and is missing:
 // openssh-server, openssh-client and curl with apt-get, MinIO with go
-// install into the cache directory.
+// install into the cache directory unless the tests' MinIO is there.
 func (h *harness) ensureTools(ctx context.Context, scp, minio bool) error {
 	var pkgs []string
 	if scp {
@@ -41,7 +41,7 @@ func (h *harness) ensureTools(ctx context.Context, scp, minio bool) error {
 		if err != nil || !strings.Contains(string(out), "--aws-sigv4") {
 			return errors.New("curl has no --aws-sigv4 (needs curl ≥ 7.75)")
 		}
-		h.minio = filepath.Join(h.opts.cacheDir, "bin", "minio")
+		h.minio = h.minioBinary()
 		if _, err := os.Stat(h.minio); err != nil {
 			h.logf("installing MinIO into %s (one time, about 2.5 minutes)", filepath.Dir(h.minio))
 			start := time.Now()
@@ -55,6 +55,19 @@ func (h *harness) ensureTools(ctx context.Context, scp, minio bool) error {
 		}
 	}
 	return nil
+}
+
+// minioBinary is the MinIO server to run: the one the tests use when there
+// is one ($GREETER_MINIO, then the module's .bin/minio, see
+// internal/s3test), else the one in the cache directory, installed there
+// if missing.
+func (h *harness) minioBinary() string {
+	for _, bin := range []string{os.Getenv("GREETER_MINIO"), filepath.Join(h.root, ".bin", "minio")} {
+		if st, err := os.Stat(bin); bin != "" && err == nil && st.Mode().IsRegular() {
+			return bin
+		}
+	}
+	return filepath.Join(h.opts.cacheDir, "bin", "minio")
 }
 
 func onPath(name string) bool {
