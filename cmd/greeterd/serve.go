@@ -275,7 +275,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	svc.Register(srv)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(srv, healthSrv)
-	stopHealth := watchStorage(ctx, store, healthSrv, c.health.interval, log)
+	stopHealth := watchStorage(ctx, store, healthSrv, c.health.interval, log, func(serving bool) {
+		metrics.StorageServing(context.Background(), serving)
+	})
 	defer stopHealth()
 	if c.reflection {
 		reflection.Register(srv)
