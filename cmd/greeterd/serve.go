@@ -39,6 +39,7 @@ type serveConfig struct {
 	logLevel        string
 	reflection      bool
 	shutdownTimeout time.Duration
+	drainDelay      time.Duration
 	defaultOwner    string
 	resumableTTL    time.Duration
 	tracesExporter  string
@@ -82,7 +83,8 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&c.reflection, "reflection", false, "serve gRPC server reflection")
-	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, let in-flight calls finish for this long, then stop")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, after the drain delay, let in-flight calls finish for this long, then stop")
+	fs.DurationVar(&c.drainDelay, "drain-delay", 2*time.Second, "on SIGTERM, report NOT_SERVING and keep serving this long before refusing new calls, so that clients move to other replicas (0: refuse at once)")
 	fs.DurationVar(&c.resumableTTL, "resumable-ttl", service.DefaultResumableTTL, "incomplete resumable uploads are deleted after this long without progress")
 	fs.StringVar(&c.defaultOwner, "default-owner", "anonymous", "owner of files when authentication is off")
 	fs.StringVar(&c.tracesExporter, "traces-exporter", "", "span exporter: otlp, stdout or none (default: $OTEL_TRACES_EXPORTER, else none)")
@@ -312,18 +314,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	case <-ctx.Done():
 	}
 
-	log.Info("shutting down: draining in-flight calls", slog.Duration("timeout", c.shutdownTimeout))
-	healthSrv.Shutdown()
-	drained := make(chan struct{})
-	go func() { srv.GracefulStop(); close(drained) }()
-	select {
-	case <-drained:
-		log.Info("drained; stopped")
-	case <-time.After(c.shutdownTimeout):
-		log.Warn("drain timed out; cancelling the remaining calls")
-		srv.Stop()
-		<-drained
-	}
+	drain{health: healthSrv, stopWatch: stopHealth, delay: c.drainDelay, timeout: c.shutdownTimeout, log: log}.stop(srv)
 	return nil
 }
 
