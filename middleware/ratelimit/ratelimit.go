@@ -56,8 +56,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/greeter/greeter/identity"
+	"github.com/greeter/greeter/internal/lru"
 	"github.com/greeter/greeter/middleware"
-	"github.com/greeter/greeter/middleware/internal/lru"
 )
 
 // Plugin names in a chain.
