@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/stats"
 
 	"github.com/greeter/greeter/certs"
+	"github.com/greeter/greeter/coordination"
 	"github.com/greeter/greeter/identity"
 	"github.com/greeter/greeter/internal/envflag"
 	"github.com/greeter/greeter/middleware"
@@ -52,6 +53,9 @@ type chainConfig struct {
 	bandwidth                            envflag.Size
 	limiterKeys                          int
 	limiterIdle                          time.Duration
+	// limits is the per-identity limits' state, set from --redis-url; nil
+	// keeps it in this process.
+	limits coordination.Limits
 
 	closeAuth func() // set by build
 }
@@ -280,6 +284,7 @@ func (c *chainConfig) build(ctx context.Context, sec *security, stats stats.Hand
 		Bandwidth:              bandwidth,
 		MaxKeys:                c.limiterKeys,
 		IdleTTL:                c.limiterIdle,
+		Limits:                 c.limits,
 		OnReject:               func(ctx context.Context, reason string) { metrics.RateLimited(ctx, rateLimitReasons[reason]) },
 	}))
 	return standard.Chain(standard.Config{

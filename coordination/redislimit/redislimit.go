@@ -145,6 +145,20 @@ func (l *Limits) Close() {
 	l.slots.close()
 }
 
+// Ping asks Redis whether it answers, within ctx and Options.Timeout. If it
+// does not, the limits fall back to local at once (the outage is logged
+// once, and shared limiting resumes when a probe is answered), so a replica
+// started while Redis is down serves from the start.
+func (l *Limits) Ping(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, l.o.Timeout)
+	defer cancel()
+	err := l.rdb.Ping(cctx).Err()
+	if err != nil {
+		l.br.fail(err)
+	}
+	return err
+}
+
 // Allow implements coordination.RateLimiter with redis_rate's GCRA.
 func (l *Limits) Allow(ctx context.Context, key string, limit coordination.Limit) (bool, time.Duration) {
 	if limit.PerSecond < 0 {

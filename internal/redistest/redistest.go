@@ -33,6 +33,7 @@ const startTimeout = 10 * time.Second
 type Server struct {
 	tb   testing.TB
 	bin  string
+	args []string
 	dir  string
 	port int
 	cmd  *exec.Cmd
@@ -41,13 +42,16 @@ type Server struct {
 
 // Start starts a redis-server on a free 127.0.0.1 port and stops it when tb
 // ends. It fails tb if redis-server is not installed or does not answer.
-func Start(tb testing.TB) *Server {
+// args are added to redis-server's command line, such as "--requirepass",
+// "secret"; a server with a password still answers PING (with an error
+// that shows it is up).
+func Start(tb testing.TB, args ...string) *Server {
 	tb.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		tb.Fatalf("redis-server not found (%v): install it with `apt-get install redis-server` (Debian package; .ci/run installs it)", err)
 	}
-	s := &Server{tb: tb, bin: bin, dir: tb.TempDir()}
+	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), args: args}
 	tb.Cleanup(s.stop)
 	var lastErr error
 	for range 5 { // another process may take the free port before redis binds it
@@ -121,10 +125,10 @@ func (s *Server) stop() {
 // start runs redis-server on s.port and waits for PING to answer.
 func (s *Server) start() error {
 	logPath := filepath.Join(s.dir, "redis.log")
-	cmd := exec.Command(s.bin,
+	cmd := exec.Command(s.bin, append([]string{
 		"--bind", "127.0.0.1", "--port", strconv.Itoa(s.port),
 		"--save", "", "--appendonly", "no",
-		"--dir", s.dir, "--logfile", logPath, "--daemonize", "no")
+		"--dir", s.dir, "--logfile", logPath, "--daemonize", "no"}, s.args...)...)
 	setDeathSignal(cmd)
 	if err := cmd.Start(); err != nil {
 		return err
@@ -166,7 +170,7 @@ func ping(addr string) error {
 	if err != nil {
 		return err
 	}
-	if strings.TrimSpace(line) != "+PONG" {
+	if line = strings.TrimSpace(line); line != "+PONG" && !strings.HasPrefix(line, "-NOAUTH") {
 		return fmt.Errorf("PING answered %q", line)
 	}
 	return nil
