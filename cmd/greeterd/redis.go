@@ -80,7 +80,7 @@ func (c *redisConfig) open(o *redis.Options, maxKeys int, idle time.Duration, lo
 		Logger:     log,
 		OnFallback: metrics.CoordinationFallback,
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if shared.Ping(ctx) == nil { // a failure is logged by the breaker, once
 		log.Info("per-identity limits shared through redis",

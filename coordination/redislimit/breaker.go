@@ -6,17 +6,15 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // breaker knows whether Redis answers. The first failed call opens it: the
 // limits then go straight to their local fallback without waiting on Redis,
-// and a prober PINGs Redis every probeInterval until it answers, which
-// closes the breaker again. Each opening and each closing is logged once.
+// and a prober calls check every interval, giving it up to the interval or
+// a second, whichever is longer, until it succeeds, which closes the
+// breaker again. Each opening and each closing is logged once.
 type breaker struct {
-	rdb       *redis.Client
-	timeout   time.Duration
+	check     func(ctx context.Context) error
 	interval  time.Duration
 	log       *slog.Logger
 	onRecover func() // called after Redis answers again
@@ -29,8 +27,8 @@ type breaker struct {
 	wg      sync.WaitGroup
 }
 
-func newBreaker(rdb *redis.Client, timeout, interval time.Duration, log *slog.Logger, onRecover func()) *breaker {
-	return &breaker{rdb: rdb, timeout: timeout, interval: interval, log: log, onRecover: onRecover, stop: make(chan struct{})}
+func newBreaker(check func(context.Context) error, interval time.Duration, log *slog.Logger, onRecover func()) *breaker {
+	return &breaker{check: check, interval: interval, log: log, onRecover: onRecover, stop: make(chan struct{})}
 }
 
 // usable reports whether calls should go to Redis.
@@ -53,7 +51,7 @@ func (b *breaker) fail(err error) {
 	go b.probe()
 }
 
-// probe PINGs Redis until it answers or the breaker is closed.
+// probe checks Redis until it answers or the breaker is closed.
 func (b *breaker) probe() {
 	defer b.wg.Done()
 	t := time.NewTicker(b.interval)
@@ -64,8 +62,8 @@ func (b *breaker) probe() {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
-		err := b.rdb.Ping(ctx).Err()
+		ctx, cancel := context.WithTimeout(context.Background(), max(b.interval, time.Second))
+		err := b.check(ctx)
 		cancel()
 		if err == nil {
 			b.down.Store(false)

@@ -13,6 +13,12 @@ import (
 	"github.com/greeter/greeter/internal/redistest"
 )
 
+// The log messages of an outage and of the recovery.
+const (
+	outage    = `msg="redis unreachable`
+	recovered = `msg="redis answers again`
+)
+
 func TestRedisOutageFailsOpenAndRecovers(t *testing.T) {
 	srv := redistest.Start(t)
 	o := Options{ProbeInterval: 100 * time.Millisecond, LeaseTTL: time.Second}
@@ -42,7 +48,7 @@ func TestRedisOutageFailsOpenAndRecovers(t *testing.T) {
 		rel()
 	}
 	for name, r := range map[string]*replica{"a": a, "b": b} {
-		if got := r.log.count("redis unreachable"); got != 1 {
+		if got := r.log.count(outage); got != 1 {
 			t.Errorf("replica %s logged the outage %d times, want once", name, got)
 		}
 		if r.fallbacks.Load() == 0 {
@@ -51,11 +57,11 @@ func TestRedisOutageFailsOpenAndRecovers(t *testing.T) {
 	}
 
 	srv.Restart()
-	eventually(t, 5*time.Second, "recovery logged by both replicas", func() bool {
-		return a.log.count("redis answers again") == 1 && b.log.count("redis answers again") == 1
+	eventually(t, 10*time.Second, "recovery logged by both replicas", func() bool {
+		return a.log.count(recovered) == 1 && b.log.count(recovered) == 1
 	})
 	// Redis came back empty; a's slot, still held, is written back.
-	eventually(t, 2*time.Second, "the held slot written back", func() bool {
+	eventually(t, 5*time.Second, "the held slot written back", func() bool {
 		rel, ok := b.Acquire(ctx, "transfers:alice", 1)
 		if ok {
 			rel()
@@ -71,8 +77,8 @@ func TestRedisOutageFailsOpenAndRecovers(t *testing.T) {
 		t.Errorf("fallbacks after recovery: %d more, want none", got-fallbacks)
 	}
 	for name, r := range map[string]*replica{"a": a, "b": b} {
-		if got := r.log.count("level=WARN"); got != 1 {
-			t.Errorf("replica %s logged %d warnings over one outage, want 1", name, got)
+		if got := r.log.count("level=WARN"); got != 1 || r.log.count(recovered) != 1 {
+			t.Errorf("replica %s logged %d warnings and %d recoveries over one outage, want 1 and 1", name, got, r.log.count(recovered))
 		}
 	}
 }

@@ -3,7 +3,8 @@
 // between them, not N:
 //
 //   - Rates are GCRA buckets, decided in one Lua round trip
-//     (github.com/go-redis/redis_rate).
+//     (github.com/go-redis/redis_rate); calls that arrive together share
+//     a pipeline.
 //   - Slots are leases: a sorted set per key whose members are slot ids
 //     scored by their expiry, cleaned and counted in one Lua round trip. A
 //     replica refreshes the leases it holds every LeaseTTL/3, so the slots
@@ -16,10 +17,11 @@
 // Every Redis call is bounded by Options.Timeout. When one fails, the limits
 // fail open to the local limiter given to New (logged once per outage at
 // WARN, each call counted through Options.OnFallback), and a circuit breaker
-// sends later calls straight to it without waiting on Redis; a prober PINGs
-// Redis every Options.ProbeInterval, and shared limiting resumes (logged
-// once) when it answers. Slots held when Redis comes back are written back,
-// so a Redis restarted empty relearns them.
+// sends later calls straight to it without waiting on Redis; a prober
+// checks Redis every Options.ProbeInterval (scripts loaded, PING answered
+// within Options.Timeout), and shared limiting resumes (logged once) when it
+// answers. Slots held when Redis comes back are written back, so a Redis
+// restarted empty relearns them.
 //
 // Keys are hashed (SHA-256, 128 bits kept): key length in Redis is bounded
 // and identities are not stored in the clear. One Redis serves one
@@ -87,6 +89,7 @@ type Limits struct {
 	rdb   *redis.Client
 	local coordination.Limits
 	o     Options
+	pipe  *pipeliner
 	rates *redis_rate.Limiter
 	br    *breaker
 	slots *slots
@@ -129,34 +132,61 @@ func New(rdb *redis.Client, local coordination.Limits, o Options) *Limits {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	l := &Limits{rdb: rdb, local: local, o: o, rates: redis_rate.NewLimiter(rdb)}
+	l := &Limits{rdb: rdb, local: local, o: o, pipe: newPipeliner(rdb, o.Timeout)}
+	l.rates = redis_rate.NewLimiter(l.pipe)
 	l.slots = newSlots(l)
-	l.br = newBreaker(rdb, o.Timeout, o.ProbeInterval, o.Logger, l.slots.kick)
+	l.br = newBreaker(l.probe, o.ProbeInterval, o.Logger, l.slots.kick)
 	l.bw = newBandwidth(l)
 	l.slots.start()
 	return l
 }
 
-// Close stops the lease refresher and the prober and waits for them. Slots
-// still held are not released: like those of a replica that died, they
-// expire within LeaseTTL.
+// Close stops the lease refresher, the prober and the pipeline workers and
+// waits for them. Slots still held are not released: like those of a
+// replica that died, they expire within LeaseTTL.
 func (l *Limits) Close() {
 	l.br.close()
 	l.slots.close()
+	l.pipe.close()
 }
 
-// Ping asks Redis whether it answers, within ctx and Options.Timeout. If it
-// does not, the limits fall back to local at once (the outage is logged
-// once, and shared limiting resumes when a probe is answered), so a replica
-// started while Redis is down serves from the start.
+// Ping asks Redis whether it answers, within ctx, and loads the scripts
+// the limits run. If Redis does not answer, the limits fall back to local
+// at once (the outage is logged once, and shared limiting resumes when a
+// probe is answered), so a replica started while Redis is down serves from
+// the start. Call it before serving: otherwise the first burst of calls
+// finds no script loaded and pays a second round trip each.
 func (l *Limits) Ping(ctx context.Context) error {
-	cctx, cancel := context.WithTimeout(ctx, l.o.Timeout)
-	defer cancel()
-	err := l.rdb.Ping(cctx).Err()
+	err := l.warm(ctx)
 	if err != nil {
 		l.br.fail(err)
 	}
 	return err
+}
+
+// warm checks that Redis answers and loads every script into its cache.
+func (l *Limits) warm(ctx context.Context) error {
+	for _, s := range []*redis.Script{acquireScript, refreshScript, reserveScript} {
+		if err := s.Load(ctx, l.rdb).Err(); err != nil {
+			return err
+		}
+	}
+	// Taking nothing runs (and so loads) redis_rate's script, and writes
+	// nothing.
+	_, err := l.rates.AllowN(ctx, l.key("", "warm"), redis_rate.PerSecond(1), 0)
+	return err
+}
+
+// probe is the breaker's check: the scripts loaded again (a Redis that
+// restarted has none), then a PING answered within Options.Timeout, since
+// a Redis slower than that would only open the breaker again.
+func (l *Limits) probe(ctx context.Context) error {
+	if err := l.warm(ctx); err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, l.o.Timeout)
+	defer cancel()
+	return l.rdb.Ping(pctx).Err()
 }
 
 // Allow implements coordination.RateLimiter with redis_rate's GCRA.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"github.com/greeter/greeter/coordination"
@@ -17,8 +18,15 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// go-redis logs each failed dial of the outage tests on its own;
+	// the tests read what the breaker logs instead.
+	redis.SetLogger(quiet{})
 	goleak.VerifyTestMain(m)
 }
+
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
 
 // replica is one Limits standing for one greeterd replica: its own client,
 // its own local fallback, and what it logged and counted.
@@ -29,15 +37,24 @@ type replica struct {
 	fallbacks atomic.Int64
 }
 
-// newReplica returns Limits on srv with o, closed when the test ends.
+// newReplica returns Limits on srv with o, closed when the test ends. A
+// zero o.Timeout is 1 s: a loaded machine under -race can take longer than
+// the default 100 ms, and a timeout would fail open and hide what a test
+// checks.
 func newReplica(t *testing.T, srv *redistest.Server, o Options) *replica {
 	t.Helper()
+	if o.Timeout == 0 {
+		o.Timeout = time.Second
+	}
 	rdb := srv.Client(t)
 	r := &replica{rt: redistest.CountRoundTrips(rdb), log: &syncBuffer{}}
 	o.Logger = slog.New(slog.NewTextHandler(r.log, nil))
 	o.OnFallback = func(context.Context) { r.fallbacks.Add(1) }
 	r.Limits = New(rdb, coordination.NewLocal(coordination.LocalOptions{}), o)
 	t.Cleanup(r.Close)
+	if err := r.Ping(t.Context()); err != nil { // as greeterd does at start
+		t.Fatal(err)
+	}
 	return r
 }
 

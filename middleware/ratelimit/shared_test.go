@@ -25,8 +25,13 @@ func replicas(t *testing.T, n int, o ratelimit.Options) []*env {
 	key := authtest.NewKey(t, t.TempDir(), "ed25519", "k1")
 	out := make([]*env, n)
 	for i := range out {
-		shared := redislimit.New(srv.Client(t), coordination.NewLocal(coordination.LocalOptions{}), redislimit.Options{})
+		// A loaded machine under -race can take longer than the default
+		// 100 ms; a timeout would fail open and hide what is tested here.
+		shared := redislimit.New(srv.Client(t), coordination.NewLocal(coordination.LocalOptions{}), redislimit.Options{Timeout: time.Second})
 		t.Cleanup(shared.Close)
+		if err := shared.Ping(t.Context()); err != nil { // as greeterd does at start
+			t.Fatal(err)
+		}
 		o.Limits = shared
 		out[i] = startWithKey(t, o, key)
 	}
