@@ -22,6 +22,7 @@ import (
 
 	"github.com/greeter/greeter/certs"
 	"github.com/greeter/greeter/client"
+	"github.com/greeter/greeter/coordination"
 	"github.com/greeter/greeter/middleware"
 	"github.com/greeter/greeter/middleware/auth"
 	"github.com/greeter/greeter/middleware/authz"
@@ -133,9 +134,19 @@ type plugins struct {
 // builds it.
 var allPlugins = plugins{logging: true, ratelimit: true, auth: true, telemetry: true}
 
-// chainOnOptions builds the chain p selects and returns its server options
-// and the service options that go with it.
-func chainOnOptions(tb testing.TB, dev *certs.DevFiles, p plugins) ([]grpc.ServerOption, service.Options) {
+// limits is where a chain keeps its per-identity limits, and the bandwidth
+// limit it applies.
+type limits struct {
+	// shared is ratelimit.Options.Limits; nil keeps the limits in-process.
+	shared coordination.Limits
+	// bandwidth is bytes per second per identity; zero is greeterd's
+	// default, unlimited.
+	bandwidth int64
+}
+
+// chainOnOptions builds the chain p selects, with lim, and returns its
+// server options and the service options that go with it.
+func chainOnOptions(tb testing.TB, dev *certs.DevFiles, p plugins, lim limits) ([]grpc.ServerOption, service.Options) {
 	ctx := context.Background()
 	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "greeterd", SpanExporter: discardExporter{}, Sampler: sdktrace.AlwaysSample()})
 	if err != nil {
@@ -168,10 +179,15 @@ func chainOnOptions(tb testing.TB, dev *certs.DevFiles, p plugins) ([]grpc.Serve
 		tb.Fatal(err)
 	}
 	high := ratelimit.Rate{PerSecond: 1e9, Burst: 1 << 30}
+	bandwidth := lim.bandwidth
+	if bandwidth == 0 {
+		bandwidth = -1 // greeterd's default: unlimited
+	}
 	limiter := ratelimit.New(ratelimit.Options{
 		PerPeer: high, Unary: high, Transfer: high,
 		MaxConcurrentTransfers: 1 << 20,
-		Bandwidth:              -1, // greeterd's default: unlimited
+		Bandwidth:              bandwidth,
+		Limits:                 lim.shared,
 		OnReject:               func(ctx context.Context, reason string) { metrics.RateLimited(ctx, telemetry.RateLimitReason(reason)) },
 	})
 	svc := service.Options{Logger: log}
@@ -275,14 +291,16 @@ type chainSetup struct {
 	onDialOptions   []grpc.DialOption
 	// onStoreOptions open the chain-on server's store.
 	onStoreOptions []diskstore.Option
+	// onLimits and offLimits are the limits of each side's chain.
+	onLimits, offLimits limits
 }
 
 func newChainEnv(tb testing.TB, setup chainSetup) *chainEnv {
 	dev, serverTLS, clientTLS := devPKI(tb)
-	onOpts, onSvc := chainOnOptions(tb, dev, setup.plugins)
+	onOpts, onSvc := chainOnOptions(tb, dev, setup.plugins, setup.onLimits)
 	offOpts, offSvc := []grpc.ServerOption(nil), service.Options{DefaultOwner: "bench"}
 	if setup.offPlugins != (plugins{}) {
-		offOpts, offSvc = chainOnOptions(tb, dev, setup.offPlugins)
+		offOpts, offSvc = chainOnOptions(tb, dev, setup.offPlugins, setup.offLimits)
 	}
 	e := &chainEnv{}
 	for _, side := range []struct {
@@ -475,6 +493,24 @@ func BenchmarkChainTransfer(b *testing.B) {
 
 func benchTransfer(b *testing.B, op string, setup chainSetup) {
 	e := newChainEnv(b, setup)
+	do := e.transfer(b, op)
+	var on, off phase
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%2 == 0 {
+			on.add(measurePhase("on", 1, do(e.on)))
+			off.add(measurePhase("off", 1, do(e.off)))
+		} else {
+			off.add(measurePhase("off", 1, do(e.off)))
+			on.add(measurePhase("on", 1, do(e.on)))
+		}
+	}
+	reportOnOff(b, "MB/s", float64(setup.payload)/1e6, on, off)
+}
+
+// transfer returns one transfer of op ("upload" or "download") with a
+// client; for downloads it first puts the file on both servers.
+func (e *chainEnv) transfer(b *testing.B, op string) func(c *client.Client) func(ctx context.Context) {
 	do := func(c *client.Client) func(ctx context.Context) {
 		return func(ctx context.Context) {
 			var err error
@@ -495,18 +531,7 @@ func benchTransfer(b *testing.B, op string, setup chainSetup) {
 			}
 		}
 	}
-	var on, off phase
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if i%2 == 0 {
-			on.add(measurePhase("on", 1, do(e.on)))
-			off.add(measurePhase("off", 1, do(e.off)))
-		} else {
-			off.add(measurePhase("off", 1, do(e.off)))
-			on.add(measurePhase("on", 1, do(e.on)))
-		}
-	}
-	reportOnOff(b, "MB/s", float64(setup.payload)/1e6, on, off)
+	return do
 }
 
 // TestChainServersAgree checks the benchmark's two servers answer alike, so
