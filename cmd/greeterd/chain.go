@@ -83,7 +83,7 @@ func (c *chainConfig) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.burstTransfer, "rate-transfer-burst", ratelimit.DefaultTransferBurst, "burst of --rate-transfer")
 	fs.IntVar(&c.maxTransfers, "max-transfers-per-identity", ratelimit.DefaultMaxConcurrentTransfers, "concurrent uploads and downloads per identity")
 	fs.Var(&c.bandwidth, "bandwidth-per-identity", "bytes per second one identity's transfers may move, throttled not failed (0: unlimited)")
-	fs.IntVar(&c.limiterKeys, "limiter-max-keys", ratelimit.DefaultMaxKeys, "most peers and identities each limiter table remembers")
+	fs.IntVar(&c.limiterKeys, "limiter-max-keys", ratelimit.DefaultMaxKeys, "most keys each in-process limiter table remembers (peers; up to four per identity)")
 	fs.DurationVar(&c.limiterIdle, "limiter-idle-ttl", ratelimit.DefaultIdleTTL, "forget a limiter key unused for this long")
 }
 
