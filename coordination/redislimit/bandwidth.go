@@ -80,6 +80,9 @@ func (b *bandwidth) wait(ctx context.Context, key string, limit coordination.Lim
 	if limit.PerSecond < 0 || n <= 0 {
 		return nil
 	}
+	if limit.PerSecond == 0 { // no rate to lease from: the burst alone, locally
+		return l.local.Wait(ctx, key, limit, n)
+	}
 	if !l.br.usable() {
 		l.fellBack(ctx)
 		return l.local.Wait(ctx, key, limit, n)

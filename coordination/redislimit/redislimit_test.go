@@ -261,3 +261,43 @@ func TestBandwidthIsSharedBetweenReplicas(t *testing.T) {
 		t.Errorf("wait past the deadline: got %v, want ErrWouldExceedDeadline", err)
 	}
 }
+
+func TestGCRA(t *testing.T) {
+	tests := []struct {
+		perSecond float64
+		burst     int
+		wantRate  int
+		wantBurst int
+		period    time.Duration
+	}{
+		{5, 5, 5, 5, time.Second},
+		{0.5, 2, 500, 2, 1000 * time.Second},
+		{2.5, 0, 2500, 1, 1000 * time.Second},
+		{1e9, 1 << 30, 1e9, 1 << 30, time.Second},
+		{0.00001, 1, 1, 1, 1000 * time.Second},
+	}
+	for _, tc := range tests {
+		got := gcra(coordination.Limit{PerSecond: tc.perSecond, Burst: tc.burst})
+		if got.Rate != tc.wantRate || got.Burst != tc.wantBurst || got.Period != tc.period {
+			t.Errorf("gcra(%v/s, burst %d) = %v, want %d per %v, burst %d", tc.perSecond, tc.burst, got, tc.wantRate, tc.period, tc.wantBurst)
+		}
+	}
+}
+
+func TestBlockSize(t *testing.T) {
+	tests := []struct {
+		perSecond float64
+		burst     int
+		want      int
+	}{
+		{50 << 20, 4 << 20, 4 << 20},   // capped by BlockSize and the burst
+		{8 << 20, 4 << 20, 1 << 20},    // an eighth of a second
+		{64 << 10, 60 << 10, 60 << 10}, // the burst, below the 64 KiB floor
+		{100 << 10, 1 << 20, 64 << 10}, // the floor
+	}
+	for _, tc := range tests {
+		if got := blockSize(coordination.Limit{PerSecond: tc.perSecond, Burst: tc.burst}, DefaultBlockSize); got != tc.want {
+			t.Errorf("blockSize(%v B/s, burst %d) = %d, want %d", tc.perSecond, tc.burst, got, tc.want)
+		}
+	}
+}
