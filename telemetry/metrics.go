@@ -86,6 +86,9 @@ type Metrics struct {
 	quotaRefusals metric.Int64Counter
 	storageReg    metric.Registration
 	meter         metric.Meter
+
+	// fallbacks serves CoordinationFallback (see coordination_metrics.go).
+	fallbacks metric.Int64Counter
 }
 
 // NewMetrics creates the service's instruments on mp:
@@ -98,6 +101,8 @@ type Metrics struct {
 //     storage gauges that ObserveStorage adds (see quota_metrics.go)
 //   - greeter.storage.serving (gauge; 1 while the storage can take uploads
 //     and health reports SERVING, 0 while NOT_SERVING), set by StorageServing
+//   - greeter.coordination.fallbacks (counter, {decision}): limit decisions
+//     made locally because the shared store (Redis) did not answer
 //   - greeter.tls.certificate.not_after (gauge, s since the Unix epoch;
 //     label cert), observed at each collection by calling certs, only when
 //     certs is not nil
@@ -130,6 +135,8 @@ func NewMetrics(mp metric.MeterProvider, certs func() []CertExpiry) (*Metrics, e
 	err = errors.Join(err, e)
 	m.meter = meter
 	m.quotaRefusals, e = newQuotaRefusals(meter)
+	err = errors.Join(err, e)
+	m.fallbacks, e = newCoordinationFallbacks(meter)
 	err = errors.Join(err, e)
 	if certs != nil {
 		notAfter, e := meter.Int64ObservableGauge("greeter.tls.certificate.not_after",

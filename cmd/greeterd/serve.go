@@ -51,6 +51,7 @@ type serveConfig struct {
 	limits    limitsConfig
 	peers     peerConfig
 	quota     quotaConfig
+	redis     redisConfig
 }
 
 // limitsConfig holds the transport hardening knobs: stream, message and
@@ -94,6 +95,7 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	c.health.flags(fs)
 	c.peers.flags(fs)
 	c.quota.flags(fs)
+	c.redis.flags(fs)
 
 	l := &c.limits
 	fs.UintVar(&l.maxConcurrentStreams, "max-concurrent-streams", 100, "streams per connection")
@@ -218,6 +220,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
+	redisOpts, err := c.redis.options(getenv)
+	if err != nil {
+		return err
+	}
 	if c.dataDir == "" {
 		c.dataDir = filepath.Join(c.stateDir, "data")
 	}
@@ -252,6 +258,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	stopScan := scanUsage(ctx, store, log)
 	defer stopScan() // deferred after store.Close, so it runs first
+
+	limits, closeLimits := c.redis.open(redisOpts, c.chain.limiterKeys, c.chain.limiterIdle, log, metrics)
+	defer closeLimits() // after the server has stopped
+	c.chain.limits = limits
 
 	stats := telemetry.ServerHandler(tel, telemetry.WithFilter(isTraced))
 	chain, err := c.chain.build(ctx, sec, stats, c.defaultOwner, log, metrics, &c.peers)
