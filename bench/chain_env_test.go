@@ -18,6 +18,7 @@ import (
 
 	"github.com/greeter/greeter/certs"
 	"github.com/greeter/greeter/client"
+	"github.com/greeter/greeter/coordination"
 	"github.com/greeter/greeter/middleware"
 	"github.com/greeter/greeter/middleware/auth"
 	"github.com/greeter/greeter/middleware/authz"
@@ -99,9 +100,19 @@ type plugins struct {
 // builds it.
 var allPlugins = plugins{logging: true, ratelimit: true, auth: true, telemetry: true}
 
-// chainOnOptions builds the chain p selects and returns its server options
-// and the service options that go with it.
-func chainOnOptions(tb testing.TB, dev *certs.DevFiles, p plugins) ([]grpc.ServerOption, service.Options) {
+// limits is where a chain keeps its per-identity limits, and the bandwidth
+// limit it applies.
+type limits struct {
+	// shared is ratelimit.Options.Limits; nil keeps the limits in-process.
+	shared coordination.Limits
+	// bandwidth is bytes per second per identity; zero is greeterd's
+	// default, unlimited.
+	bandwidth int64
+}
+
+// chainOnOptions builds the chain p selects, with lim, and returns its
+// server options and the service options that go with it.
+func chainOnOptions(tb testing.TB, dev *certs.DevFiles, p plugins, lim limits) ([]grpc.ServerOption, service.Options) {
 	ctx := context.Background()
 	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "greeterd", SpanExporter: discardExporter{}, Sampler: sdktrace.AlwaysSample()})
 	if err != nil {
@@ -134,10 +145,15 @@ func chainOnOptions(tb testing.TB, dev *certs.DevFiles, p plugins) ([]grpc.Serve
 		tb.Fatal(err)
 	}
 	high := ratelimit.Rate{PerSecond: 1e9, Burst: 1 << 30}
+	bandwidth := lim.bandwidth
+	if bandwidth == 0 {
+		bandwidth = -1 // greeterd's default: unlimited
+	}
 	limiter := ratelimit.New(ratelimit.Options{
 		PerPeer: high, Unary: high, Transfer: high,
 		MaxConcurrentTransfers: 1 << 20,
-		Bandwidth:              -1, // greeterd's default: unlimited
+		Bandwidth:              bandwidth,
+		Limits:                 lim.shared,
 		OnReject:               func(ctx context.Context, reason string) { metrics.RateLimited(ctx, telemetry.RateLimitReason(reason)) },
 	})
 	svc := service.Options{Logger: log}
@@ -241,14 +257,16 @@ type chainSetup struct {
 	onDialOptions   []grpc.DialOption
 	// onStoreOptions open the chain-on server's store.
 	onStoreOptions []diskstore.Option
+	// onLimits and offLimits are the limits of each side's chain.
+	onLimits, offLimits limits
 }
 
 func newChainEnv(tb testing.TB, setup chainSetup) *chainEnv {
 	dev, serverTLS, clientTLS := devPKI(tb)
-	onOpts, onSvc := chainOnOptions(tb, dev, setup.plugins)
+	onOpts, onSvc := chainOnOptions(tb, dev, setup.plugins, setup.onLimits)
 	offOpts, offSvc := []grpc.ServerOption(nil), service.Options{DefaultOwner: "bench"}
 	if setup.offPlugins != (plugins{}) {
-		offOpts, offSvc = chainOnOptions(tb, dev, setup.offPlugins)
+		offOpts, offSvc = chainOnOptions(tb, dev, setup.offPlugins, setup.offLimits)
 	}
 	e := &chainEnv{}
 	for _, side := range []struct {

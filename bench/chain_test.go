@@ -176,6 +176,24 @@ func BenchmarkChainTransfer(b *testing.B) {
 
 func benchTransfer(b *testing.B, op string, setup chainSetup) {
 	e := newChainEnv(b, setup)
+	do := e.transfer(b, op)
+	var on, off phase
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%2 == 0 {
+			on.add(measurePhase("on", 1, do(e.on)))
+			off.add(measurePhase("off", 1, do(e.off)))
+		} else {
+			off.add(measurePhase("off", 1, do(e.off)))
+			on.add(measurePhase("on", 1, do(e.on)))
+		}
+	}
+	reportOnOff(b, "MB/s", float64(setup.payload)/1e6, on, off)
+}
+
+// transfer returns one transfer of op ("upload" or "download") with a
+// client; for downloads it first puts the file on both servers.
+func (e *chainEnv) transfer(b *testing.B, op string) func(c *client.Client) func(ctx context.Context) {
 	do := func(c *client.Client) func(ctx context.Context) {
 		return func(ctx context.Context) {
 			var err error
@@ -196,18 +214,7 @@ func benchTransfer(b *testing.B, op string, setup chainSetup) {
 			}
 		}
 	}
-	var on, off phase
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if i%2 == 0 {
-			on.add(measurePhase("on", 1, do(e.on)))
-			off.add(measurePhase("off", 1, do(e.off)))
-		} else {
-			off.add(measurePhase("off", 1, do(e.off)))
-			on.add(measurePhase("on", 1, do(e.on)))
-		}
-	}
-	reportOnOff(b, "MB/s", float64(setup.payload)/1e6, on, off)
+	return do
 }
 
 // TestChainServersAgree checks the benchmark's two servers answer alike, so

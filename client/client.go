@@ -46,7 +46,8 @@ type Options struct {
 	CallTimeout time.Duration
 }
 
-// Client calls one greeterd server. It is safe for concurrent use.
+// Client calls greeterd: one server, or replicas that share their storage,
+// over which it spreads its calls (see New). It is safe for concurrent use.
 type Client struct {
 	conn        *grpc.ClientConn
 	rpc         pb.GreeterClient
@@ -58,10 +59,34 @@ type Client struct {
 	sleep func(ctx context.Context, d time.Duration) error
 }
 
-// New returns a Client for target ("host:port"). It does not connect until
-// the first call.
+// New returns a Client for target. It does not connect until the first
+// call. target is one of:
+//
+//   - "host:port": one server, as grpc.NewClient dials it (the first
+//     address the name resolves to that accepts the connection).
+//   - "host:port,host:port,...": replicas of one service. Calls are spread
+//     over them (round_robin), and a replica whose grpc.health.v1 status
+//     is not SERVING, or whose connection is down, gets none until it is
+//     back; a call that fails with Unavailable is retried (unary calls by
+//     UnaryRetry, transfers by their RetryPolicy) and may land on another
+//     replica, where a transfer resumes (see UploadFile, DownloadFile).
+//   - "dns:///name:port": replicas behind one DNS name, every address it
+//     resolves to, balanced and health-checked as a list is. Other targets
+//     grpc.NewClient understands ("unix:///path", "passthrough:///...") are
+//     passed to it as they are.
+//
+// Balancing holds one health Watch stream open on each replica, which
+// greeterd counts against --max-public-streams-per-peer.
+//
+// Over TLS, every replica of a list is verified under one name:
+// Options.TLS.ServerName if set, else the host of the first address. Give
+// the replicas certificates for a common name (or for every address), or
+// set ServerName; a dns:/// target verifies its name.
 func New(target string, opts Options) (*Client, error) {
-	var dial []grpc.DialOption
+	target, dial, err := dialTarget(target)
+	if err != nil {
+		return nil, err
+	}
 	switch {
 	case opts.Plaintext && opts.PerRPC != nil:
 		return nil, errors.New("client: refusing to send a token over plaintext")

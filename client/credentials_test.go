@@ -35,14 +35,21 @@ import (
 // that trusts it.
 func selfSigned(t *testing.T) (server, cli *tls.Config) {
 	t.Helper()
+	return selfSignedFor(t, "bufnet")
+}
+
+// selfSignedFor returns TLS configs for a server whose certificate names
+// only the DNS name name, and a client that trusts it and verifies name.
+func selfSignedFor(t *testing.T, name string) (server, cli *tls.Config) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatalf("generate key: %v", err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "bufnet"},
-		DNSNames:              []string{"bufnet"},
+		Subject:               pkix.Name{CommonName: name},
+		DNSNames:              []string{name},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
@@ -61,7 +68,7 @@ func selfSigned(t *testing.T) (server, cli *tls.Config) {
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
 	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS13}
-	cli = &tls.Config{RootCAs: pool, ServerName: "bufnet", MinVersion: tls.VersionTLS13}
+	cli = &tls.Config{RootCAs: pool, ServerName: name, MinVersion: tls.VersionTLS13}
 	return server, cli
 }
 

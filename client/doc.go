@@ -27,6 +27,13 @@
 //     never reached through a symbolic link, must be the caller's own
 //     private regular file (ErrUnsafePartial), and is locked against a
 //     second download to the same path (ErrDownloadInProgress).
+//   - Replicas. New takes a comma-separated list of addresses or a
+//     "dns:///name:port" target, spreads calls over the replicas
+//     (round_robin) and skips any whose grpc.health.v1 status is not
+//     SERVING or whose connection is down. A retried call or transfer
+//     attempt is balanced afresh, so when a replica dies mid-transfer the
+//     next attempt goes to another one and, when the replicas share their
+//     storage, resumes there.
 //   - Conditional uploads (CreateOnly, IfMatch), a listing that stops when
 //     the server's page tokens never end (ErrEndlessListing), and the
 //     caller's storage use and quotas (Usage).

@@ -78,6 +78,7 @@ type Metrics struct {
 	active     metric.Int64UpDownCounter
 	rateLimits metric.Int64Counter
 	authFails  metric.Int64Counter
+	serving    metric.Int64Gauge
 	certReg    metric.Registration
 
 	// quotaRefusals, storageReg and meter serve the quota metrics (see
@@ -85,6 +86,9 @@ type Metrics struct {
 	quotaRefusals metric.Int64Counter
 	storageReg    metric.Registration
 	meter         metric.Meter
+
+	// fallbacks serves CoordinationFallback (see coordination_metrics.go).
+	fallbacks metric.Int64Counter
 }
 
 // NewMetrics creates the service's instruments on mp:
@@ -95,6 +99,10 @@ type Metrics struct {
 //   - greeter.auth.failures (counter, {request}; label reason)
 //   - greeter.quota.rejections (counter, {upload}; label subject), and the
 //     storage gauges that ObserveStorage adds (see quota_metrics.go)
+//   - greeter.storage.serving (gauge; 1 while the storage can take uploads
+//     and health reports SERVING, 0 while NOT_SERVING), set by StorageServing
+//   - greeter.coordination.fallbacks (counter, {decision}): limit decisions
+//     made locally because the shared store (Redis) did not answer
 //   - greeter.tls.certificate.not_after (gauge, s since the Unix epoch;
 //     label cert), observed at each collection by calling certs, only when
 //     certs is not nil
@@ -122,8 +130,13 @@ func NewMetrics(mp metric.MeterProvider, certs func() []CertExpiry) (*Metrics, e
 		metric.WithUnit("{request}"),
 		metric.WithDescription("Requests that failed authentication or authorization."))
 	err = errors.Join(err, e)
+	m.serving, e = meter.Int64Gauge("greeter.storage.serving",
+		metric.WithDescription("1 while the storage can take uploads (health SERVING), 0 while it cannot (NOT_SERVING)."))
+	err = errors.Join(err, e)
 	m.meter = meter
 	m.quotaRefusals, e = newQuotaRefusals(meter)
+	err = errors.Join(err, e)
+	m.fallbacks, e = newCoordinationFallbacks(meter)
 	err = errors.Join(err, e)
 	if certs != nil {
 		notAfter, e := meter.Int64ObservableGauge("greeter.tls.certificate.not_after",
@@ -221,6 +234,19 @@ func (m *Metrics) RateLimited(ctx context.Context, reason RateLimitReason) {
 		reason = RateLimitOther
 	}
 	m.rateLimits.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", string(reason))))
+}
+
+// StorageServing records the outcome of the latest storage health check,
+// as the health service reports it: serving or not serving.
+func (m *Metrics) StorageServing(ctx context.Context, serving bool) {
+	if m == nil {
+		return
+	}
+	var v int64
+	if serving {
+		v = 1
+	}
+	m.serving.Record(ctx, v)
 }
 
 // AuthFailed counts a request that failed authentication or authorization

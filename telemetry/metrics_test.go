@@ -2,8 +2,10 @@ package telemetry_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -124,6 +126,14 @@ func TestMetrics(t *testing.T) {
 				"greeter.auth.failures{reason=other}":               1,
 			},
 		},
+		{
+			name: "storage serving follows the last health check",
+			record: func(ctx context.Context, m *telemetry.Metrics) {
+				m.StorageServing(ctx, true)
+				m.StorageServing(ctx, false)
+			},
+			want: map[string]int64{"greeter.storage.serving{}": 0},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -190,6 +200,7 @@ func TestNilMetrics(t *testing.T) {
 	m.OnTransfer(ctx, "download")(10)
 	m.RateLimited(ctx, telemetry.RateLimitRate)
 	m.AuthFailed(ctx, telemetry.AuthExpired)
+	m.StorageServing(ctx, true)
 	if err := m.Close(); err != nil {
 		t.Errorf("Close: got %v, want nil", err)
 	}
@@ -216,6 +227,7 @@ func TestMetricsPrometheusNames(t *testing.T) {
 	m.TransferStarted(ctx, telemetry.DirectionUpload)
 	m.RateLimited(ctx, telemetry.RateLimitGlobal)
 	m.AuthFailed(ctx, telemetry.AuthBadSignature)
+	m.StorageServing(ctx, true)
 
 	rec := httptest.NewRecorder()
 	p.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
@@ -229,6 +241,7 @@ func TestMetricsPrometheusNames(t *testing.T) {
 		`reason="bad_signature"`,
 		`greeter_tls_certificate_not_after_seconds{cert="server"`,
 		`} 1.8e+09`,
+		`greeter_storage_serving{`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("GET /metrics lacks %q", want)
@@ -236,5 +249,22 @@ func TestMetricsPrometheusNames(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("body:\n%s", body)
+	}
+}
+
+// TestDroppedSpansExportedFromZero: with tracing on, the dropped-span
+// counter is on /metrics at 0 before any drop, so the dashboard and alerts
+// see a series rather than no data.
+func TestDroppedSpansExportedFromZero(t *testing.T) {
+	cleanEnv(t)
+	p, err := telemetry.Setup(testContext(t), telemetry.Config{TracesExporter: telemetry.ExporterStdout, Stdout: io.Discard})
+	if err != nil {
+		t.Fatalf("Setup: %v", err)
+	}
+	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+	rec := httptest.NewRecorder()
+	p.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if !regexp.MustCompile(`(?m)^greeter_trace_spans_dropped_total\{[^}]*\} 0$`).MatchString(rec.Body.String()) {
+		t.Errorf("GET /metrics lacks greeter_trace_spans_dropped_total at 0:\n%s", rec.Body.String())
 	}
 }

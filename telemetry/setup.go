@@ -181,6 +181,9 @@ func Setup(ctx context.Context, cfg Config) (_ *Providers, err error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("telemetry: dropped-span counter: %w", err), exporter.Shutdown(ctx))
 	}
+	// Exported as 0 from the start, so that dashboards and alerts see a
+	// series before the first drop rather than no data.
+	dropped.Add(ctx, 0)
 	queueSize := cfg.MaxQueueSize
 	if queueSize <= 0 {
 		queueSize = DefaultMaxQueueSize

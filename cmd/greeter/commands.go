@@ -36,7 +36,7 @@ type connection struct {
 // register adds the connection flags to fs with their current values as
 // defaults, so flags given before the command survive a second FlagSet.
 func (c *connection) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.addr, "addr", c.addr, "server address host:port")
+	fs.StringVar(&c.addr, "addr", c.addr, "server address host:port, replicas host:port,host:port,... or dns:///name:port")
 	fs.StringVar(&c.stateDir, "state-dir", c.stateDir, "dev state directory written by greeterd")
 	fs.StringVar(&c.ca, "ca", c.ca, "CA bundle verifying the server")
 	fs.StringVar(&c.cert, "cert", c.cert, "client certificate for mutual TLS")
@@ -255,7 +255,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	opts.DialOptions = append(opts.DialOptions, grpc.WithStatsHandler(telemetry.ClientHandler(tel)))
 	c, err := client.New(conn.addr, opts)
 	if err != nil {
-		return err
+		return usageError{fmt.Errorf("--addr: %w", err)}
 	}
 	defer c.Close()
 	return runCmd(ctx, c)

@@ -74,7 +74,8 @@ anything else there is refused and left alone. While a download writes it, a
 second download to the same path fails at once.
 
 Connection flags (also GREETER_ADDR, GREETER_CA, ... in the environment):
-  --addr HOST:PORT     server address (default localhost:50051)
+  --addr HOST:PORT     server address (default localhost:50051); for replicas of
+                       one service, HOST:PORT,HOST:PORT,... or dns:///NAME:PORT
   --state-dir DIR      use the dev CA, client certificate and token greeterd wrote in DIR
   --ca FILE            CA bundle that verifies the server (default: system roots)
   --cert, --key FILE   client certificate and key for mutual TLS
@@ -83,6 +84,12 @@ Connection flags (also GREETER_ADDR, GREETER_CA, ... in the environment):
   --plaintext          no TLS (only for a local --plaintext server; tokens are refused)
   --json               print results as JSON
   --timeout D          deadline for non-transfer calls (default 30s)
+
+With several replicas (a list, or every address a dns:/// name resolves to),
+calls are spread over them and skip any replica whose health is not SERVING or
+that is down; a transfer cut off by a replica going away retries on another.
+TLS verifies every replica under one name: --server-name, else the host of the
+first address.
 
 With --json, upload and download print an array of per-file results (name,
 path, size, sha256, bytes_sent, bytes_received, attempts, error); with a

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/stats"
 
 	"github.com/greeter/greeter/certs"
+	"github.com/greeter/greeter/coordination"
 	"github.com/greeter/greeter/identity"
 	"github.com/greeter/greeter/internal/envflag"
 	"github.com/greeter/greeter/middleware"
@@ -52,6 +53,9 @@ type chainConfig struct {
 	bandwidth                            envflag.Size
 	limiterKeys                          int
 	limiterIdle                          time.Duration
+	// limits is the per-identity limits' state, set from --redis-url; nil
+	// keeps it in this process.
+	limits coordination.Limits
 
 	closeAuth func() // set by build
 }
@@ -79,7 +83,7 @@ func (c *chainConfig) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.burstTransfer, "rate-transfer-burst", ratelimit.DefaultTransferBurst, "burst of --rate-transfer")
 	fs.IntVar(&c.maxTransfers, "max-transfers-per-identity", ratelimit.DefaultMaxConcurrentTransfers, "concurrent uploads and downloads per identity")
 	fs.Var(&c.bandwidth, "bandwidth-per-identity", "bytes per second one identity's transfers may move, throttled not failed (0: unlimited)")
-	fs.IntVar(&c.limiterKeys, "limiter-max-keys", ratelimit.DefaultMaxKeys, "most peers and identities each limiter table remembers")
+	fs.IntVar(&c.limiterKeys, "limiter-max-keys", ratelimit.DefaultMaxKeys, "most keys each in-process limiter table remembers (peers; up to four per identity)")
 	fs.DurationVar(&c.limiterIdle, "limiter-idle-ttl", ratelimit.DefaultIdleTTL, "forget a limiter key unused for this long")
 }
 
@@ -280,6 +284,7 @@ func (c *chainConfig) build(ctx context.Context, sec *security, stats stats.Hand
 		Bandwidth:              bandwidth,
 		MaxKeys:                c.limiterKeys,
 		IdleTTL:                c.limiterIdle,
+		Limits:                 c.limits,
 		OnReject:               func(ctx context.Context, reason string) { metrics.RateLimited(ctx, rateLimitReasons[reason]) },
 	}))
 	return standard.Chain(standard.Config{

@@ -37,6 +37,7 @@ var durationRules = map[string]durationRule{
 	"max-connection-age":       {zero: "never"},
 	"max-connection-age-grace": {zero: "forever"},
 	"jwt-leeway":               {zero: "no tolerance"},
+	"drain-delay":              {zero: "no delay"},
 	"health-interval":          {floor: minHealthInterval},
 	"tls-reload-interval":      {floor: minTLSReloadInterval},
 	"keepalive-time":           {floor: minKeepaliveTime},

@@ -30,6 +30,7 @@ var serveDurations = map[string]struct {
 	"max-connection-age":       {zeroOK: true},
 	"max-connection-age-grace": {zeroOK: true},
 	"jwt-leeway":               {zeroOK: true},
+	"drain-delay":              {zeroOK: true},
 	"jwt-max-lifetime":         {},
 	"limiter-idle-ttl":         {},
 	"health-interval":          {floor: 100 * time.Millisecond},

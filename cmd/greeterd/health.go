@@ -31,17 +31,18 @@ type storageChecker interface {
 
 // watchStorage makes the grpc.health.v1 status of the server ("") and of
 // the Greeter service follow the storage: it checks once before returning,
-// then every interval, and logs each change of status once. A check that
+// then every interval, logs each change of status once, and passes each
+// result to report (when not nil) for the greeter_storage_serving metric. A check that
 // takes longer than interval counts as failed until it returns. The
 // returned func stops the watch; it does not wait for a check stuck in the
 // filesystem.
-func watchStorage(ctx context.Context, store storageChecker, hs *health.Server, interval time.Duration, log *slog.Logger) (stop func()) {
+func watchStorage(ctx context.Context, store storageChecker, hs *health.Server, interval time.Duration, log *slog.Logger, report func(serving bool)) (stop func()) {
 	if interval <= 0 {
 		interval = 5 * time.Second
 	}
 	interval = max(interval, minHealthInterval) // --health-interval has this floor too
 	ctx, cancel := context.WithCancel(ctx)
-	w := &storageWatch{store: store, hs: hs, interval: interval, log: log}
+	w := &storageWatch{store: store, hs: hs, interval: interval, log: log, report: report}
 	first := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -63,6 +64,7 @@ type storageWatch struct {
 	hs       *health.Server
 	interval time.Duration
 	log      *slog.Logger
+	report   func(serving bool)
 
 	state healthpb.HealthCheckResponse_ServingStatus // last status set; UNKNOWN before the first
 }
@@ -114,6 +116,9 @@ func (w *storageWatch) set(err error) {
 	}
 	for _, name := range []string{"", pb.Greeter_ServiceDesc.ServiceName} {
 		w.hs.SetServingStatus(name, st)
+	}
+	if w.report != nil {
+		w.report(err == nil)
 	}
 	prev := w.state
 	w.state = st

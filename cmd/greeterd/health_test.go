@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -84,7 +85,8 @@ func TestWatchStorageFollowsChecks(t *testing.T) {
 		var logs bytes.Buffer
 		log := slog.New(slog.NewTextHandler(&logs, nil))
 
-		stop := watchStorage(t.Context(), store, hs, every, log)
+		var reported []bool // what the greeter_storage_serving metric was told
+		stop := watchStorage(t.Context(), store, hs, every, log, func(serving bool) { reported = append(reported, serving) })
 		// The first check is done when watchStorage returns.
 		wantStatus(t, hs, healthpb.HealthCheckResponse_SERVING)
 
@@ -105,6 +107,9 @@ func TestWatchStorageFollowsChecks(t *testing.T) {
 		if store.calls != 6 {
 			t.Errorf("%d checks in 5 intervals, want 6", store.calls)
 		}
+		if want := []bool{true, false, false, false, true, true}; !slices.Equal(reported, want) {
+			t.Errorf("reported %v to the metric, want %v", reported, want)
+		}
 		got := logs.String()
 		if n := strings.Count(got, "storage unhealthy"); n != 1 || !strings.Contains(got, "read-only file system") {
 			t.Errorf("logged %d unhealthy records (want 1, with the error):\n%s", n, got)
@@ -124,7 +129,7 @@ func TestWatchStorageSlowCheck(t *testing.T) {
 		const every = time.Second
 		store := &scriptedStorage{}
 		hs := health.NewServer()
-		stop := watchStorage(t.Context(), store, hs, every, slog.New(slog.DiscardHandler))
+		stop := watchStorage(t.Context(), store, hs, every, slog.New(slog.DiscardHandler), nil)
 		wantStatus(t, hs, healthpb.HealthCheckResponse_SERVING)
 
 		store.set(true)
@@ -154,7 +159,7 @@ func TestWatchStorageFirstCheckFails(t *testing.T) {
 		store := &scriptedStorage{}
 		store.set(false, errors.New("no such file or directory"))
 		hs := health.NewServer()
-		stop := watchStorage(t.Context(), store, hs, time.Second, slog.New(slog.DiscardHandler))
+		stop := watchStorage(t.Context(), store, hs, time.Second, slog.New(slog.DiscardHandler), nil)
 		wantStatus(t, hs, healthpb.HealthCheckResponse_NOT_SERVING)
 		store.set(true)
 		time.Sleep(time.Second)
@@ -170,7 +175,7 @@ func TestWatchStorageAfterShutdown(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := &scriptedStorage{}
 		hs := health.NewServer()
-		stop := watchStorage(t.Context(), store, hs, time.Second, slog.New(slog.DiscardHandler))
+		stop := watchStorage(t.Context(), store, hs, time.Second, slog.New(slog.DiscardHandler), nil)
 		hs.Shutdown()
 		time.Sleep(3 * time.Second)
 		synctest.Wait()

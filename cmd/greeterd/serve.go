@@ -39,6 +39,7 @@ type serveConfig struct {
 	logLevel        string
 	reflection      bool
 	shutdownTimeout time.Duration
+	drainDelay      time.Duration
 	defaultOwner    string
 	resumableTTL    time.Duration
 	tracesExporter  string
@@ -50,6 +51,7 @@ type serveConfig struct {
 	limits    limitsConfig
 	peers     peerConfig
 	quota     quotaConfig
+	redis     redisConfig
 }
 
 // limitsConfig holds the transport hardening knobs: stream, message and
@@ -82,7 +84,8 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&c.reflection, "reflection", false, "serve gRPC server reflection")
-	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, let in-flight calls finish for this long, then stop")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, after the drain delay, let in-flight calls finish for this long, then stop")
+	fs.DurationVar(&c.drainDelay, "drain-delay", 2*time.Second, "on SIGTERM, report NOT_SERVING and keep serving this long before refusing new calls, so that clients move to other replicas (0: refuse at once)")
 	fs.DurationVar(&c.resumableTTL, "resumable-ttl", service.DefaultResumableTTL, "incomplete resumable uploads are deleted after this long without progress")
 	fs.StringVar(&c.defaultOwner, "default-owner", "anonymous", "owner of files when authentication is off")
 	fs.StringVar(&c.tracesExporter, "traces-exporter", "", "span exporter: otlp, stdout or none (default: $OTEL_TRACES_EXPORTER, else none)")
@@ -92,6 +95,7 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	c.health.flags(fs)
 	c.peers.flags(fs)
 	c.quota.flags(fs)
+	c.redis.flags(fs)
 
 	l := &c.limits
 	fs.UintVar(&l.maxConcurrentStreams, "max-concurrent-streams", 100, "streams per connection")
@@ -216,6 +220,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
+	redisOpts, err := c.redis.options(getenv)
+	if err != nil {
+		return err
+	}
 	if c.dataDir == "" {
 		c.dataDir = filepath.Join(c.stateDir, "data")
 	}
@@ -251,6 +259,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	stopScan := scanUsage(ctx, store, log)
 	defer stopScan() // deferred after store.Close, so it runs first
 
+	limits, closeLimits := c.redis.open(redisOpts, c.chain.limiterKeys, c.chain.limiterIdle, log, metrics)
+	defer closeLimits() // after the server has stopped
+	c.chain.limits = limits
+
 	stats := telemetry.ServerHandler(tel, telemetry.WithFilter(isTraced))
 	chain, err := c.chain.build(ctx, sec, stats, c.defaultOwner, log, metrics, &c.peers)
 	if err != nil {
@@ -275,7 +287,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	svc.Register(srv)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(srv, healthSrv)
-	stopHealth := watchStorage(ctx, store, healthSrv, c.health.interval, log)
+	stopHealth := watchStorage(ctx, store, healthSrv, c.health.interval, log, func(serving bool) {
+		metrics.StorageServing(context.Background(), serving)
+	})
 	defer stopHealth()
 	if c.reflection {
 		reflection.Register(srv)
@@ -310,18 +324,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	case <-ctx.Done():
 	}
 
-	log.Info("shutting down: draining in-flight calls", slog.Duration("timeout", c.shutdownTimeout))
-	healthSrv.Shutdown()
-	drained := make(chan struct{})
-	go func() { srv.GracefulStop(); close(drained) }()
-	select {
-	case <-drained:
-		log.Info("drained; stopped")
-	case <-time.After(c.shutdownTimeout):
-		log.Warn("drain timed out; cancelling the remaining calls")
-		srv.Stop()
-		<-drained
-	}
+	drain{health: healthSrv, stopWatch: stopHealth, delay: c.drainDelay, timeout: c.shutdownTimeout, log: log}.stop(srv)
 	return nil
 }
 

@@ -75,12 +75,14 @@ func (b *SyncBuffer) String() string {
 }
 
 // StartServer runs greeterd with args plus "--listen 127.0.0.1:0
-// --log-format json" and waits until it listens (its INFO line "greeterd
+// --log-format json --drain-delay 0" (args may override them) and waits until it listens (its INFO line "greeterd
 // listening", so args must not raise --log-level above info). The server is stopped
 // (SIGTERM, then SIGKILL) when the test ends.
 func (b Binaries) StartServer(t testing.TB, env []string, args ...string) *Server {
 	t.Helper()
-	args = append([]string{"--listen", "127.0.0.1:0", "--log-format", "json"}, args...)
+	// No drain delay unless a test asks for one (a later flag wins): the
+	// 2 s default would add to every server stop in the suite.
+	args = append([]string{"--listen", "127.0.0.1:0", "--log-format", "json", "--drain-delay", "0"}, args...)
 	cmd := exec.Command(b.Greeterd, args...)
 	cmd.Env = append(cleanEnv(), env...)
 	s := &Server{t: t, cmd: cmd, Stdout: &SyncBuffer{}, Log: &SyncBuffer{}, exited: make(chan struct{})}

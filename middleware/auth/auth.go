@@ -91,8 +91,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/greeter/greeter/identity"
+	"github.com/greeter/greeter/internal/lru"
 	"github.com/greeter/greeter/middleware"
-	"github.com/greeter/greeter/middleware/internal/lru"
 )
 
 // Name is the plugin's name in a chain.

@@ -28,7 +28,13 @@
 // cannot grow memory without bound. An identity with transfers in flight is
 // never forgotten, so the concurrency cap cannot be reset by eviction.
 //
-// Limits are local to one process: N replicas allow N times the rate.
+// The per-identity limits keep their state in a coordination.Limits: by
+// default one in this process (N replicas allow N times the rate), or one
+// shared between replicas (coordination/redislimit), which PerIdentity uses
+// the same way without knowing which it has. The per-peer limit and the
+// public stream cap are always local: they shed load before any work is
+// done, and a shared store consulted for every unauthenticated call would
+// make that store the target of the flood they guard against.
 //
 // It is written here rather than with go-grpc-middleware's ratelimit
 // because that package calls its Limiter once, when a call starts: it can
@@ -43,7 +49,6 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -55,9 +60,10 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/greeter/greeter/coordination"
 	"github.com/greeter/greeter/identity"
+	"github.com/greeter/greeter/internal/lru"
 	"github.com/greeter/greeter/middleware"
-	"github.com/greeter/greeter/middleware/internal/lru"
 )
 
 // Plugin names in a chain.
@@ -127,7 +133,8 @@ type Options struct {
 	// BandwidthBurst is the bandwidth bucket size in bytes. Default 4 MiB.
 	// A message larger than the burst is waited for in burst-sized parts.
 	BandwidthBurst int
-	// MaxKeys caps each limiter table (peers, identities). Default 100 000.
+	// MaxKeys caps each limiter table (peers, per-identity keys).
+	// Default 100 000.
 	MaxKeys int
 	// IdleTTL is how long an unused key is kept. Default 10 minutes.
 	IdleTTL time.Duration
@@ -144,6 +151,10 @@ type Options struct {
 	// MaxPublicStreams caps the concurrent streams of public methods of all
 	// peers together. Default 1024.
 	MaxPublicStreams int
+	// Limits holds the per-identity limits' state. Nil means a
+	// coordination.Local bounded by MaxKeys and IdleTTL, in this process;
+	// a redislimit.Limits shares the limits between replicas.
+	Limits coordination.Limits
 	// OnReject, if set, is called for every rejected RPC with the RPC's
 	// context and one of the Reason constants, for example to count
 	// rejections; record metrics with ctx so they carry the RPC's trace.
@@ -200,49 +211,58 @@ func (r Rate) limiter() *rate.Limiter {
 	return rate.NewLimiter(rate.Limit(r.PerSecond), r.Burst)
 }
 
-// Limiter holds the per-peer and per-identity limiter tables and the public
-// stream counts. It is safe for concurrent use.
+func (r Rate) limit() coordination.Limit {
+	return coordination.Limit{PerSecond: r.PerSecond, Burst: r.Burst}
+}
+
+// Limiter holds the per-peer limiter table, the public stream counts and
+// the per-identity limits. It is safe for concurrent use.
 type Limiter struct {
-	o          Options
-	peers      *lru.Cache[string, *rate.Limiter]
-	identities *lru.Cache[string, *identityState]
+	o      Options
+	peers  *lru.Cache[string, *rate.Limiter]
+	limits coordination.Limits
+	local  *coordination.Local // limits, when New built them
 
 	mu            sync.Mutex
 	publicStreams int            // open public streams, all peers
 	publicPerPeer map[string]int // open public streams per peer key; no zero entries
 }
 
-type identityState struct {
-	unary     *rate.Limiter
-	transfer  *rate.Limiter
-	bandwidth *rate.Limiter // nil when off
-	active    atomic.Int64
-}
-
 // New returns a Limiter with o's limits.
 func New(o Options) *Limiter {
 	o = o.withDefaults()
-	return &Limiter{
-		o:     o,
-		peers: lru.New[string, *rate.Limiter](o.MaxKeys, o.IdleTTL, nil),
-		identities: lru.New[string](o.MaxKeys, o.IdleTTL, func(s *identityState) bool {
-			return s.active.Load() > 0
-		}),
+	l := &Limiter{
+		o:             o,
+		peers:         lru.New[string, *rate.Limiter](o.MaxKeys, o.IdleTTL, nil),
+		limits:        o.Limits,
 		publicPerPeer: map[string]int{},
 	}
+	if l.limits == nil {
+		l.local = coordination.NewLocal(coordination.LocalOptions{MaxKeys: o.MaxKeys, IdleTTL: o.IdleTTL})
+		l.limits = l.local
+	}
+	return l
 }
 
 // Options returns the limits in force, with defaults applied.
 func (l *Limiter) Options() Options { return l.o }
 
-// Keys returns the number of peer and identity keys held, for a gauge.
+// Keys returns the number of peer and per-identity keys held in this
+// process, for a gauge; identities is 0 when Options.Limits was given.
 func (l *Limiter) Keys() (peers, identities int) {
-	return l.peers.Len(), l.identities.Len()
+	if l.local != nil {
+		identities = l.local.Len()
+	}
+	return l.peers.Len(), identities
 }
 
-// Evictions returns how many peer and identity keys were evicted.
+// Evictions returns how many peer and per-identity keys were evicted in
+// this process; identities is 0 when Options.Limits was given.
 func (l *Limiter) Evictions() (peers, identities uint64) {
-	return l.peers.Evictions(), l.identities.Evictions()
+	if l.local != nil {
+		identities = l.local.Evictions()
+	}
+	return l.peers.Evictions(), identities
 }
 
 // PerPeer returns the plugin that limits RPCs per peer: the client's IP
@@ -266,28 +286,32 @@ func (l *Limiter) PerPeer() middleware.Plugin {
 // method exempted from authentication) is keyed by its peer address.
 func (l *Limiter) PerIdentity() middleware.Plugin {
 	return middleware.FromFunc(IdentityName, func(ctx context.Context, call *middleware.Call, next middleware.Next) error {
-		now := time.Now()
-		st := l.identities.GetOrAdd(identityKey(ctx), now, l.newIdentityState)
+		id := identityKey(ctx)
 		if !call.IsStream() {
-			if d, ok := take(st.unary, now); !ok {
-				return l.reject(ctx, ReasonUnary, "rate limit exceeded", d)
+			if l.o.Unary.PerSecond >= 0 {
+				if ok, d := l.limits.Allow(ctx, "unary:"+id, l.o.Unary.limit()); !ok {
+					return l.reject(ctx, ReasonUnary, "rate limit exceeded", d)
+				}
 			}
 			return next(ctx)
 		}
 		if limit := l.o.MaxConcurrentTransfers; limit > 0 {
-			if st.active.Add(1) > int64(limit) {
-				st.active.Add(-1)
+			release, ok := l.limits.Acquire(ctx, "transfers:"+id, limit)
+			if !ok {
 				return l.reject(ctx, ReasonConcurrency, "too many concurrent transfers", concurrencyRetryDelay)
 			}
-			defer st.active.Add(-1)
+			defer release()
 		}
-		if d, ok := take(st.transfer, now); !ok {
-			return l.reject(ctx, ReasonTransfer, "transfer rate limit exceeded", d)
+		if l.o.Transfer.PerSecond >= 0 {
+			if ok, d := l.limits.Allow(ctx, "transfer:"+id, l.o.Transfer.limit()); !ok {
+				return l.reject(ctx, ReasonTransfer, "transfer rate limit exceeded", d)
+			}
 		}
-		if st.bandwidth != nil {
+		if l.o.Bandwidth > 0 {
+			key, limit := "bytes:"+id, coordination.Limit{PerSecond: float64(l.o.Bandwidth), Burst: l.o.BandwidthBurst}
 			hook := func(ctx context.Context, m any) error {
 				if pm, ok := m.(proto.Message); ok {
-					return waitBytes(ctx, st.bandwidth, proto.Size(pm))
+					return waitErr(ctx, l.limits.Wait(ctx, key, limit, proto.Size(pm)))
 				}
 				return nil
 			}
@@ -296,14 +320,6 @@ func (l *Limiter) PerIdentity() middleware.Plugin {
 		}
 		return next(ctx)
 	})
-}
-
-func (l *Limiter) newIdentityState() *identityState {
-	s := &identityState{unary: l.o.Unary.limiter(), transfer: l.o.Transfer.limiter()}
-	if l.o.Bandwidth > 0 {
-		s.bandwidth = rate.NewLimiter(rate.Limit(l.o.Bandwidth), l.o.BandwidthBurst)
-	}
-	return s
 }
 
 // take takes one token if one is available now; otherwise it reports how
@@ -321,21 +337,16 @@ func take(lim *rate.Limiter, now time.Time) (time.Duration, bool) {
 	return d, false
 }
 
-// waitBytes waits until n bytes may pass, in parts no larger than the burst.
-func waitBytes(ctx context.Context, lim *rate.Limiter, n int) error {
-	burst := lim.Burst()
-	for n > 0 {
-		k := min(n, burst)
-		if err := lim.WaitN(ctx, k); err != nil {
-			if ctx.Err() != nil {
-				return status.FromContextError(ctx.Err()).Err()
-			}
-			// "would exceed context deadline": the wait cannot finish in time.
-			return status.Error(codes.DeadlineExceeded, "bandwidth limit would exceed the deadline")
-		}
-		n -= k
+// waitErr turns the error of a bandwidth wait into a status error.
+func waitErr(ctx context.Context, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return status.FromContextError(ctx.Err()).Err()
 	}
-	return nil
+	// coordination.ErrWouldExceedDeadline: the wait cannot finish in time.
+	return status.Error(codes.DeadlineExceeded, "bandwidth limit would exceed the deadline")
 }
 
 func (l *Limiter) reject(ctx context.Context, reason, msg string, delay time.Duration) error {

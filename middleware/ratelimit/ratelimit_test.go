@@ -70,10 +70,16 @@ type env struct {
 // start serves the standard chain with real tokens and o's limits.
 func start(t *testing.T, o ratelimit.Options) *env {
 	t.Helper()
-	e := &env{rejects: &rejections{}, authed: &atomic.Int32{}, svc: &countingServer{}}
+	return startWithKey(t, o, authtest.NewKey(t, t.TempDir(), "ed25519", "k1"))
+}
+
+// startWithKey is start with tokens signed by key, so that several servers
+// (replicas) accept the same tokens.
+func startWithKey(t *testing.T, o ratelimit.Options, key *authtest.Key) *env {
+	t.Helper()
+	e := &env{rejects: &rejections{}, authed: &atomic.Int32{}, svc: &countingServer{}, key: key}
 	o.OnReject = func(_ context.Context, reason string) { e.rejects.add(reason) }
 	e.limiter = ratelimit.New(o)
-	e.key = authtest.NewKey(t, t.TempDir(), "ed25519", "k1")
 	cfg := authtest.Config(e.key)
 	cfg.OnResult = func(context.Context, string) { e.authed.Add(1) }
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

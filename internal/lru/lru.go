@@ -1,6 +1,7 @@
-// Package lru is a bounded map for per-key middleware state (rate limiters,
-// verified tokens). It holds at most a fixed number of keys, evicting the
-// least recently used, and evicts keys idle for longer than a fixed time.
+// Package lru is a bounded map for per-key state (rate limiters, verified
+// tokens, leased bandwidth). It holds at most a fixed number of keys,
+// evicting the least recently used, and evicts keys idle for longer than a
+// fixed time.
 package lru
 
 import (
