@@ -8,7 +8,7 @@ import (
 
 // uploadExpirer removes incomplete resumable uploads last written more than
 // olderThan ago, and temporaries a crash left behind, returning how many it
-// removed. *diskstore.Live implements it.
+// removed. *diskstore.Live and *s3store.Store implement it.
 type uploadExpirer interface {
 	CleanExpiredUploads(olderThan time.Duration) (int, error)
 	CleanTemporaries(olderThan time.Duration) (int, error)
@@ -46,7 +46,8 @@ func expireUploads(ctx context.Context, store uploadExpirer, ttl time.Duration, 
 
 // expirePass runs one pass of expireUploads and logs its outcome. It also
 // removes temporaries left by a crash (the store keeps any younger than
-// diskstore.MinTemporaryAge, so in-flight uploads are safe), since a crash
+// its MinTemporaryAge, an hour on both stores, so in-flight uploads are
+// safe), since a crash
 // followed by a quick restart leaves them too young for the start-up pass.
 func expirePass(store uploadExpirer, ttl time.Duration, log *slog.Logger) {
 	cleanTemporaries(store, log)

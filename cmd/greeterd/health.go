@@ -19,12 +19,13 @@ type healthConfig struct {
 }
 
 func (c *healthConfig) flags(fs *flag.FlagSet) {
-	fs.DurationVar(&c.interval, "health-interval", 5*time.Second, "how often the data directory is probed; health reports NOT_SERVING while it is not writable (a probe slower than this counts as failed; at least 100ms)")
+	fs.DurationVar(&c.interval, "health-interval", 5*time.Second, "how often the storage is probed (the data directory written, or the bucket listed); health reports NOT_SERVING while it fails (a probe slower than this counts as failed; at least 100ms)")
 }
 
 // storageChecker probes the storage; nil means it can take uploads.
 // *diskstore.Live implements it, and reopens a data directory that was
-// removed and created again.
+// removed and created again; *s3store.Store implements it by listing one
+// key of the bucket.
 type storageChecker interface {
 	Check(ctx context.Context) error
 }

@@ -22,7 +22,6 @@ import (
 	"github.com/greeter/greeter/internal/envflag"
 	"github.com/greeter/greeter/proto/wire"
 	"github.com/greeter/greeter/service"
-	"github.com/greeter/greeter/service/diskstore"
 	"github.com/greeter/greeter/telemetry"
 )
 
@@ -46,6 +45,7 @@ type serveConfig struct {
 	metricsListen   string
 
 	health    healthConfig
+	storage   storageConfig
 	transport transportConfig
 	chain     chainConfig
 	limits    limitsConfig
@@ -74,7 +74,7 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs := flag.NewFlagSet("greeterd", flag.ContinueOnError)
 	fs.StringVar(&c.configFile, "config", "", "read settings from this file (\"name = value\" lines, names as flags)")
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:50051", "address to listen on")
-	fs.StringVar(&c.dataDir, "data-dir", "", "where files are stored (default <state-dir>/data)")
+	fs.StringVar(&c.dataDir, "data-dir", "", "where files are stored with --storage disk (default <state-dir>/data; ignored with --storage s3)")
 	fs.StringVar(&c.stateDir, "state-dir", ".greeter", "dev mode state: dev PKI, JWT keys, dev token")
 	c.maxFileSize = service.DefaultMaxFileSize
 	fs.Var(&c.maxFileSize, "max-file-size", "largest file an upload may store")
@@ -96,6 +96,7 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	c.peers.flags(fs)
 	c.quota.flags(fs)
 	c.redis.flags(fs)
+	c.storage.flags(fs)
 
 	l := &c.limits
 	fs.UintVar(&l.maxConcurrentStreams, "max-concurrent-streams", 100, "streams per connection")
@@ -216,6 +217,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err := c.peers.check(); err != nil {
 		return err
 	}
+	if err := c.storage.check(fs); err != nil {
+		return err
+	}
 	quotas, err := c.quota.load()
 	if err != nil {
 		return err
@@ -238,10 +242,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
-	store, err := diskstore.OpenLive(c.dataDir, diskstore.WithLogger(log), diskstore.WithOwnerMigration(legacyOwnerKey),
-		diskstore.WithQuotas(quotas.For))
+	store, storeAttrs, err := c.storage.open(ctx, storeDeps{dataDir: c.dataDir, legacyOwnerKey: legacyOwnerKey, quotas: quotas.For, log: log})
 	if err != nil {
-		return fmt.Errorf("opening data dir: %w", err)
+		return err
 	}
 	defer store.Close()
 	cleanTemporaries(store, log) // before serving, so no stale temporary outlives start-up
@@ -253,11 +256,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 	defer metrics.Close()
-	if err := metrics.ObserveStorage(store.UsageTotals); err != nil {
-		return err
+	if scanner, ok := store.(usageScanner); ok { // the disk store; the S3 store counts an owner at its first use
+		if err := metrics.ObserveStorage(scanner.UsageTotals); err != nil {
+			return err
+		}
+		stopScan := scanUsage(ctx, scanner, log)
+		defer stopScan() // deferred after store.Close, so it runs first
 	}
-	stopScan := scanUsage(ctx, store, log)
-	defer stopScan() // deferred after store.Close, so it runs first
 
 	limits, closeLimits := c.redis.open(redisOpts, c.chain.limiterKeys, c.chain.limiterIdle, log, metrics)
 	defer closeLimits() // after the server has stopped
@@ -314,7 +319,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		fmt.Fprintf(stdout, "greeterd is ready. Connect with:\n\n  %s\n\n", strings.ReplaceAll(sec.hint, "ADDR", lis.Addr().String()))
 	}
 	// Logged last: tests and scripts wait for this line.
-	log.Info("greeterd listening", slog.String("addr", lis.Addr().String()), slog.String("data_dir", c.dataDir), slog.String("security", sec.mode))
+	log.Info("greeterd listening", append([]any{slog.String("addr", lis.Addr().String()), slog.String("security", sec.mode)}, storeAttrs...)...)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(lis) }()

@@ -1,6 +1,7 @@
 // Package e2etest builds the real greeterd and greeter binaries once per test
 // binary and runs them as separate processes over loopback, so end-to-end
-// tests exercise exactly what users run.
+// tests exercise exactly what users run. It also runs a real MinIO, the S3
+// server that greeterd's S3 store is tested against.
 package e2etest
 
 import (
@@ -85,6 +86,7 @@ func (b Binaries) StartServer(t testing.TB, env []string, args ...string) *Serve
 	args = append([]string{"--listen", "127.0.0.1:0", "--log-format", "json", "--drain-delay", "0"}, args...)
 	cmd := exec.Command(b.Greeterd, args...)
 	cmd.Env = append(cleanEnv(), env...)
+	setParentDeathSignal(cmd) // a test binary that dies leaves no greeterd behind
 	s := &Server{t: t, cmd: cmd, Stdout: &SyncBuffer{}, Log: &SyncBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout = s.Stdout
 	pr, pw := io.Pipe()

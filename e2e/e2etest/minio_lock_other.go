@@ -1,6 +1,6 @@
 //go:build !unix
 
-package s3test
+package e2etest
 
 // lockFile does nothing where flock(2) is missing: concurrent installs
 // then only cost time.

@@ -1,9 +1,9 @@
 //go:build !linux
 
-package s3test
+package e2etest
 
 import "os/exec"
 
 // setParentDeathSignal does nothing where the kernel offers no parent
-// death signal; the test's cleanup stops the server.
+// death signal; the test's cleanup stops the child.
 func setParentDeathSignal(*exec.Cmd) {}
