@@ -83,7 +83,7 @@ func (b *bandwidth) wait(ctx context.Context, key string, limit coordination.Lim
 	if limit.PerSecond == 0 { // no rate to lease from: the burst alone, locally
 		return l.local.Wait(ctx, key, limit, n)
 	}
-	if !l.br.usable() {
+	if !l.br.Usable() {
 		l.fellBack(ctx)
 		return l.local.Wait(ctx, key, limit, n)
 	}
@@ -106,13 +106,13 @@ func (b *bandwidth) wait(ctx context.Context, key string, limit coordination.Lim
 		}
 		n -= c.bytes
 		c.bytes = 0
-		if !l.br.usable() {
+		if !l.br.Usable() {
 			l.fellBack(ctx)
 			return l.local.Wait(ctx, key, limit, n)
 		}
 		wait, ok, err := b.reserve(ctx, rkey, limit, block)
 		if err != nil {
-			l.br.fail(err)
+			l.br.Fail(err)
 			l.fellBack(ctx)
 			return l.local.Wait(ctx, key, limit, n)
 		}

@@ -42,6 +42,7 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/greeter/greeter/coordination"
+	"github.com/greeter/greeter/coordination/internal/breaker"
 )
 
 // Defaults applied to zero fields of Options.
@@ -91,7 +92,7 @@ type Limits struct {
 	o     Options
 	pipe  *pipeliner
 	rates *redis_rate.Limiter
-	br    *breaker
+	br    *breaker.Breaker
 	slots *slots
 	bw    *bandwidth
 }
@@ -135,7 +136,10 @@ func New(rdb *redis.Client, local coordination.Limits, o Options) *Limits {
 	l := &Limits{rdb: rdb, local: local, o: o, pipe: newPipeliner(rdb, o.Timeout)}
 	l.rates = redis_rate.NewLimiter(l.pipe)
 	l.slots = newSlots(l)
-	l.br = newBreaker(l.probe, o.ProbeInterval, o.Logger, l.slots.kick)
+	l.br = breaker.New(l.probe, o.ProbeInterval, o.Logger, breaker.Messages{
+		Down: "redis unreachable: limits fall back to this replica's local limiters (each replica grants the full quota) until redis answers again",
+		Up:   "redis answers again: limits are shared again",
+	}, l.slots.kick)
 	l.bw = newBandwidth(l)
 	l.slots.start()
 	return l
@@ -145,7 +149,7 @@ func New(rdb *redis.Client, local coordination.Limits, o Options) *Limits {
 // waits for them. Slots still held are not released: like those of a
 // replica that died, they expire within LeaseTTL.
 func (l *Limits) Close() {
-	l.br.close()
+	l.br.Close()
 	l.slots.close()
 	l.pipe.close()
 }
@@ -159,7 +163,7 @@ func (l *Limits) Close() {
 func (l *Limits) Ping(ctx context.Context) error {
 	err := l.warm(ctx)
 	if err != nil {
-		l.br.fail(err)
+		l.br.Fail(err)
 	}
 	return err
 }
@@ -194,14 +198,14 @@ func (l *Limits) Allow(ctx context.Context, key string, limit coordination.Limit
 	if limit.PerSecond < 0 {
 		return true, 0
 	}
-	if !l.br.usable() {
+	if !l.br.Usable() {
 		return l.fallbackAllow(ctx, key, limit)
 	}
 	cctx, cancel := l.callContext(ctx)
 	res, err := l.rates.Allow(cctx, l.key("", key), gcra(limit))
 	cancel()
 	if err != nil {
-		l.br.fail(err)
+		l.br.Fail(err)
 		return l.fallbackAllow(ctx, key, limit)
 	}
 	if res.Allowed > 0 {

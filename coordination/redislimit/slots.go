@@ -80,7 +80,7 @@ func (s *slots) start() { go s.refresher() }
 // acquire implements coordination.Counter.
 func (s *slots) acquire(ctx context.Context, key string, max int) (func(), bool) {
 	l := s.l
-	if !l.br.usable() {
+	if !l.br.Usable() {
 		l.fellBack(ctx)
 		return l.local.Acquire(ctx, key, max)
 	}
@@ -90,7 +90,7 @@ func (s *slots) acquire(ctx context.Context, key string, max int) (func(), bool)
 	got, err := acquireScript.Run(cctx, l.rdb, []string{rkey}, max, l.o.LeaseTTL.Milliseconds(), member).Int()
 	cancel()
 	if err != nil {
-		l.br.fail(err)
+		l.br.Fail(err)
 		l.fellBack(ctx)
 		return l.local.Acquire(ctx, key, max)
 	}
@@ -111,13 +111,13 @@ func (s *slots) release(rkey, member string) {
 	s.mu.Lock()
 	delete(s.held, member)
 	s.mu.Unlock()
-	if !s.l.br.usable() {
+	if !s.l.br.Usable() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.l.o.Timeout)
 	defer cancel()
 	if err := s.l.rdb.ZRem(ctx, rkey, member).Err(); err != nil {
-		s.l.br.fail(err)
+		s.l.br.Fail(err)
 	}
 }
 
@@ -148,7 +148,7 @@ func (s *slots) refresher() {
 func (s *slots) refresh() {
 	s.writes.Lock()
 	defer s.writes.Unlock()
-	if !s.l.br.usable() {
+	if !s.l.br.Usable() {
 		return
 	}
 	s.mu.Lock()
@@ -166,7 +166,7 @@ func (s *slots) refresh() {
 		err := refreshScript.Run(ctx, s.l.rdb, keys[:n], append(args[:1:1], args[1:n+1]...)...).Err()
 		cancel()
 		if err != nil {
-			s.l.br.fail(err)
+			s.l.br.Fail(err)
 			return
 		}
 		keys, args = keys[n:], append(args[:1:1], args[n+1:]...)
