@@ -1,17 +1,23 @@
 // Package coordination holds the state that several greeterd replicas must
 // share to act as one service, behind small interfaces: rates (how often a
-// key may act), slots (how many holders a key may have at once) and
-// bandwidth (how many bytes a key may move per second).
+// key may act), slots (how many holders a key may have at once),
+// bandwidth (how many bytes a key may move per second), leases (the one
+// writer of a resumable upload) and usage (what each owner stores, against
+// its quota).
 //
-// Local implements all three inside one process, which is all one machine
-// needs; the redislimit sub-package shares them through Redis and falls back
-// to a Local while Redis is unreachable. Code that applies limits, such as
-// middleware/ratelimit, takes a Limits and does not know which it has.
+// Local, LocalLeases and the stores' own counters keep them inside one
+// process, which is all one machine needs; the sub-packages redislimit,
+// redislease and redisusage share them through Redis and fall back to the
+// local behaviour while Redis is unreachable. Code that applies them, such
+// as middleware/ratelimit or the S3 store, takes the interface and does not
+// know which it has.
 //
-// Implementations must be safe for concurrent use. None of their methods
-// returns a backend error: a limit that cannot consult its backend decides
-// by itself (redislimit fails open to its local limiter), so a caller only
-// ever sees a decision, or, from Bandwidth, the end of its own context.
+// Implementations must be safe for concurrent use. None of the limits'
+// methods returns a backend error: a limit that cannot consult its backend
+// decides by itself (redislimit fails open to its local limiter), so a
+// caller only ever sees a decision, or, from Bandwidth, the end of its own
+// context. Leases and usage fall back the same way; Usage reports the
+// errors of counting an owner from the storage (Tally).
 package coordination
 
 import (
