@@ -102,11 +102,11 @@ func (s *Store) cleanState(ctx context.Context, obj minio.ObjectInfo, now, cutof
 	case err != nil:
 		return false, err
 	}
-	if !st.expired(now, ttl) || !s.held.tryLock(obj.Key) {
+	if !st.expired(now, ttl) || !s.held.judge(obj.Key) {
 		referenced[st.S3UploadID] = true
 		return false, nil
 	}
-	defer s.held.unlock(obj.Key)
+	defer s.held.drop(obj.Key, judging)
 	final := s.opts.Prefix + objectsDir + "/" + seg + "/" + st.Name
 	if err := s.abortMultipart(ctx, final, st.S3UploadID); err != nil {
 		referenced[st.S3UploadID] = true
@@ -115,7 +115,7 @@ func (s *Store) cleanState(ctx context.Context, obj minio.ObjectInfo, now, cutof
 	if err := s.c.RemoveObject(ctx, s.opts.Bucket, obj.Key, minio.RemoveObjectOptions{}); err != nil {
 		return false, err
 	}
-	s.counter.release(ctx, seg, obj.Key)
+	s.counter.Release(ctx, seg, obj.Key)
 	s.opts.Logger.InfoContext(ctx, "expired upload removed",
 		slog.String("object", st.Name), slog.Time("updated", st.Updated))
 	return true, nil

@@ -93,6 +93,6 @@ func (s *Store) Delete(ctx context.Context, owner, name string) error {
 	if err := s.c.RemoveObject(ctx, s.opts.Bucket, key, minio.RemoveObjectOptions{}); err != nil {
 		return s.classify(ctx, "delete", name, err)
 	}
-	s.counter.settle(ctx, seg, "", amount{-obj.Size, -1})
+	s.counter.Settle(ctx, seg, "", amount{Bytes: -obj.Size, Objects: -1})
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
+	"github.com/greeter/greeter/coordination"
 	"github.com/greeter/greeter/service"
 )
 
@@ -100,6 +101,21 @@ type Options struct {
 	// listing, catching up with what other replicas changed. Zero means
 	// DefaultUsageMaxAge; less than zero, never (one replica alone).
 	UsageMaxAge time.Duration
+	// Usage, if set, returns the counter that keeps every owner's usage,
+	// given the tally that counts an owner from the bucket and this
+	// process's own counter, which a shared counter falls back to while
+	// its backend is down. redisusage.New fits it: replicas then enforce
+	// one quota between them (see Usage and quotas in the package
+	// documentation). Nil keeps usage in this process.
+	Usage func(tally coordination.Tally, local coordination.Usage) coordination.Usage
+	// Leases grants the one writer of each resumable upload. Nil keeps
+	// today's in-process lock (coordination.LocalLeases): a second stream
+	// of this process is refused with ErrUploadBusy, and one on another
+	// replica takes over by the conditional write of the state alone. With
+	// shared leases (redislease), a stream that resumes an upload asks
+	// the stream holding it, on any replica, to let go and takes over
+	// within the leases' bound, even from a replica that died.
+	Leases coordination.Leases
 	// Logger receives what the store does besides answering a call:
 	// cleanups that fail after the fact and the janitor. Nil discards it.
 	Logger *slog.Logger

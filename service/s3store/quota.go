@@ -10,6 +10,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/greeter/greeter/coordination"
 	"github.com/greeter/greeter/service"
 	"github.com/greeter/greeter/service/objname"
 )
@@ -32,11 +33,11 @@ func (s *Store) Usage(ctx context.Context, owner string) (service.Usage, error) 
 	if err != nil {
 		return service.Usage{}, err
 	}
-	a, err := s.counter.usage(ctx, seg)
+	a, err := s.counter.Get(ctx, seg)
 	if err != nil {
 		return service.Usage{}, s.classify(ctx, "usage", "", err)
 	}
-	return service.Usage{Bytes: a.bytes, Objects: a.objects, Quota: s.quotaFor(owner)}, nil
+	return service.Usage{Bytes: a.Bytes, Objects: a.Objects, Quota: s.quotaFor(owner)}, nil
 }
 
 // quotaFor returns owner's quota.
@@ -88,7 +89,7 @@ func (s *Store) tally(ctx context.Context, seg string) (used amount, holds map[s
 		if objname.Validate(name) != nil {
 			continue
 		}
-		used = used.plus(amount{obj.Size, 1})
+		used = used.Plus(amount{Bytes: obj.Size, Objects: 1})
 		if _, ok := uploads[name]; ok {
 			credit[name] = obj.Size
 		}
@@ -108,9 +109,9 @@ func (s *Store) tally(ctx context.Context, seg string) (used amount, holds map[s
 // replaces one.
 func holdFor(size, credit int64, replaces bool) amount {
 	if !replaces {
-		return amount{size, 1}
+		return amount{Bytes: size, Objects: 1}
 	}
-	return amount{max(0, size-credit), 0}
+	return amount{Bytes: max(0, size-credit), Objects: 0}
 }
 
 // reservation is an upload's share of its owner's usage: the hold it
@@ -176,10 +177,15 @@ func (r *reservation) look(ctx context.Context) error {
 // set makes a the hold. It fails with a *service.QuotaError, or with the
 // classified error of counting the owner.
 func (r *reservation) set(ctx context.Context, a amount) error {
-	err := r.s.counter.reserve(ctx, r.owner, r.key, a, r.quota)
+	err := r.s.counter.Reserve(ctx, r.owner, r.key, a, amount{Bytes: r.quota.Bytes, Objects: r.quota.Objects})
+	var qe *coordination.QuotaError
 	switch {
-	case errors.Is(err, service.ErrQuotaExceeded):
-		return err
+	case errors.As(err, &qe):
+		subject := service.QuotaBytes
+		if qe.Objects {
+			subject = service.QuotaObjects
+		}
+		return &service.QuotaError{Subject: subject, Limit: qe.Limit, Used: qe.Used, Need: qe.Need}
 	case err != nil:
 		return r.s.classify(ctx, "usage", r.name, err)
 	}
@@ -206,16 +212,16 @@ func (r *reservation) grow(ctx context.Context, written int64) error {
 	}
 	for {
 		need := max(0, written-r.credit)
-		if need <= r.held.bytes {
+		if need <= r.held.Bytes {
 			return nil
 		}
-		objects := r.held.objects
+		objects := r.held.Objects
 		if r.replaces {
 			objects = 0
 		}
-		err := r.set(ctx, amount{need + leaseBlock, objects})
+		err := r.set(ctx, amount{Bytes: need + leaseBlock, Objects: objects})
 		if errors.Is(err, service.ErrQuotaExceeded) {
-			err = r.set(ctx, amount{need, objects})
+			err = r.set(ctx, amount{Bytes: need, Objects: objects})
 		}
 		if err == nil {
 			return nil
@@ -233,9 +239,9 @@ func (r *reservation) grow(ctx context.Context, written int64) error {
 // target t adds to the owner's usage, before the write that publishes it,
 // or fails with a *service.QuotaError.
 func (r *reservation) commitShare(ctx context.Context, size int64, t target) (amount, error) {
-	share := amount{size, 1}
+	share := amount{Bytes: size, Objects: 1}
 	if t.exists {
-		share = amount{size - t.size, 0}
+		share = amount{Bytes: size - t.size, Objects: 0}
 	}
 	if err := r.set(ctx, share); err != nil {
 		return share, r.wrap(ctx, err)
@@ -246,7 +252,7 @@ func (r *reservation) commitShare(ctx context.Context, size int64, t target) (am
 // settle counts share, which the upload published, as committed storage
 // and drops the hold.
 func (r *reservation) settle(ctx context.Context, share amount) {
-	r.s.counter.settle(ctx, r.owner, r.key, share)
+	r.s.counter.Settle(ctx, r.owner, r.key, share)
 	r.held = amount{}
 }
 
@@ -255,6 +261,6 @@ func (r *reservation) release(ctx context.Context) {
 	if r == nil {
 		return
 	}
-	r.s.counter.release(ctx, r.owner, r.key)
+	r.s.counter.Release(ctx, r.owner, r.key)
 	r.held = amount{}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/greeter/greeter/coordination"
 	"github.com/greeter/greeter/service"
 )
 
@@ -21,10 +22,15 @@ import (
 // errors. An expired or unusable earlier state is discarded and the upload
 // starts anew.
 //
-// Resuming claims the upload by a conditional write of its state, so
-// that a stream on another replica that still holds it fails with
-// service.ErrUploadBusy at its next part; a stream of this process that
-// holds it makes this call fail with ErrUploadBusy instead.
+// The stream first takes the upload's lease from Options.Leases. With the
+// default in-process leases, a stream of this process that holds the
+// upload makes this call fail with ErrUploadBusy; shared leases
+// (redislease) ask the stream holding it, on any replica, to let go and
+// take over within their bound, and that stream ends with ErrUploadBusy.
+// Either way, resuming then claims the upload by a conditional write of
+// its state, so that a stream that still writes it without knowing (on a
+// replica without the lease, or while Redis is down) fails with
+// ErrUploadBusy at its next part.
 func (s *Store) BeginResumable(ctx context.Context, owner string, r service.Resume) (service.ResumableUpload, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -40,14 +46,25 @@ func (s *Store) BeginResumable(ctx context.Context, owner string, r service.Resu
 	if !r.Want.HasSize || !r.Want.HasSHA256 || r.Want.Size < 0 {
 		return nil, fmt.Errorf("s3store: begin upload %q: a resumable upload must declare its size and sha256", r.ID)
 	}
-	if !s.held.tryLock(key) {
+	writer := newToken()
+	lease, err := s.leases.Acquire(ctx, key, writer)
+	switch {
+	case errors.Is(err, coordination.ErrLeaseHeld):
 		return nil, busy(r.ID)
+	case err != nil:
+		return nil, err // ctx ended
 	}
-	up, err := s.begin(ctx, key, final, owner, r)
+	if !s.held.hold(key, writer) {
+		lease.Release()
+		return nil, busy(r.ID) // the janitor is judging it
+	}
+	up, err := s.begin(ctx, key, final, owner, r, writer)
 	if err != nil {
-		s.held.unlock(key)
+		s.held.drop(key, writer)
+		lease.Release()
 		return nil, err
 	}
+	up.watch(lease)
 	return up, nil
 }
 
@@ -56,9 +73,9 @@ func busy(id string) error {
 	return &service.UploadError{ID: id, Err: service.ErrUploadBusy}
 }
 
-// begin resumes or creates the upload whose state is key; the caller
-// holds its lock.
-func (s *Store) begin(ctx context.Context, key, final, owner string, r service.Resume) (*resumable, error) {
+// begin resumes or creates the upload whose state is key for the stream
+// writer, which holds its lease.
+func (s *Store) begin(ctx context.Context, key, final, owner string, r service.Resume, writer string) (*resumable, error) {
 	st, etag, err := s.loadState(ctx, key)
 	switch {
 	case err == nil && st.expired(s.opts.Now(), r.TTL):
@@ -82,7 +99,7 @@ func (s *Store) begin(ctx context.Context, key, final, owner string, r service.R
 		if r.Offset != 0 {
 			return nil, &service.UploadError{ID: r.ID, Committed: 0, Err: service.ErrOffsetMismatch}
 		}
-		return s.create(ctx, key, final, owner, r, etag)
+		return s.create(ctx, key, final, owner, r, etag, writer)
 	}
 	if st.Name != r.Name || st.Size != r.Want.Size || st.sum() != r.Want.SHA256 {
 		return nil, &service.UploadError{ID: r.ID, Err: service.ErrUploadMismatch}
@@ -95,7 +112,7 @@ func (s *Store) begin(ctx context.Context, key, final, owner string, r service.R
 		return nil, err
 	}
 	res := &reservation{s: s, owner: seg, key: key, final: final, name: r.Name, quota: s.quotaFor(owner)}
-	return s.claim(ctx, key, final, r.ID, st, etag, res)
+	return s.claim(ctx, key, final, r.ID, st, etag, res, writer)
 }
 
 // fits reports whether the part numbers left suffice for the rest of the
@@ -119,7 +136,7 @@ func (s *Store) abortStale(ctx context.Context, final string, st *uploadState) {
 // upload on the file's key that carries the declared size and SHA-256 as
 // metadata, and writes its state only if there is none (replacing, with
 // etag, the discarded one).
-func (s *Store) create(ctx context.Context, key, final, owner string, r service.Resume, etag string) (*resumable, error) {
+func (s *Store) create(ctx context.Context, key, final, owner string, r service.Resume, etag, writer string) (*resumable, error) {
 	defer s.creating.lock(owner)()
 	if max := s.opts.MaxUploadsPerOwner; max > 0 {
 		n, err := s.countUploads(ctx, owner, r.ID, r.TTL, max)
@@ -137,7 +154,7 @@ func (s *Store) create(ctx context.Context, key, final, owner string, r service.
 	if err != nil {
 		return nil, err
 	}
-	up, err := s.startUpload(ctx, key, final, r, etag, res)
+	up, err := s.startUpload(ctx, key, final, r, etag, writer, res)
 	if err != nil {
 		res.release(ctx)
 		return nil, err
@@ -147,7 +164,7 @@ func (s *Store) create(ctx context.Context, key, final, owner string, r service.
 
 // startUpload starts the multipart upload and writes the state of the new
 // upload r, whose share of the quota res holds.
-func (s *Store) startUpload(ctx context.Context, key, final string, r service.Resume, etag string, res *reservation) (*resumable, error) {
+func (s *Store) startUpload(ctx context.Context, key, final string, r service.Resume, etag, writer string, res *reservation) (*resumable, error) {
 	id, err := s.c.NewMultipartUpload(ctx, s.opts.Bucket, final,
 		minio.PutObjectOptions{UserMetadata: fileMetadata(r.Want.Size, r.Want.SHA256)})
 	if err != nil {
@@ -168,7 +185,7 @@ func (s *Store) startUpload(ctx context.Context, key, final string, r service.Re
 		PartSize:   s.partSizeFor(r.Want.Size),
 		NextPart:   1,
 		Hash:       state,
-		Writer:     newToken(),
+		Writer:     writer,
 		Created:    now,
 		Updated:    now,
 	}
@@ -187,7 +204,7 @@ func (s *Store) startUpload(ctx context.Context, key, final string, r service.Re
 // stream that held it without releasing it (on a replica that died, or
 // that still runs) may be uploading part NextPart right now, so the new
 // stream starts one number later.
-func (s *Store) claim(ctx context.Context, key, final, id string, st *uploadState, etag string, res *reservation) (*resumable, error) {
+func (s *Store) claim(ctx context.Context, key, final, id string, st *uploadState, etag string, res *reservation, writer string) (*resumable, error) {
 	h, err := st.restoreHash()
 	if err != nil {
 		return nil, err
@@ -196,7 +213,7 @@ func (s *Store) claim(ctx context.Context, key, final, id string, st *uploadStat
 	if st.Writer != "" {
 		next.NextPart++
 	}
-	next.Writer = newToken()
+	next.Writer = writer
 	next.Updated = s.opts.Now()
 	newTag, err := s.saveState(ctx, key, &next, etag)
 	if errors.Is(err, errStateMoved) {
@@ -275,7 +292,7 @@ func (s *Store) QueryResumable(ctx context.Context, owner, id string, ttl time.D
 		return 0, &service.UploadError{ID: id, Err: service.ErrNotFound}
 	case err != nil:
 		return 0, s.classify(ctx, "query upload", id, err)
-	case st.expired(s.opts.Now(), ttl) && !s.held.isLocked(key):
+	case st.expired(s.opts.Now(), ttl) && !s.held.isHeld(key):
 		return 0, &service.UploadError{ID: id, Err: service.ErrNotFound}
 	}
 	return st.Committed, nil

@@ -12,6 +12,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/greeter/greeter/coordination"
 	"github.com/greeter/greeter/service"
 )
 
@@ -22,11 +23,17 @@ type resumable struct {
 	s *Store
 	// ctx is the context of the request that began the upload; its part
 	// uploads run under it.
-	ctx   context.Context
-	key   string // the state object's key; the lock's name; its hold's key
-	final string // the file's key
-	id    string
-	res   *reservation
+	ctx    context.Context
+	key    string // the state object's key; the lease's key; its hold's key
+	final  string // the file's key
+	id     string
+	writer string // this stream's token: the lease's holder
+	res    *reservation
+	lease  coordination.Lease
+	// cancel ends ctx: with errLeaseLost when the lease is lost, which
+	// cuts a part upload in flight short, or when the upload is released.
+	cancel  context.CancelCauseFunc
+	stopped chan struct{} // closed when the upload is released
 
 	mu   sync.Mutex
 	st   uploadState // as last saved
@@ -43,8 +50,9 @@ type resumable struct {
 // newResumable returns the upload whose state st was saved with etag; h
 // is the hash of its committed bytes.
 func (s *Store) newResumable(ctx context.Context, key, final, id string, st *uploadState, etag string, h hash.Hash, res *reservation) *resumable {
-	return &resumable{s: s, ctx: ctx, key: key, final: final, id: id, res: res, st: *st, etag: etag,
-		buf: s.newPartBuffer(st.PartSize), h: h}
+	ctx, cancel := context.WithCancelCause(ctx)
+	return &resumable{s: s, ctx: ctx, cancel: cancel, stopped: make(chan struct{}), key: key, final: final, id: id,
+		writer: st.Writer, res: res, st: *st, etag: etag, buf: s.newPartBuffer(st.PartSize), h: h}
 }
 
 // Write appends p to the part buffer and hashes it. Each time the buffer
@@ -72,6 +80,7 @@ func (r *resumable) Write(p []byte) (int, error) {
 		p = p[k:]
 		if r.buf.full() {
 			if err := r.sendPart(); err != nil {
+				err = r.orLost(err)
 				r.breakWith(err)
 				return n, err
 			}
@@ -84,6 +93,9 @@ func (r *resumable) Write(p []byte) (int, error) {
 // that counts it.
 func (r *resumable) sendPart() error {
 	s := r.s
+	if r.lost() {
+		return busy(r.id)
+	}
 	number := r.st.NextPart
 	if number > maxParts {
 		return fmt.Errorf("s3store: upload %q: no part numbers left: %w", r.id, service.ErrNoSpace)
@@ -157,7 +169,7 @@ func (r *resumable) Suspend() error {
 
 func (r *resumable) suspend() error {
 	var err error
-	if !r.broken {
+	if !r.broken && !r.lost() { // a lost lease's new holder may have read the state already
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), cleanupTimeout)
 		next := r.st
 		next.Writer = ""
@@ -172,11 +184,17 @@ func (r *resumable) suspend() error {
 	return err
 }
 
-// release ends this stream's hold on the upload, keeping it on the store.
+// release ends this stream's hold on the upload, keeping it on the store,
+// and gives its lease up.
 func (r *resumable) release() {
 	r.done = true
 	r.buf.release()
-	r.s.held.unlock(r.key)
+	r.s.held.drop(r.key, r.writer)
+	close(r.stopped)
+	r.cancel(nil)
+	if r.lease != nil {
+		r.lease.Release()
+	}
 }
 
 // Abort discards the upload: its multipart upload, its state and its
@@ -220,6 +238,11 @@ func (r *resumable) Commit(ctx context.Context, want service.Expect) (service.Fi
 		return service.FileInfo{}, closedErr(r.err)
 	}
 	if r.broken {
+		r.release()
+		return service.FileInfo{}, r.err
+	}
+	if r.lost() {
+		r.breakWith(busy(r.id))
 		r.release()
 		return service.FileInfo{}, r.err
 	}

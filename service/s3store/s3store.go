@@ -14,6 +14,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
+	"github.com/greeter/greeter/coordination"
 	"github.com/greeter/greeter/service"
 	"github.com/greeter/greeter/service/objname"
 )
@@ -62,9 +63,12 @@ type Store struct {
 	sem chan struct{}
 	// buffers holds part buffers of opts.PartSize bytes, as *[]byte.
 	buffers sync.Pool
+	// leases grants the one writer of each resumable upload: Options.Leases,
+	// or a coordination.LocalLeases.
+	leases coordination.Leases
 	// held holds the resumable uploads a stream of this process writes,
 	// or the janitor judges.
-	held keyLocks
+	held streamHolds
 	// active holds the S3 upload IDs of this process's plain uploads, which
 	// the janitor must not abort.
 	active keyLocks
@@ -75,7 +79,7 @@ type Store struct {
 	// so that each counts what it replaced or removed exactly once.
 	keys keyedMutex
 	// counter keeps every owner's usage (see usage.go).
-	counter usageCounter
+	counter coordination.Usage
 	// tr is the client's transport.
 	tr *http.Transport
 
@@ -133,8 +137,15 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3store: %w", err)
 	}
-	s := &Store{c: c, opts: o, sem: make(chan struct{}, o.MaxConcurrentParts), tr: tr}
-	s.counter = newMemCounter(s.tally, o.Now, o.UsageMaxAge)
+	s := &Store{c: c, opts: o, sem: make(chan struct{}, o.MaxConcurrentParts), tr: tr, leases: o.Leases}
+	if s.leases == nil {
+		s.leases = coordination.NewLocalLeases()
+	}
+	local := newMemCounter(s.tally, o.Now, o.UsageMaxAge)
+	s.counter = local
+	if o.Usage != nil {
+		s.counter = o.Usage(s.tally, local)
+	}
 	s.buffers.New = func() any { b := make([]byte, o.PartSize); return &b }
 	if err := s.probe(ctx); err != nil {
 		s.Close()

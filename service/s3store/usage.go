@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/greeter/greeter/service"
+	"github.com/greeter/greeter/coordination"
 )
 
 // Per-owner usage and quotas. An owner's usage is its committed files
@@ -19,50 +19,27 @@ import (
 // and reconciled.
 
 // amount is a quantity of storage.
-type amount struct{ bytes, objects int64 }
+type amount = coordination.Amount
 
-func (a amount) plus(b amount) amount  { return amount{a.bytes + b.bytes, a.objects + b.objects} }
-func (a amount) minus(b amount) amount { return amount{a.bytes - b.bytes, a.objects - b.objects} }
-
-// usageCounter keeps the usage of every owner, named by its key segment,
-// and enforces quotas on it. Holds are named by their upload: a resumable
-// upload by its state key, a plain upload by a key starting with
-// localHoldPrefix, which only the process that made it knows. memCounter
-// keeps the figures in this process; a counter that replicas share (issue
-// 14: Redis) can take its place behind these four methods.
-// Implementations must be safe for concurrent use.
-type usageCounter interface {
-	// usage returns what owner's committed files and holds take.
-	usage(ctx context.Context, owner string) (amount, error)
-	// reserve makes a the hold of key, replacing the one key had, if
-	// owner's usage stays within q with it, or if a takes no more than
-	// that hold did; otherwise it fails with a *service.QuotaError and
-	// changes nothing.
-	reserve(ctx context.Context, owner, key string, a amount, q service.Quota) error
-	// settle drops the hold of key, if any (key may be ""), and counts d
-	// more committed storage: a commit's share, or a deleted file's size
-	// taken off.
-	settle(ctx context.Context, owner, key string, d amount)
-	// release drops the hold of key, if any.
-	release(ctx context.Context, owner, key string)
-}
+// The store keeps the usage of every owner, named by its key segment, in
+// a coordination.Usage: memCounter in this process, or the counter that
+// Options.Usage returns, such as one that replicas share in Redis
+// (redisusage). Holds are named by their upload: a resumable upload by its
+// state key, a plain upload by a key starting with localHoldPrefix, which
+// only the process that made it knows and no tally finds.
 
 // localHoldPrefix starts the hold keys of plain uploads, which no listing
 // of the bucket finds: a recount keeps them.
 const localHoldPrefix = "local/"
 
-// tallyFunc computes an owner's usage from the bucket: its committed
-// storage and the holds of its resumable uploads by state key.
-type tallyFunc func(ctx context.Context, owner string) (used amount, holds map[string]amount, err error)
-
-// memCounter is the usageCounter of one process. It computes an owner's
+// memCounter is the coordination.Usage of one process. It computes an owner's
 // usage with tally at the owner's first use, and again when the figure is
 // older than maxAge (never, if maxAge is negative) or when it refuses an
 // upload and is older than refusalRecount, so that what other replicas
 // changed meanwhile is caught up with. Owners without a quota are not
 // counted until their usage is asked for or they get one.
 type memCounter struct {
-	tally  tallyFunc
+	tally  coordination.Tally
 	now    func() time.Time
 	maxAge time.Duration
 
@@ -84,7 +61,7 @@ type ownerCount struct {
 	holds    map[string]amount
 }
 
-func newMemCounter(tally tallyFunc, now func() time.Time, maxAge time.Duration) *memCounter {
+func newMemCounter(tally coordination.Tally, now func() time.Time, maxAge time.Duration) *memCounter {
 	return &memCounter{tally: tally, now: now, maxAge: maxAge, owners: make(map[string]*ownerCount)}
 }
 
@@ -153,7 +130,8 @@ func (c *memCounter) lock(ctx context.Context, owner string, force bool) (*owner
 	}
 }
 
-func (c *memCounter) usage(ctx context.Context, owner string) (amount, error) {
+// Get implements coordination.Usage.
+func (c *memCounter) Get(ctx context.Context, owner string) (amount, error) {
 	oc, err := c.lock(ctx, owner, false)
 	if err != nil {
 		return amount{}, err
@@ -162,8 +140,9 @@ func (c *memCounter) usage(ctx context.Context, owner string) (amount, error) {
 	return oc.total(), nil
 }
 
-func (c *memCounter) reserve(ctx context.Context, owner, key string, a amount, q service.Quota) error {
-	if q == (service.Quota{}) && !c.isLoaded(owner) {
+// Reserve implements coordination.Usage.
+func (c *memCounter) Reserve(ctx context.Context, owner, key string, a, q amount) error {
+	if q == (amount{}) && !c.isLoaded(owner) {
 		return nil // nothing to enforce, and nobody asked yet
 	}
 	for force := false; ; force = true {
@@ -171,7 +150,7 @@ func (c *memCounter) reserve(ctx context.Context, owner, key string, a amount, q
 		if err != nil {
 			return err
 		}
-		err = oc.fits(q, oc.holds[key], a)
+		err = coordination.Fits(oc.total(), oc.holds[key], a, q)
 		if err == nil {
 			oc.holds[key] = a
 		}
@@ -182,14 +161,16 @@ func (c *memCounter) reserve(ctx context.Context, owner, key string, a amount, q
 	}
 }
 
-func (c *memCounter) settle(_ context.Context, owner, key string, d amount) {
+// Settle implements coordination.Usage.
+func (c *memCounter) Settle(_ context.Context, owner, key string, d amount) {
 	c.change(owner, func(oc *ownerCount) {
 		delete(oc.holds, key)
-		oc.used = oc.used.plus(d)
+		oc.used = oc.used.Plus(d)
 	})
 }
 
-func (c *memCounter) release(_ context.Context, owner, key string) {
+// Release implements coordination.Usage.
+func (c *memCounter) Release(_ context.Context, owner, key string) {
 	c.change(owner, func(oc *ownerCount) { delete(oc.holds, key) })
 }
 
@@ -217,21 +198,7 @@ func (c *memCounter) isLoaded(owner string) bool {
 func (oc *ownerCount) total() amount {
 	t := oc.used
 	for _, h := range oc.holds {
-		t = t.plus(h)
+		t = t.Plus(h)
 	}
 	return t
-}
-
-// fits checks that replacing the hold cur by next keeps the owner within
-// q. What does not grow always fits, so an owner above a lowered quota can
-// still shrink. The caller holds oc.mu.
-func (oc *ownerCount) fits(q service.Quota, cur, next amount) error {
-	total := oc.total()
-	if q.Bytes > 0 && next.bytes > cur.bytes && total.bytes-cur.bytes+next.bytes > q.Bytes {
-		return &service.QuotaError{Subject: service.QuotaBytes, Limit: q.Bytes, Used: total.bytes - cur.bytes, Need: next.bytes}
-	}
-	if q.Objects > 0 && next.objects > cur.objects && total.objects-cur.objects+next.objects > q.Objects {
-		return &service.QuotaError{Subject: service.QuotaObjects, Limit: q.Objects, Used: total.objects - cur.objects, Need: next.objects}
-	}
-	return nil
 }
