@@ -64,10 +64,8 @@
 // such a write, so a stream on a replica that died, or that still runs,
 // loses it at its next part; the new stream uses part numbers past the
 // one the old stream may still be uploading, so no recorded part is ever
-// overwritten. Within one process, a second stream on an upload a stream
-// holds gets ErrUploadBusy at once, as on the disk store. Open checks
-// that the server honours these conditions and refuses to start if it
-// does not.
+// overwritten. Open checks that the server honours these conditions and
+// refuses to start if it does not.
 //
 // Commit verifies the whole file from the saved SHA-256 state plus the
 // bytes since, proves by a conditional write that the stream still holds
@@ -76,6 +74,27 @@
 // mismatch aborts the multipart upload, deletes the state and answers
 // service.ErrDigestMismatch, as the disk store does; too few bytes
 // suspend the upload with service.ErrSizeMismatch.
+//
+// # Upload leases
+//
+// A stream holds its upload's lease, from Options.Leases, from
+// BeginResumable until Commit, Abort or Suspend. With the default,
+// in-process leases (coordination.LocalLeases), a second stream of this
+// process gets ErrUploadBusy at once, as on the disk store, and one on
+// another replica takes over by the conditional write alone. With leases
+// shared through Redis (redislease), a second stream on any replica asks
+// the holder to let go and takes over within the leases' bound (3 s by
+// default), even from a replica that died; the holder's part upload in
+// flight is cut short, it writes no more state, and its stream ends with
+// ErrUploadBusy (Aborted).
+//
+// The lease is never the fence: a writer that missed its loss (Redis was
+// unreachable from it) still fails at its next state write. So while
+// Redis is down, leases are granted without it and the conditional writes
+// alone decide, as without shared leases: the state object's ETag already
+// admits one winner, and the lease only makes takeover prompt and spares
+// the loser's wasted parts. No upload is lost or corrupted because Redis
+// stopped or restarted.
 //
 // # Preconditions
 //
@@ -112,9 +131,17 @@
 // declared size) and while a plain upload streams (leased 1 MiB ahead),
 // and both at Commit, before the write that publishes the file.
 //
-// The figure is kept in memory per owner on each process, behind a small
-// interface (usageCounter) that a counter shared by replicas, such as
-// Redis (issue 14), can implement. It is computed at the owner's first use
+// The figure is kept in a coordination.Usage. Options.Usage may give one
+// that replicas share, such as redisusage's (a Redis hash per owner,
+// holds reserved by one Lua script that checks the quota): then the sum
+// over all replicas is enforced, and the figure is reconciled from this
+// store's listing (the tally described next) when Redis lacks it or it is
+// older than a few minutes, so that drift from crashes and races is
+// bounded (see that package). While Redis is down it falls back to the
+// in-process counter, which is the default:
+//
+// The in-process counter keeps the figure in memory per owner on each
+// process. It is computed at the owner's first use
 // by listing its states and then its objects, page by page, and updated by
 // this process's commits, deletes, aborts and expiries. With several
 // replicas it drifts: a replica does not see what the others commit,
@@ -170,9 +197,9 @@
 //     keep no old version).
 //   - A resumable upload's committed size is the end of its last whole
 //     part, not every byte received; Suspend drops the rest.
-//   - Usage is kept per process: exact while one process writes, it
-//     drifts between replicas until it is listed again (see Usage and
-//     quotas); a plain upload in flight counts as one more file unless a
+//   - Usage is kept per process unless Options.Usage shares it: exact
+//     while one process writes, it drifts between replicas until it is
+//     listed again (see Usage and quotas); a plain upload in flight counts as one more file unless a
 //     quota made the store look whether it replaces one.
 //   - A plain upload that runs longer than the TTL may be aborted by the
 //     janitor; the per-owner cap on incomplete uploads, and the folder
@@ -184,7 +211,8 @@
 //	options.go            Options and their defaults
 //	s3store.go            Store, Open, keys and owners
 //	errors.go             S3 errors to service errors
-//	locks.go              in-process locks
+//	locks.go              in-process locks and holds
+//	lease.go              a resumable upload's lease, and its loss
 //	parts.go              part buffers, part uploads, clean-up requests
 //	upload.go             Create and the plain upload
 //	precondition.go       publishing a file: preconditions, quota, copy
