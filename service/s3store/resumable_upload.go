@@ -187,6 +187,11 @@ func (r *resumable) suspend() error {
 // release ends this stream's hold on the upload, keeping it on the store,
 // and gives its lease up.
 func (r *resumable) release() {
+	select {
+	case <-r.stopped:
+		return // released already
+	default:
+	}
 	r.done = true
 	r.buf.release()
 	r.s.held.drop(r.key, r.writer)
