@@ -30,12 +30,13 @@ type storageCoordination struct {
 	usages []*redisusage.Usage // made by the store, through share's factory
 }
 
-// openStorageCoordination returns the coordination of the S3 store through
-// Redis, or nil for o == nil (no --redis-url: the store keeps its leases
-// and usage in this process). o comes from redisConfig.options. greeterd
-// serves whether or not Redis answers at start.
-func openStorageCoordination(o *redis.Options, log *slog.Logger) *storageCoordination {
-	if o == nil {
+// coordination returns the coordination of the S3 store through Redis, or
+// nil unless --storage is s3 and o is not nil (no --redis-url: the store
+// keeps its leases and usage in this process). o comes from
+// redisConfig.options. greeterd serves whether or not Redis answers at
+// start.
+func (sc *storageConfig) coordination(o *redis.Options, log *slog.Logger) *storageCoordination {
+	if o == nil || sc.kind != storageS3 {
 		return nil
 	}
 	c := &storageCoordination{rdb: redis.NewClient(o), log: log}

@@ -28,7 +28,7 @@ type redisConfig struct {
 }
 
 func (c *redisConfig) flags(fs *flag.FlagSet) {
-	fs.StringVar(&c.url, "redis-url", "", "share the per-identity limits with other replicas through Redis: redis://HOST:PORT/DB, or rediss:// for TLS; "+
+	fs.StringVar(&c.url, "redis-url", "", "share the per-identity limits (and with --storage s3 the upload leases and usage) with other replicas through Redis: redis://HOST:PORT/DB, or rediss:// for TLS; "+
 		"password in the URL or $"+redisPasswordEnv+" (default: limits kept in this process)")
 }
 

@@ -242,7 +242,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
-	store, storeAttrs, err := c.storage.open(ctx, storeDeps{dataDir: c.dataDir, legacyOwnerKey: legacyOwnerKey, quotas: quotas.For, log: log})
+	coord := c.storage.coordination(redisOpts, log)
+	defer coord.close() // deferred before store.Close, so it runs after
+	store, storeAttrs, err := c.storage.open(ctx, storeDeps{dataDir: c.dataDir, legacyOwnerKey: legacyOwnerKey, quotas: quotas.For, log: log, coord: coord})
 	if err != nil {
 		return err
 	}

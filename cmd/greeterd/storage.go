@@ -154,6 +154,9 @@ type storeDeps struct {
 	legacyOwnerKey func(owner string) string
 	quotas         func(owner string) service.Quota
 	log            *slog.Logger
+	// coord, if not nil, shares the S3 store's upload leases and usage
+	// through Redis (see coordination.go).
+	coord *storageCoordination
 }
 
 // open opens the store --storage names and returns it with attributes that
@@ -187,7 +190,7 @@ func (c *storageConfig) openS3(ctx context.Context, d storeDeps) (servedStore, [
 	octx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	s := c.s3
-	store, err := s3store.Open(octx, s3store.Options{
+	opts := s3store.Options{
 		Endpoint:           s.endpoint,
 		Bucket:             s.bucket,
 		Prefix:             s.prefix,
@@ -199,7 +202,9 @@ func (c *storageConfig) openS3(ctx context.Context, d storeDeps) (servedStore, [
 		MaxUploadsPerOwner: maxUploads,
 		Quotas:             d.quotas,
 		Logger:             d.log,
-	})
+	}
+	d.coord.share(&opts)
+	store, err := s3store.Open(octx, opts)
 	switch {
 	case err == nil:
 	case ctx.Err() == nil && octx.Err() != nil:
