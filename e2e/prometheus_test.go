@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/greeter/greeter/e2e/e2etest"
+	"github.com/greeter/greeter/internal/sysdeps"
 	"github.com/greeter/greeter/proto/greeterpb"
 )
 
@@ -233,13 +234,10 @@ type prometheus struct {
 // It is stopped when the test ends.
 func startPrometheus(t *testing.T, metricsAddr, rulesFile string) *prometheus {
 	t.Helper()
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Fatalf("prometheus is not installed (%v): this test runs Debian's prometheus 2.x; install it with apt-get install -y prometheus (.ci/run does)", err)
-	}
+	bin := sysdeps.LookPath(t, "prometheus", "prometheus") // Debian's prometheus 2.x
 	dir := t.TempDir()
 	config := filepath.Join(dir, "prometheus.yml")
-	err = os.WriteFile(config, fmt.Appendf(nil, `global:
+	err := os.WriteFile(config, fmt.Appendf(nil, `global:
   scrape_interval: 1s
   scrape_timeout: 1s
   evaluation_interval: 1s

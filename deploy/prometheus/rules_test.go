@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/greeter/greeter/internal/sysdeps"
 )
 
 const (
@@ -23,11 +25,7 @@ const (
 // missing: these checks are part of the suite, not optional.
 func promtool(t *testing.T) string {
 	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Fatalf("promtool is not installed (%v): install Debian's prometheus package, which brings it: apt-get install -y prometheus (.ci/run does)", err)
-	}
-	return path
+	return sysdeps.LookPath(t, "promtool", "prometheus")
 }
 
 func run(t *testing.T, args ...string) string {

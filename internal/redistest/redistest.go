@@ -3,8 +3,9 @@
 // test ends. A test can SIGKILL it and start it again on the same port to
 // play an outage.
 //
-// It needs the redis-server binary (Debian: apt-get install redis-server);
-// without it the test fails and says so. Like httptest it starts the real
+// It needs the redis-server binary (Debian's redis-server), which
+// sysdeps.LookPath installs when it is missing and the test runs as root;
+// otherwise the test fails and says so. Like httptest it starts the real
 // thing in-process; unlike a fake it speaks every command and runs Lua.
 package redistest
 
@@ -24,6 +25,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/greeter/greeter/internal/sysdeps"
 )
 
 // startTimeout bounds how long a start waits for the server to answer PING.
@@ -47,14 +50,12 @@ type Server struct {
 // that shows it is up).
 func Start(tb testing.TB, args ...string) *Server {
 	tb.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		tb.Fatalf("redis-server not found (%v): install it with `apt-get install redis-server` (Debian package; .ci/run installs it)", err)
-	}
+	bin := sysdeps.LookPath(tb, "redis-server", "redis-server")
 	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), args: args}
 	tb.Cleanup(s.stop)
 	var lastErr error
 	for range 5 { // another process may take the free port before redis binds it
+		var err error
 		if s.port, err = freePort(); err != nil {
 			tb.Fatal(err)
 		}
