@@ -165,7 +165,7 @@ func run(duration, killEvery time.Duration, nClients, minKills int) error {
 		"--health-interval", "500ms", "--max-public-streams-per-peer", "1024",
 		"--rate-peer", "100000", "--rate-peer-burst", "100000", "--rate-unary", "100000", "--rate-unary-burst", "100000",
 		"--rate-transfer", "1000", "--rate-transfer-burst", "1000", "--max-transfers-per-identity", "64",
-		"--max-uploads-per-owner", "0", "--bandwidth-per-identity", "64MiB",
+		"--max-uploads-per-owner", "0", "--quota-bytes", "0", "--quota-objects", "0", "--bandwidth-per-identity", "64MiB",
 	}
 	env := []string{"AWS_ACCESS_KEY_ID=" + e2etest.MinIOAccessKey, "AWS_SECRET_ACCESS_KEY=" + e2etest.MinIOSecretKey,
 		"AWS_SHARED_CREDENTIALS_FILE=/nonexistent"}
