@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/greeter/greeter/internal/sysdeps"
 )
 
 // Redis is a redis-server process on a free loopback port, with
@@ -36,9 +38,11 @@ type Redis struct {
 const redisStartTimeout = 10 * time.Second
 
 // StartRedis launches a redis-server for t and kills it when t ends. It
-// fails the test if redis-server is not installed or does not answer.
+// installs Debian's redis-server first if it is missing and the test runs
+// as root, and fails the test if it cannot or redis-server does not answer.
 func StartRedis(t testing.TB) *Redis {
 	t.Helper()
+	sysdeps.LookPath(t, "redis-server", "redis-server") // installs it when missing and root
 	r, err := LaunchRedis(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
