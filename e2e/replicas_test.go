@@ -265,6 +265,13 @@ func TestReplicasShareLimits(t *testing.T) {
 		if got := strings.Count(s.Log.String(), "panic"); got != 0 {
 			t.Errorf("replica %d logged a panic:\n%s", i, s.Log.String())
 		}
+		// One outage, one warning and one recovery line per replica, however
+		// many calls fell back meanwhile.
+		down := strings.Count(s.Log.String(), "redis unreachable: limits fall back")
+		up := strings.Count(s.Log.String(), "redis answers again: limits are shared again")
+		if down != 1 || up != 1 {
+			t.Errorf("replica %d logged the Redis outage %d times and the recovery %d times, want once each", i, down, up)
+		}
 	}
 }
 
