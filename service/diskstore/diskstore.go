@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/greeter/greeter/internal/keylock"
 	"github.com/greeter/greeter/service"
 	"github.com/greeter/greeter/service/objname"
 )
@@ -40,7 +41,7 @@ type Store struct {
 	opts options
 
 	// held holds the resumable uploads in use.
-	held uploadLocks
+	held keylock.Set
 	// createMu serializes creating resumable uploads (so that the per-owner
 	// cap holds) with the janitor removing empty owner folders.
 	createMu sync.Mutex

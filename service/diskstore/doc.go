@@ -110,7 +110,6 @@
 //	resumable.go         BeginResumable, QueryResumable, files under uploads/
 //	resumable_upload.go  the resumable upload: checkpoints, Suspend, Commit
 //	statefile.go         a resumable upload's state file: format, load, save
-//	locks.go             which resumable uploads are in use
 //	janitor.go           CleanTemporaries and CleanExpiredUploads
 //	read.go, list.go     Open and Stat; List
 //	delete.go            Delete

@@ -123,7 +123,7 @@ func (s *Store) cleanOwner(dir string, now, cutoff time.Time, ttl time.Duration)
 	var errs []error
 	for id, e := range ids {
 		key := dir + "/" + id
-		if !s.held.tryLock(key) {
+		if !s.held.TryLock(key) {
 			continue // a stream is writing it
 		}
 		if s.expiredLocked(key, e, now, cutoff, ttl) {
@@ -134,7 +134,7 @@ func (s *Store) cleanOwner(dir string, now, cutoff time.Time, ttl time.Duration)
 				s.releaseHold(path.Base(dir), key) // R11: expiry gives the space back
 			}
 		}
-		s.held.unlock(key)
+		s.held.Unlock(key)
 	}
 	s.createMu.Lock()
 	// Remove fails unless the folder is empty; a new upload cannot appear

@@ -64,12 +64,12 @@ func (s *Store) BeginResumable(ctx context.Context, owner string, r service.Resu
 	if err := s.checkTarget("begin upload", r.Name, final); err != nil {
 		return nil, err
 	}
-	if !s.held.tryLock(key) {
+	if !s.held.TryLock(key) {
 		return nil, &service.UploadError{ID: r.ID, Err: service.ErrUploadBusy}
 	}
 	up, err := s.begin(ctx, owner, key, final, r)
 	if err != nil {
-		s.held.unlock(key)
+		s.held.Unlock(key)
 		return nil, err
 	}
 	return up, nil
@@ -270,7 +270,7 @@ func (s *Store) QueryResumable(ctx context.Context, owner, id string, ttl time.D
 		return 0, &service.UploadError{ID: id, Err: service.ErrNotFound}
 	case err != nil:
 		return 0, fmt.Errorf("diskstore: query upload %q: %w", id, err)
-	case st.expired(s.opts.now(), ttl) && !s.held.isLocked(key):
+	case st.expired(s.opts.now(), ttl) && !s.held.IsLocked(key):
 		return 0, &service.UploadError{ID: id, Err: service.ErrNotFound}
 	}
 	return st.Committed, nil

@@ -131,7 +131,7 @@ func (r *resumable) suspend() error {
 func (r *resumable) release() error {
 	r.done = true
 	err := r.close()
-	r.s.held.unlock(r.key)
+	r.s.held.Unlock(r.key)
 	if err != nil {
 		return classify("release upload", r.st.Name, err)
 	}
@@ -152,7 +152,7 @@ func (r *resumable) abort() error {
 	r.done = true
 	err := errors.Join(r.close(), r.s.removeUpload(r.key))
 	r.res.release()
-	r.s.held.unlock(r.key)
+	r.s.held.Unlock(r.key)
 	if err != nil {
 		return fmt.Errorf("diskstore: abort upload %q: %w", r.id, err)
 	}

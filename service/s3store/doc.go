@@ -211,7 +211,7 @@
 //	options.go            Options and their defaults
 //	s3store.go            Store, Open, keys and owners
 //	errors.go             S3 errors to service errors
-//	locks.go              in-process locks and holds
+//	locks.go              stream holds and per-key mutexes (the set of uploads in use is internal/keylock)
 //	lease.go              a resumable upload's lease, and its loss
 //	parts.go              part buffers, part uploads, clean-up requests
 //	upload.go             Create and the plain upload

@@ -152,7 +152,7 @@ func (s *Store) abortOrphansListed(ctx context.Context, listPrefix, prefix strin
 				continue
 			}
 			seen++
-			if referenced[u.UploadID] || s.active.isLocked(u.UploadID) || !u.Initiated.Before(cutoff) {
+			if referenced[u.UploadID] || s.active.IsLocked(u.UploadID) || !u.Initiated.Before(cutoff) {
 				continue
 			}
 			if err := s.abortMultipart(ctx, u.Key, u.UploadID); err != nil {

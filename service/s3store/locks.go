@@ -2,42 +2,6 @@ package s3store
 
 import "sync"
 
-// keyLocks records which keys are in use in this process. The zero value
-// is ready to use.
-type keyLocks struct {
-	mu   sync.Mutex
-	held map[string]struct{}
-}
-
-// tryLock takes key and reports whether it was free.
-func (l *keyLocks) tryLock(key string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if _, ok := l.held[key]; ok {
-		return false
-	}
-	if l.held == nil {
-		l.held = make(map[string]struct{})
-	}
-	l.held[key] = struct{}{}
-	return true
-}
-
-// unlock releases key.
-func (l *keyLocks) unlock(key string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.held, key)
-}
-
-// isLocked reports whether key is held.
-func (l *keyLocks) isLocked(key string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	_, ok := l.held[key]
-	return ok
-}
-
 // streamHolds records which resumable uploads, by state key, a stream of
 // this process holds (by its writer token) or the janitor judges. A
 // stream that was granted the upload's lease replaces another stream's

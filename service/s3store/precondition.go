@@ -164,8 +164,8 @@ func (s *Store) copyObject(ctx context.Context, src, etag, dst string, size int6
 	if err != nil {
 		return minio.UploadInfo{}, err
 	}
-	s.active.tryLock(id)
-	defer s.active.unlock(id)
+	s.active.TryLock(id)
+	defer s.active.Unlock(id)
 	var parts []minio.CompletePart
 	for off, n := int64(0), 1; off < size; off, n = off+MaxPartSize, n+1 {
 		length := min(int64(MaxPartSize), size-off)

@@ -15,6 +15,7 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/greeter/greeter/coordination"
+	"github.com/greeter/greeter/internal/keylock"
 	"github.com/greeter/greeter/service"
 	"github.com/greeter/greeter/service/objname"
 )
@@ -71,7 +72,7 @@ type Store struct {
 	held streamHolds
 	// active holds the S3 upload IDs of this process's plain uploads, which
 	// the janitor must not abort.
-	active keyLocks
+	active keylock.Set
 	// creating serializes creating an owner's resumable uploads in this
 	// process, so that the per-owner cap holds at least among them.
 	creating keyedMutex

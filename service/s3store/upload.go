@@ -106,7 +106,7 @@ func (u *upload) sendPart() error {
 			return s.classify(u.ctx, "upload", u.name, err)
 		}
 		u.stage, u.uploadID = stage, id
-		s.active.tryLock(id)
+		s.active.TryLock(id)
 	}
 	number := len(u.parts) + 1
 	if number > maxParts {
@@ -244,7 +244,7 @@ func (u *upload) release() {
 	u.res.release(u.ctx)
 	u.buf.release()
 	if u.uploadID != "" {
-		u.s.active.unlock(u.uploadID)
+		u.s.active.Unlock(u.uploadID)
 	}
 	u.uploadID, u.stage = "", ""
 }
