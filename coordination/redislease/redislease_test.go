@@ -1,11 +1,8 @@
 package redislease
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,13 +30,13 @@ var testOptions = Options{TTL: 900 * time.Millisecond, Takeover: 600 * time.Mill
 // replica is one Leases standing for one greeterd replica.
 type replica struct {
 	*Leases
-	log       *syncBuffer
+	log       *redistest.LogBuffer
 	fallbacks atomic.Int64
 }
 
 func newReplica(t *testing.T, srv *redistest.Server) *replica {
 	t.Helper()
-	r := &replica{log: &syncBuffer{}}
+	r := &replica{log: &redistest.LogBuffer{}}
 	o := testOptions
 	o.Logger = slog.New(slog.NewTextHandler(r.log, nil))
 	o.OnFallback = func(context.Context) { r.fallbacks.Add(1) }
@@ -156,7 +153,7 @@ func TestDeafHolderLosesItsLease(t *testing.T) {
 	}
 	// Its keep-alive must not take the key back.
 	n0 := a.refreshes.Load()
-	eventually(t, 5*time.Second, "two keep-alives of the old holder", func() bool { return a.refreshes.Load() >= n0+2 })
+	redistest.Eventually(t, 5*time.Second, "two keep-alives of the old holder", func() bool { return a.refreshes.Load() >= n0+2 })
 	if isLost(lb) {
 		t.Error("the new holder lost the key to the old one's keep-alive")
 	}
@@ -195,7 +192,7 @@ func TestRedisOutageGrantsUnbackedLeases(t *testing.T) {
 		t.Fatalf("Acquire with Redis down took %v (lost: %v), want at once and held", took, isLost(la))
 	}
 	acquire(t, a, "other", "h3").Release()
-	if got := a.log.count(`msg="redis unreachable`); got != 1 {
+	if got := a.log.Count(`msg="redis unreachable`); got != 1 {
 		t.Errorf("outage logged %d times, want once", got)
 	}
 	if a.fallbacks.Load() != 2 {
@@ -203,9 +200,9 @@ func TestRedisOutageGrantsUnbackedLeases(t *testing.T) {
 	}
 
 	srv.Restart()
-	eventually(t, 10*time.Second, "recovery logged", func() bool { return a.log.count(`msg="redis answers again`) == 1 })
+	redistest.Eventually(t, 10*time.Second, "recovery logged", func() bool { return a.log.Count(`msg="redis answers again`) == 1 })
 	rdb := srv.Client(t)
-	eventually(t, 5*time.Second, "the held lease written back", func() bool {
+	redistest.Eventually(t, 5*time.Second, "the held lease written back", func() bool {
 		n, _ := rdb.Exists(t.Context(), la.(*lease).key).Result()
 		return n == 1
 	})
@@ -228,35 +225,5 @@ func TestAcquireEndsWithItsContext(t *testing.T) {
 	defer cancel()
 	if _, err := a.Acquire(ctx, "up", "h2"); err != context.DeadlineExceeded {
 		t.Errorf("Acquire past its deadline: %v, want context.DeadlineExceeded", err)
-	}
-}
-
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) count(substr string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Count(s.b.String(), substr)
-}
-
-// eventually polls cond every 10 ms until it holds or within passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -48,7 +48,7 @@ func TestRedisOutageFailsOpenAndRecovers(t *testing.T) {
 		rel()
 	}
 	for name, r := range map[string]*replica{"a": a, "b": b} {
-		if got := r.log.count(outage); got != 1 {
+		if got := r.log.Count(outage); got != 1 {
 			t.Errorf("replica %s logged the outage %d times, want once", name, got)
 		}
 		if r.fallbacks.Load() == 0 {
@@ -57,11 +57,11 @@ func TestRedisOutageFailsOpenAndRecovers(t *testing.T) {
 	}
 
 	srv.Restart()
-	eventually(t, 10*time.Second, "recovery logged by both replicas", func() bool {
-		return a.log.count(recovered) == 1 && b.log.count(recovered) == 1
+	redistest.Eventually(t, 10*time.Second, "recovery logged by both replicas", func() bool {
+		return a.log.Count(recovered) == 1 && b.log.Count(recovered) == 1
 	})
 	// Redis came back empty; a's slot, still held, is written back.
-	eventually(t, 5*time.Second, "the held slot written back", func() bool {
+	redistest.Eventually(t, 5*time.Second, "the held slot written back", func() bool {
 		rel, ok := b.Acquire(ctx, "transfers:alice", 1)
 		if ok {
 			rel()
@@ -77,8 +77,8 @@ func TestRedisOutageFailsOpenAndRecovers(t *testing.T) {
 		t.Errorf("fallbacks after recovery: %d more, want none", got-fallbacks)
 	}
 	for name, r := range map[string]*replica{"a": a, "b": b} {
-		if got := r.log.count("level=WARN"); got != 1 || r.log.count(recovered) != 1 {
-			t.Errorf("replica %s logged %d warnings and %d recoveries over one outage, want 1 and 1", name, got, r.log.count(recovered))
+		if got := r.log.Count("level=WARN"); got != 1 || r.log.Count(recovered) != 1 {
+			t.Errorf("replica %s logged %d warnings and %d recoveries over one outage, want 1 and 1", name, got, r.log.Count(recovered))
 		}
 	}
 }

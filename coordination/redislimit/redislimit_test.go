@@ -1,10 +1,8 @@
 package redislimit
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -33,7 +31,7 @@ func (quiet) Printf(context.Context, string, ...any) {}
 type replica struct {
 	*Limits
 	rt        *redistest.RoundTrips
-	log       *syncBuffer
+	log       *redistest.LogBuffer
 	fallbacks atomic.Int64
 }
 
@@ -47,7 +45,7 @@ func newReplica(t *testing.T, srv *redistest.Server, o Options) *replica {
 		o.Timeout = time.Second
 	}
 	rdb := srv.Client(t)
-	r := &replica{rt: redistest.CountRoundTrips(rdb), log: &syncBuffer{}}
+	r := &replica{rt: redistest.CountRoundTrips(rdb), log: &redistest.LogBuffer{}}
 	o.Logger = slog.New(slog.NewTextHandler(r.log, nil))
 	o.OnFallback = func(context.Context) { r.fallbacks.Add(1) }
 	r.Limits = New(rdb, coordination.NewLocal(coordination.LocalOptions{}), o)
@@ -56,36 +54,6 @@ func newReplica(t *testing.T, srv *redistest.Server, o Options) *replica {
 		t.Fatal(err)
 	}
 	return r
-}
-
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) count(substr string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Count(s.b.String(), substr)
-}
-
-// eventually polls cond every 10 ms until it holds or within passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // burstOfCalls makes n concurrent Allow calls for key, spread over the
@@ -193,7 +161,7 @@ func TestSlotsOfADeadReplicaExpireWithinTheTTL(t *testing.T) {
 	dying.Close() // the refresher stops, the slots are never released
 	died := time.Now()
 	var rel func()
-	eventually(t, 2*ttl, "the dead replica's slot freed", func() bool {
+	redistest.Eventually(t, 2*ttl, "the dead replica's slot freed", func() bool {
 		var ok bool
 		rel, ok = survivor.Acquire(ctx, "transfers:alice", 2)
 		return ok

@@ -1,12 +1,10 @@
 package redisusage
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"maps"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -74,12 +72,12 @@ func (l *localCounter) Release(context.Context, string, string)                 
 type replica struct {
 	*Usage
 	local *localCounter
-	log   *syncBuffer
+	log   *redistest.LogBuffer
 }
 
 func newReplica(t *testing.T, srv *redistest.Server, st *storage, o Options) *replica {
 	t.Helper()
-	r := &replica{local: &localCounter{}, log: &syncBuffer{}}
+	r := &replica{local: &localCounter{}, log: &redistest.LogBuffer{}}
 	if o.Timeout == 0 {
 		o.Timeout = time.Second // a loaded machine under -race must not fail open
 	}
@@ -167,7 +165,7 @@ func TestReconciledWhenMissingOrStale(t *testing.T) {
 	st.used = amt(30, 2) // another replica's commit that Redis missed
 	st.mu.Unlock()
 	wantUsage(t, a, amt(10, 1)) // fresh: drift stands for now
-	eventually(t, 5*time.Second, "a stale entry reconciled", func() bool {
+	redistest.Eventually(t, 5*time.Second, "a stale entry reconciled", func() bool {
 		u, err := a.Get(t.Context(), alice)
 		return err == nil && u == amt(30, 2)
 	})
@@ -176,7 +174,7 @@ func TestReconciledWhenMissingOrStale(t *testing.T) {
 	st.mu.Lock()
 	st.holds = map[string]coordination.Amount{"up1": amt(5, 1)}
 	st.mu.Unlock()
-	eventually(t, 10*time.Second, "usage counted again after the restart", func() bool {
+	redistest.Eventually(t, 10*time.Second, "usage counted again after the restart", func() bool {
 		u, err := a.Get(t.Context(), alice)
 		return err == nil && u == amt(35, 3) && a.br.Usable()
 	})
@@ -195,14 +193,14 @@ func TestHoldsSetDuringATallyAreKept(t *testing.T) {
 	st.mu.Lock()
 	st.gate = gate
 	st.mu.Unlock()
-	eventually(t, 5*time.Second, "the entry stale for b", func() bool {
+	redistest.Eventually(t, 5*time.Second, "the entry stale for b", func() bool {
 		v, _ := b.rdb.HGet(t.Context(), b.key(alice), "reconciled_at").Int64()
 		tm, _ := b.rdb.Time(t.Context()).Result()
 		return tm.UnixMilli()-v > 50
 	})
 	done := make(chan error)
 	go func() { _, err := b.Get(t.Context(), alice); done <- err }()
-	eventually(t, 5*time.Second, "b's tally started", func() bool { return st.tallies.Load() == 2 })
+	redistest.Eventually(t, 5*time.Second, "b's tally started", func() bool { return st.tallies.Load() == 2 })
 	if err := a.Reserve(t.Context(), alice, "up1", amt(7, 1), amt(100, 0)); err != nil {
 		t.Fatal(err)
 	}
@@ -236,41 +234,11 @@ func TestRedisDownFallsBackToTheLocalCounter(t *testing.T) {
 	st.mu.Lock()
 	st.used = amt(15, 2) // what the fallback's commit did to the bucket
 	st.mu.Unlock()
-	eventually(t, 5*time.Second, "recovery", func() bool { return a.br.Usable() })
+	redistest.Eventually(t, 5*time.Second, "recovery", func() bool { return a.br.Usable() })
 	wantUsage(t, a, amt(15, 2)) // reconciled though fresh: changed on the fallback
 	srv.Kill()
 	wantUsage(t, a, amt(0, 0)) // the local counter's answer
-	if got := a.log.count(`msg="redis unreachable`); got != 2 {
+	if got := a.log.Count(`msg="redis unreachable`); got != 2 {
 		t.Errorf("outages logged: %d, want one per outage (2)", got)
-	}
-}
-
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) count(substr string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Count(s.b.String(), substr)
-}
-
-// eventually polls cond every 10 ms until it holds or within passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,7 +29,7 @@ const (
 type sharedReplica struct {
 	*Store
 	leases *redislease.Leases
-	log    *syncLog
+	log    *redistest.LogBuffer
 }
 
 // sharedReplicas opens two stores on one prefix of the shared MinIO, each
@@ -38,7 +37,7 @@ type sharedReplica struct {
 func sharedReplicas(t *testing.T, rs *redistest.Server, mods ...func(*Options)) (a, b *sharedReplica) {
 	t.Helper()
 	open := func(prefix string) *sharedReplica {
-		r := &sharedReplica{log: &syncLog{}}
+		r := &sharedReplica{log: &redistest.LogBuffer{}}
 		logger := slog.New(slog.NewTextHandler(r.log, nil))
 		rdb := rs.Client(t)
 		r.leases = redislease.New(rdb, redislease.Options{TTL: sharedTTL, Takeover: sharedTakeover,
@@ -116,7 +115,7 @@ func TestLeaseTakeoverFromALiveStream(t *testing.T) {
 	if took := time.Since(start); took >= sharedTakeover {
 		t.Errorf("taking over from a live stream took %v, want less than the bound %v", took, sharedTakeover)
 	}
-	eventually(t, 3*sharedTakeover, "a lets go when asked", func() bool { return released(upA) })
+	redistest.Eventually(t, 3*sharedTakeover, "a lets go when asked", func() bool { return released(upA) })
 	if _, err := upA.Write(content[testPart+5 : testPart+6]); !errors.Is(err, service.ErrUploadBusy) {
 		t.Fatalf("old stream's Write = %v, want ErrUploadBusy", err)
 	}
@@ -163,19 +162,19 @@ func TestRedisDownMidUpload(t *testing.T) {
 	rs.Kill()
 	commitAll(t, a.Store, up, content, testPart+5)
 	wantStored(t, a.Store, content)
-	if n := a.log.count(`msg="redis unreachable: upload leases`); n != 1 {
+	if n := a.log.Count(`msg="redis unreachable: upload leases`); n != 1 {
 		t.Errorf("lease outage logged %d times, want once", n)
 	}
 
 	rs.Restart()
-	eventually(t, 10*time.Second, "leases shared again", func() bool {
-		return a.log.count(`msg="redis answers again: upload leases`) == 1
+	redistest.Eventually(t, 10*time.Second, "leases shared again", func() bool {
+		return a.log.Count(`msg="redis answers again: upload leases`) == 1
 	})
 	again := data(2*testPart+3, 24)
 	upA := begin(t, a.Store, "id2", again, 0)
 	writeChunks(t, upA, again[:testPart])
 	upB := begin(t, b.Store, "id2", again, testPart)
-	eventually(t, 3*sharedTakeover, "a lets go when asked", func() bool { return released(upA) })
+	redistest.Eventually(t, 3*sharedTakeover, "a lets go when asked", func() bool { return released(upA) })
 	commitAll(t, b.Store, upB, again, testPart)
 	wantStored(t, b.Store, again)
 	assertClean(t, shared, b.Store)
@@ -247,7 +246,7 @@ func TestQuotaAcrossReplicas(t *testing.T) {
 
 	rs.Restart() // empty: every owner is counted again at its next use
 	rdb := rs.Client(t)
-	eventually(t, 10*time.Second, "usage counted again from the bucket into Redis", func() bool {
+	redistest.Eventually(t, 10*time.Second, "usage counted again from the bucket into Redis", func() bool {
 		u, err := b.Usage(testCtx(t), owner)
 		keys, _ := rdb.Keys(testCtx(t), redisusage.DefaultPrefix+"usage:*").Result()
 		return err == nil && u.Bytes == 9*mib && u.Objects == 2 && len(keys) == 1
@@ -257,34 +256,4 @@ func TestQuotaAcrossReplicas(t *testing.T) {
 	}
 	wantUsage(t, b.Store, 3*mib, 1)
 	assertClean(t, shared, a.Store)
-}
-
-// syncLog is a log destination safe for concurrent writes.
-type syncLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncLog) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncLog) count(substr string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Count(s.b.String(), substr)
-}
-
-// eventually polls cond every 10 ms until it holds or within passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
