@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -164,6 +165,13 @@ func (h *harness) describe(w io.Writer) {
 	fmt.Fprintf(w, "load:      %s (1, 5, 15 min) at the end of the run\n", loadAvg())
 	fmt.Fprintf(w, "file:      %s of random bytes; source and downloads on %s\n", sizeName(h.opts.size), h.fileKind)
 	fmt.Fprintf(w, "servers:   store on %s (%s)\n", h.serverFS, h.serverDir)
+	fmt.Fprintf(w, "modes:     %s; fresh servers per mode; sync before every transfer\n", strings.Join(h.opts.modes, ", "))
+	if slices.Contains(h.opts.modes, modePinned) {
+		fmt.Fprintf(w, "pinned:    taskset: greeterd, sshd and its sessions, MinIO and the TLS server on CPU %s; the CLI, scp, rsync, curl and the TLS client on CPU %s\n", serverCPU, clientCPU)
+	}
+	if h.opts.rssSize > 0 {
+		fmt.Fprintf(w, "rss:       one more greeter upload and download of %s in the %s mode, for greeterd's peak RSS\n", sizeName(h.opts.rssSize), h.opts.modes[0])
+	}
 	traces := map[string]string{"down": "OTLP/HTTP to a closed loopback port (exports fail and are dropped)",
 		"jaeger": "OTLP/HTTP to a private Jaeger all-in-one", "none": "off"}[h.opts.traces]
 	has := map[string]bool{}
@@ -176,8 +184,17 @@ func (h *harness) describe(w io.Writer) {
 	if has[targetNoChain] || h.opts.sweep {
 		fmt.Fprintf(w, "nochain:   greeterd dev mode (TLS 1.3) --auth none, every rate limit off, tracing off, no /metrics; recovery and logging cannot be switched off\n")
 	}
+	if has[targetRsync] {
+		fmt.Fprintf(w, "rsync:     rsync %s -W over ssh (OpenSSH %s, %s) to the same sshd; verifies its whole-file checksum, no fsync\n", rsyncVersion(), sshVersion(), sshCipher)
+	}
+	if has[targetSCPSync] {
+		fmt.Fprintf(w, "scp-sync:  scp as below, then sync FILE on the written file (fsync, on the side that wrote it), timed together\n")
+	}
 	if has[targetSCP] || h.opts.sweep {
 		fmt.Fprintf(w, "scp:       OpenSSH %s, scp (SFTP protocol) with %s, key auth, to a private sshd; no end-to-end digest\n", sshVersion(), sshCipher)
+	}
+	if has[targetTLS] {
+		fmt.Fprintf(w, "tls:       raw TLS 1.3 sender and receiver (Go crypto/tls, 1 MiB reads, this command), one header line; no digest, no fsync: the physical limit\n")
 	}
 	if has[targetGreeterS3] {
 		part := "16 MiB (greeterd's default)"
@@ -308,6 +325,15 @@ func sshVersion() string {
 	out, _ := exec.Command("ssh", "-V").CombinedOutput()
 	v, _, _ := strings.Cut(strings.TrimSpace(string(out)), ",")
 	return strings.TrimPrefix(v, "OpenSSH_")
+}
+
+func rsyncVersion() string {
+	out, _ := exec.Command("rsync", "--version").Output()
+	f := strings.Fields(string(out))
+	if len(f) < 3 {
+		return "?"
+	}
+	return f[2]
 }
 
 func curlVersion() string {
