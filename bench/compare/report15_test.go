@@ -2,7 +2,10 @@ package main
 
 import (
 	"bytes"
+	"image/png"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -248,5 +251,56 @@ func TestPinned(t *testing.T) {
 	}
 	if got := pinned(modeShared, clientCPU, argv); !slices.Equal(got, argv) {
 		t.Errorf("shared = %q", got)
+	}
+}
+
+func TestRenderModesChartFromCSV(t *testing.T) {
+	dir := t.TempDir()
+	csvPath, chart := filepath.Join(dir, "run.csv"), filepath.Join(dir, "chart.png")
+	in := issue15Samples()
+	if err := writeCSV(csvPath, in); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readCSV(csvPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(in) {
+		t.Fatalf("read %d samples, wrote %d", len(got), len(in))
+	}
+	for i := range in {
+		if got[i].Mode != in[i].Mode || got[i].Round != in[i].Round ||
+			math.Abs(got[i].MachineCPU.Seconds()-in[i].MachineCPU.Seconds()) > 1e-3 {
+			t.Fatalf("sample %d read back as %+v, wrote %+v", i, got[i], in[i])
+		}
+	}
+	if err := renderAnyChart(chart, got); err != nil {
+		t.Fatalf("renderAnyChart: %v", err)
+	}
+	f, err := os.Open(chart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("the chart is not a PNG: %v", err)
+	}
+	for _, op := range ops {
+		if n := countColor(img, opColor[op]); n < 20000 {
+			t.Errorf("%s bars cover %d pixels, want at least 20000", op, n)
+		}
+	}
+}
+
+func TestReadCSVBeforeIssue15(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.csv")
+	old := strings.Join(csvHeader[:csvOldColumns], ",") + "\n1,upload,scp,1000000,2.0000,0.5,0.1,1,0.2,0\n"
+	if err := os.WriteFile(path, []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readCSV(path)
+	if err != nil || len(got) != 1 || got[0].Mode != modeShared || got[0].Wall != 2*time.Second {
+		t.Fatalf("readCSV = %+v, %v; want one shared-mode sample of 2 s", got, err)
 	}
 }
