@@ -41,7 +41,6 @@ const (
 	exitExhausted   = 8 // ResourceExhausted: too large, rate limited, storage full
 )
 
-
 // run executes one greeter command line and returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	return (&app{stdout: stdout, stderr: stderr, getenv: getenv}).run(ctx, args)
