@@ -180,6 +180,11 @@ func TestConnectHintWorksOnAFreshClone(t *testing.T) {
 	}
 	cmd := exec.Command("sh", "-c", hint)
 	cmd.Dir = t.TempDir() // anywhere: the hint names the checkout
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GREETER_") && !strings.HasPrefix(kv, "OTEL_") {
+			cmd.Env = append(cmd.Env, kv) // only what the hint says counts
+		}
+	}
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "Hello, you!") {
 		t.Fatalf("running the hint %q: %v\n%s", hint, err, out)
