@@ -48,7 +48,8 @@ func (a *app) rootCommand() *cobra.Command {
 		Use:     "greeter [connection flags] COMMAND [flags] [args]",
 		Short:   "greeter talks to a greeterd file server",
 		Long:    rootLong,
-		Version: "", // set below; cobra adds --version when it is not empty
+		// Cobra adds --version (and -v) because Version is set.
+		Version: strings.TrimSuffix(buildinfo.String("greeter"), "\n"),
 		// The caller prints errors once, as "greeter: ..."; the usage is
 		// printed only when no command was named.
 		SilenceErrors: true,
@@ -59,7 +60,6 @@ func (a *app) rootCommand() *cobra.Command {
 			return usageError{errors.New("a command is required")}
 		},
 	}
-	root.Version = strings.TrimSuffix(buildinfo.String("greeter"), "\n")
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	a.conn.register(root.PersistentFlags())
