@@ -45,9 +45,9 @@ func (a *app) execute(ctx context.Context, args []string) error {
 
 func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
-		Use:     "greeter [connection flags] COMMAND [flags] [args]",
-		Short:   "greeter talks to a greeterd file server",
-		Long:    rootLong,
+		Use:   "greeter [connection flags] COMMAND [flags] [args]",
+		Short: "greeter talks to a greeterd file server",
+		Long:  rootLong,
 		// Cobra adds --version (and -v) because Version is set.
 		Version: strings.TrimSuffix(buildinfo.String("greeter"), "\n"),
 		// The caller prints errors once, as "greeter: ..."; the usage is
