@@ -207,8 +207,8 @@ type fileUpload struct {
 	// digestFirst is set when the server wants the SHA-256 up front: the
 	// file was hashed whole before sending.
 	digestFirst bool
-	res      *Result
-	progress Progress
+	res         *Result
+	progress    Progress
 	// furthest is the largest committed size the server reported, or for
 	// a plain upload the most bytes an attempt sent.
 	furthest int64
