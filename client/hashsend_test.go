@@ -290,3 +290,33 @@ func TestUploadDeclaresTheDigestFirstWhenAsked(t *testing.T) {
 		})
 	}
 }
+
+// TestUploadFileChangedWhileSending: a file touched while it is sent is
+// not committed as one file (it may be torn): the stream ends before the
+// trailer, and nothing is stored, resumable or plain.
+func TestUploadFileChangedWhileSending(t *testing.T) {
+	ctx := testContext(t)
+	srv := servicetest.Start(t, servicetest.Config{})
+	c, _ := dial(t, srv, Options{ChunkSize: 64 << 10}, nil)
+	for name, opts := range map[string][]TransferOption{"resumable.bin": nil, "plain.bin": {NoResume()}} {
+		path, _ := randomFile(t, mib)
+		touched := false
+		touch := func(done, _ int64) {
+			if done >= mib/2 && !touched {
+				touched = true
+				later := time.Now().Add(time.Hour)
+				if err := os.Chtimes(path, later, later); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+		_, err := c.UploadFile(ctx, path, name, touch, opts...)
+		if err == nil || status.Code(err) != codes.Unknown {
+			t.Errorf("%s: uploading a file changed meanwhile = %v, want a local error", name, err)
+		}
+		info, err := c.Stat(ctx, name)
+		if status.Code(err) != codes.NotFound {
+			t.Errorf("%s: Stat after the failed upload = %v, %v; want NotFound", name, info, err)
+		}
+	}
+}

@@ -49,14 +49,15 @@ func (c *Client) Upload(ctx context.Context, name string, r io.Reader, size int6
 }
 
 // send runs one UploadFile stream: md, then the bytes of r in chunks, then
-// the trailer end returns (when end is not nil). When want is not
+// the trailer end returns (when end is not nil; when it fails, the stream
+// is canceled instead). When want is not
 // negative, r must yield exactly want bytes. Every byte sent is also
 // written to h (when not nil) and counted in *sent, and report is called
 // with the bytes this stream sent so far. reachedEnd reports that
 // every byte was sent and the stream half-closed, so a failure came while
 // waiting for the server's answer.
 func (c *Client) send(ctx context.Context, md *pb.MetaData, r io.Reader, want int64, h io.Writer, sent *int64,
-	end func() *pb.UploadFileRequest, report func(int64)) (resp *pb.StringResponse, reachedEnd bool, err error) {
+	end func() (*pb.UploadFileRequest, error), report func(int64)) (resp *pb.StringResponse, reachedEnd bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := c.rpc.UploadFile(ctx)
@@ -97,7 +98,13 @@ func (c *Client) send(ctx context.Context, md *pb.MetaData, r io.Reader, want in
 		return nil, false, fmt.Errorf("upload source changed while uploading: read %d bytes, expected %d", n, want)
 	}
 	if end != nil {
-		if err := stream.Send(end()); err != nil {
+		// An error here returns before the trailer, which cancels the
+		// stream: nothing is stored.
+		last, err := end()
+		if err != nil {
+			return nil, false, err
+		}
+		if err := stream.Send(last); err != nil {
 			return nil, false, uploadErr(stream, err)
 		}
 	}
@@ -119,8 +126,8 @@ func uploadErr(stream grpc.ClientStreamingClient[pb.UploadFileRequest, pb.String
 
 // trailerFrom returns the end of a stream that declares the SHA-256 h
 // computed over the *size bytes sent.
-func trailerFrom(h hash.Hash, size *int64) func() *pb.UploadFileRequest {
-	return func() *pb.UploadFileRequest { return trailerOf(hex.EncodeToString(h.Sum(nil)), *size) }
+func trailerFrom(h hash.Hash, size *int64) func() (*pb.UploadFileRequest, error) {
+	return func() (*pb.UploadFileRequest, error) { return trailerOf(hex.EncodeToString(h.Sum(nil)), *size), nil }
 }
 
 // checkStored compares what the server says it stored with what was sent.
@@ -179,9 +186,9 @@ func (c *Client) uploadFrom(ctx context.Context, f uploadSource, name string, pr
 	if !st.Mode().IsRegular() {
 		return res, fmt.Errorf("%s is not a regular file", st.Name())
 	}
-	u := &fileUpload{c: c, f: f, name: name, t: t, size: st.Size(), res: &res, progress: progress, furthest: -1, committed: -1}
+	u := &fileUpload{c: c, f: f, name: name, t: t, size: st.Size(), stat: st, res: &res, progress: progress, furthest: -1, committed: -1}
 	if !t.noResume {
-		u.id, u.stat, u.h = UploadID(name, st), st, newRunningHash()
+		u.id, u.h = UploadID(name, st), newRunningHash()
 	}
 	res.Attempts, err = c.retry(ctx, t.retry, u.attempt)
 	if err != nil {
@@ -200,7 +207,8 @@ type fileUpload struct {
 	size   int64
 	sha256 string // the file's, once known: hashed whole or sent whole
 	id     string // empty for a plain upload
-	// stat is what the file looked like when id was derived from it.
+	// stat is what the file looked like when the upload began (and id
+	// was derived from it).
 	stat fs.FileInfo
 	// h hashes the file as it is sent; nil for a plain upload.
 	h *runningHash
@@ -271,7 +279,7 @@ func (u *fileUpload) attempt(ctx context.Context, progressed func()) (verdict, e
 	md := u.t.metadata(u.name)
 	md.Size, md.UploadId, md.Offset = &u.size, u.id, offset
 	var h io.Writer
-	var end func() *pb.UploadFileRequest
+	var end func() (*pb.UploadFileRequest, error)
 	if u.digestFirst {
 		md.Sha256 = u.sha256
 	} else {
@@ -280,7 +288,14 @@ func (u *fileUpload) attempt(ctx context.Context, progressed func()) (verdict, e
 			return verdict{}, err
 		}
 		u.h.forget(offset)
-		h, end = u.h, func() *pb.UploadFileRequest { return trailerOf(u.h.sum(), u.size) }
+		h, end = u.h, func() (*pb.UploadFileRequest, error) {
+			// Bytes sent while the file was rewritten must not be
+			// committed as one file: check before declaring the digest.
+			if err := u.unchanged(); err != nil {
+				return nil, err
+			}
+			return trailerOf(u.h.sum(), u.size), nil
+		}
 	}
 	var sent int64
 	resp, reachedEnd, err := u.c.send(ctx, md, io.NewSectionReader(u.f, offset, u.size-offset), u.size-offset, h, &sent, end,
@@ -304,14 +319,17 @@ func (u *fileUpload) attempt(ctx context.Context, progressed func()) (verdict, e
 	return verdict{}, checkStored(resp, u.size, u.sha256)
 }
 
-// unchanged checks that the file still looks as it did when the upload's
-// ID was derived: bytes of another version must not continue the upload.
+// unchanged checks that the file still looks as it did when the upload
+// began (size, modification time, inode: what UploadID is derived from):
+// bytes of another version must not continue the upload. A rewrite that
+// keeps all three (within the file system's mtime granularity) goes
+// unseen, as it does for cp.
 func (u *fileUpload) unchanged() error {
 	st, err := u.f.Stat()
 	if err != nil {
 		return err
 	}
-	if UploadID(u.name, st) != u.id {
+	if UploadID(u.name, st) != UploadID(u.name, u.stat) {
 		return fmt.Errorf("%s changed while uploading (size, modification time or inode); upload it again", st.Name())
 	}
 	return nil
@@ -343,7 +361,14 @@ func (u *fileUpload) plain(ctx context.Context, _ func()) (verdict, error) {
 	var sent int64
 	md := u.t.metadata(u.name)
 	md.Size = &u.size
-	resp, _, err := u.c.send(ctx, md, io.NewSectionReader(u.f, 0, u.size), u.size, h, &sent, trailerFrom(h, &sent), u.report)
+	trailer := trailerFrom(h, &sent)
+	end := func() (*pb.UploadFileRequest, error) {
+		if err := u.unchanged(); err != nil {
+			return nil, err
+		}
+		return trailer()
+	}
+	resp, _, err := u.c.send(ctx, md, io.NewSectionReader(u.f, 0, u.size), u.size, h, &sent, end, u.report)
 	u.res.Sent += sent
 	if err != nil {
 		return classify(err), err
