@@ -320,3 +320,40 @@ func TestUploadFileChangedWhileSending(t *testing.T) {
 		}
 	}
 }
+
+// TestUploadDeclaresTheDigestFirstOnResume: an earlier run began the
+// upload with the SHA-256 up front, on a server that wants it so; a new
+// run finds it committed part way, is refused without the digest, and
+// resumes at the committed size with it.
+func TestUploadDeclaresTheDigestFirstOnResume(t *testing.T) {
+	ctx := testContext(t)
+	withInfo, _ := status.New(codes.InvalidArgument, "digest first").
+		WithDetails(&errdetails.ErrorInfo{Reason: wire.ReasonDigestRequired, Domain: wire.ErrorDomain})
+	d := &digestFirstServer{err: withInfo.Err()}
+	srv := servicetest.Start(t, servicetest.Config{Stream: []grpc.StreamServerInterceptor{d.intercept}})
+	c, _ := dial(t, srv, Options{ChunkSize: 64 << 10}, nil)
+	const size = 2 * mib
+	path, data := randomFile(t, size)
+	f := openCounting(t, path)
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sz := int64(size)
+	md := &pb.MetaData{Filename: "r.bin", Size: &sz, Sha256: sum(data), UploadId: UploadID("r.bin", st)}
+	var sent int64
+	_, _, err = c.send(ctx, md, io.NewSectionReader(f, 0, mib), -1, nil, &sent, nil, func(int64) {})
+	if !hasReason(err, wire.ReasonUploadIncomplete, mib) {
+		t.Fatalf("the earlier run failed with %v, want UPLOAD_INCOMPLETE at %d", err, mib)
+	}
+	waitHandled(t, ctx, srv, pb.Greeter_UploadFile_FullMethodName)
+
+	res, err := c.uploadFrom(ctx, f, "r.bin", nil, c.transferOptions(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.refused != 1 || res.Sent > size-mib+size/2 {
+		t.Errorf("refused %d uploads, sent %d bytes; want 1 refusal and the rest sent from %d", d.refused, res.Sent, mib)
+	}
+	wantStored(t, ctx, c, "r.bin", data)
+}
