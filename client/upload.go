@@ -309,7 +309,7 @@ func (u *fileUpload) attempt(ctx context.Context, progressed func()) (verdict, e
 		return u.fallBack(ctx, progressed)
 	}
 	if !u.digestFirst && digestRequired(err) {
-		return u.hashFirst(ctx, offset, progressed)
+		return u.hashFirst(ctx, progressed)
 	}
 	if err != nil {
 		v := classify(err)
@@ -335,15 +335,16 @@ func (u *fileUpload) unchanged() error {
 	return nil
 }
 
-// hashFirst hashes the whole file and runs the attempt at offset again
-// with the SHA-256 up front, for a server that wants it there. The offset
-// may be past 0: an earlier run may have begun the upload so.
-func (u *fileUpload) hashFirst(ctx context.Context, offset int64, progressed func()) (verdict, error) {
+// hashFirst hashes the whole file and runs the attempt again with the
+// SHA-256 up front, for a server that wants it there. It asks QueryUpload
+// again: hashing takes a while, and another stream (a run that began the
+// upload with the digest) may have moved the committed size meanwhile.
+func (u *fileUpload) hashFirst(ctx context.Context, progressed func()) (verdict, error) {
 	sum, err := hashFile(ctx, u.f, u.size)
 	if err != nil {
 		return verdict{}, err
 	}
-	u.sha256, u.digestFirst, u.committed = sum, true, offset
+	u.sha256, u.digestFirst, u.committed = sum, true, -1
 	return u.attempt(ctx, progressed)
 }
 
