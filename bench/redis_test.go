@@ -81,32 +81,41 @@ func BenchmarkSharedLimitsUnary(b *testing.B) {
 // BenchmarkSharedLimitsUnaryReplicas is BenchmarkSharedLimitsUnary with
 // the on side as the issue states it: three replicas (three servers, each
 // with its own Redis client, as three greeterd with --redis-url) sharing
-// their limits in Redis, the client balancing over them as the CLI does
-// with --addr a,b,c; the off side is one replica with local limits. On a
-// machine with few cores the three connections can outrun the one, so
-// read the single-replica figure for what Redis itself costs.
+// their limits in Redis (limits=redis), the client balancing over them as
+// the CLI does with --addr a,b,c; the off side is one replica with local
+// limits. limits=local runs the same three replicas with local limits:
+// what three replicas cost or save on this machine without Redis, so the
+// difference of the two cost-% is what Redis costs three replicas.
 func BenchmarkSharedLimitsUnaryReplicas(b *testing.B) {
-	srv := redistest.Start(b)
-	dev, serverTLS, clientTLS := devPKI(b)
-	var (
-		addrs     []string
-		rts       []*redistest.RoundTrips
-		fallbacks atomic.Int64
-	)
-	for i := range 3 {
-		shared, rt := sharedLimitsOn(b, srv, &fallbacks)
-		rts = append(rts, rt)
-		addrs = append(addrs, serveChain(b, dev, serverTLS, limits{shared: shared}, fmt.Sprintf("on%d", i)))
+	for _, shared := range []bool{true, false} {
+		b.Run(map[bool]string{true: "limits=redis", false: "limits=local"}[shared], func(b *testing.B) {
+			srv := redistest.Start(b)
+			dev, serverTLS, clientTLS := devPKI(b)
+			var (
+				addrs     []string
+				rts       []*redistest.RoundTrips
+				fallbacks atomic.Int64
+			)
+			for i := range 3 {
+				lim := limits{}
+				if shared {
+					l, rt := sharedLimitsOn(b, srv, &fallbacks)
+					lim.shared = l
+					rts = append(rts, rt)
+				}
+				addrs = append(addrs, serveChain(b, dev, serverTLS, lim, fmt.Sprintf("on%d", i)))
+			}
+			opts := client.Options{TLS: clientTLS, PerRPC: client.BearerToken(devToken(b, dev))}
+			on := dialLabelled(b, strings.Join(addrs, ","), "on", opts)
+			off := dialLabelled(b, serveChain(b, dev, serverTLS, limits{}, "off"), "off", opts)
+			unaryOnOff(b, on, off, func() (n int64) {
+				for _, rt := range rts {
+					n += rt.Load()
+				}
+				return n
+			}, &fallbacks)
+		})
 	}
-	opts := client.Options{TLS: clientTLS, PerRPC: client.BearerToken(devToken(b, dev))}
-	on := dialLabelled(b, strings.Join(addrs, ","), "on", opts)
-	off := dialLabelled(b, serveChain(b, dev, serverTLS, limits{}, "off"), "off", opts)
-	unaryOnOff(b, on, off, func() (n int64) {
-		for _, rt := range rts {
-			n += rt.Load()
-		}
-		return n
-	}, &fallbacks)
 }
 
 // unaryOnOff runs b.N hellos on each side in alternating phases and
