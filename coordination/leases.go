@@ -25,6 +25,18 @@ type Leases interface {
 	Acquire(ctx context.Context, key, holder string) (Lease, error)
 }
 
+// LeaseTrier is implemented by Leases that can take a key only if no
+// holder has it, without asking anyone to let go: what a janitor needs, so
+// that it never removes what a writer on any replica holds, and no writer
+// takes what it is removing.
+type LeaseTrier interface {
+	// TryAcquire takes key for holder if no holder has it, and fails with
+	// ErrLeaseHeld if another holder has it. Any other error means that it
+	// cannot tell (a shared implementation whose backend did not answer),
+	// and that the key was not taken.
+	TryAcquire(ctx context.Context, key, holder string) (Lease, error)
+}
+
 // Lease is a held key.
 type Lease interface {
 	// Lost returns a channel that is closed when the holder must stop
@@ -48,7 +60,10 @@ type LocalLeases struct {
 	held map[string]string // key → holder
 }
 
-var _ Leases = (*LocalLeases)(nil)
+var (
+	_ Leases     = (*LocalLeases)(nil)
+	_ LeaseTrier = (*LocalLeases)(nil)
+)
 
 // NewLocalLeases returns LocalLeases with no key held.
 func NewLocalLeases() *LocalLeases {
@@ -67,6 +82,11 @@ func (l *LocalLeases) Acquire(ctx context.Context, key, holder string) (Lease, e
 	}
 	l.held[key] = holder
 	return &localLease{l: l, key: key, holder: holder}, nil
+}
+
+// TryAcquire implements LeaseTrier; in one process it is Acquire.
+func (l *LocalLeases) TryAcquire(ctx context.Context, key, holder string) (Lease, error) {
+	return l.Acquire(ctx, key, holder)
 }
 
 type localLease struct {

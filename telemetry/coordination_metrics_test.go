@@ -19,9 +19,22 @@ func TestCoordinationFallbacks(t *testing.T) {
 	ctx := context.Background()
 	m.CoordinationFallback(ctx)
 	m.CoordinationFallback(ctx)
-	if got := series(t, reader)["greeter.coordination.fallbacks{}"]; got != 2 {
-		t.Errorf("greeter.coordination.fallbacks = %d, want 2", got)
+	m.LeaseFallback(ctx)
+	for range 3 {
+		m.UsageFallback(ctx)
+	}
+	got := series(t, reader)
+	for s, want := range map[string]int64{
+		"greeter.coordination.fallbacks{coordination=limits}": 2,
+		"greeter.coordination.fallbacks{coordination=leases}": 1,
+		"greeter.coordination.fallbacks{coordination=usage}":  3,
+	} {
+		if got[s] != want {
+			t.Errorf("%s = %d, want %d", s, got[s], want)
+		}
 	}
 	var nilMetrics *telemetry.Metrics
 	nilMetrics.CoordinationFallback(ctx)
+	nilMetrics.LeaseFallback(ctx)
+	nilMetrics.UsageFallback(ctx)
 }

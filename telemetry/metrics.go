@@ -101,8 +101,9 @@ type Metrics struct {
 //     storage gauges that ObserveStorage adds (see quota_metrics.go)
 //   - greeter.storage.serving (gauge; 1 while the storage can take uploads
 //     and health reports SERVING, 0 while NOT_SERVING), set by StorageServing
-//   - greeter.coordination.fallbacks (counter, {decision}): limit decisions
-//     made locally because the shared store (Redis) did not answer
+//   - greeter.coordination.fallbacks (counter, {decision}; label
+//     coordination: limits, leases or usage): decisions made locally
+//     because the shared store (Redis) did not answer
 //   - greeter.tls.certificate.not_after (gauge, s since the Unix epoch;
 //     label cert), observed at each collection by calling certs, only when
 //     certs is not nil

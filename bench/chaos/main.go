@@ -121,6 +121,7 @@ type tally struct {
 	ops, failed, kills atomic.Int64
 	differ             atomic.Int64
 	mu                 sync.Mutex
+	reasons            map[string]int // failed operations by reason (see fail)
 	uploads            []*upload
 	byName             map[string]*upload
 }
@@ -191,7 +192,7 @@ func run(duration, killEvery time.Duration, nClients, minKills int) error {
 		cmd := exec.CommandContext(ctx, greeter, append([]string{"--addr", strings.Join(addrs, ","), "--state-dir", state, "--json"}, args...)...)
 		out, err := cmd.Output()
 		if ee, ok := err.(*exec.ExitError); ok {
-			return ee.ExitCode(), string(out)
+			return ee.ExitCode(), string(out) + string(ee.Stderr)
 		} else if err != nil {
 			return -1, err.Error()
 		}
@@ -283,6 +284,7 @@ func run(duration, killEvery time.Duration, nClients, minKills int) error {
 	fmt.Printf("chaos: %v, %d clients: %d operations (%d failed under faults), %d uploads acknowledged\n",
 		elapsed.Round(time.Second), nClients, t.ops.Load(), t.failed.Load(), acked)
 	fmt.Printf("chaos: %d kills (replica %d, redis %d, minio %d), one every %v\n", t.kills.Load(), killLog["replica"], killLog["redis"], killLog["minio"], killEvery)
+	t.printReasons()
 	fmt.Printf("chaos: plain uploads' staging multipart uploads awaiting their %v janitor age (not visible, not counted): %d\n", time.Hour, staging)
 	fmt.Printf("acknowledged uploads lost: %d\n", lost)
 	fmt.Printf("files whose bytes differ from their recorded SHA-256: %d\n", t.differ.Load()+int64(partial))
@@ -316,8 +318,8 @@ func client(ctx context.Context, id int, work string, cli func(context.Context, 
 			t.mu.Unlock()
 			if pick != nil {
 				out := filepath.Join(dir, "down-"+pick.name)
-				if code, _ := cli(opCtx, "download", pick.name, "-o", out); code != 0 {
-					t.failed.Add(1)
+				if code, msg := cli(opCtx, "download", pick.name, "-o", out); code != 0 {
+					t.fail("download", code, msg)
 				} else if fileSHA(out) != pick.sha {
 					t.differ.Add(1)
 				}
@@ -351,7 +353,7 @@ func client(ctx context.Context, id int, work string, cli func(context.Context, 
 		} else if code == 0 {
 			t.differ.Add(1)
 		} else {
-			t.failed.Add(1)
+			t.fail("upload", code, out)
 		}
 		os.Remove(path)
 		cancel()

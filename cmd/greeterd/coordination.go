@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -12,6 +13,7 @@ import (
 	"github.com/greeter/greeter/coordination/redislease"
 	"github.com/greeter/greeter/coordination/redisusage"
 	"github.com/greeter/greeter/service/s3store"
+	"github.com/greeter/greeter/telemetry"
 )
 
 // storageCoordination is what the S3 store shares with the other replicas
@@ -19,12 +21,17 @@ import (
 // leases of resumable uploads (a resume on any replica takes over from the
 // stream holding the upload within seconds) and every owner's usage (one
 // quota for all replicas). Both fall back on their own while Redis does
-// not answer (logged once per outage): leases to the state object's
+// not answer (logged once per outage, its end too, and each decision made
+// so counted in greeter_coordination_fallbacks_total with
+// coordination="leases" or "usage"): leases to the state object's
 // conditional writes alone, usage to the store's count in this process.
 type storageCoordination struct {
 	rdb    *redis.Client
 	leases *redislease.Leases
 	log    *slog.Logger
+	// metrics counts the fallbacks once countFallbacks has set it: the
+	// store opens before greeterd's metrics exist.
+	metrics atomic.Pointer[telemetry.Metrics]
 
 	mu     sync.Mutex
 	usages []*redisusage.Usage // made by the store, through share's factory
@@ -40,7 +47,10 @@ func (sc *storageConfig) coordination(o *redis.Options, log *slog.Logger) *stora
 		return nil
 	}
 	c := &storageCoordination{rdb: redis.NewClient(o), log: log}
-	c.leases = redislease.New(c.rdb, redislease.Options{Logger: log})
+	c.leases = redislease.New(c.rdb, redislease.Options{
+		Logger:     log,
+		OnFallback: func(ctx context.Context) { c.metrics.Load().LeaseFallback(ctx) },
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if c.leases.Ping(ctx) == nil { // a failure is logged by the breaker, once
@@ -58,7 +68,10 @@ func (c *storageCoordination) share(opts *s3store.Options) {
 	}
 	opts.Leases = c.leases
 	opts.Usage = func(tally coordination.Tally, local coordination.Usage) coordination.Usage {
-		u := redisusage.New(c.rdb, tally, local, redisusage.Options{Logger: c.log})
+		u := redisusage.New(c.rdb, tally, local, redisusage.Options{
+			Logger:     c.log,
+			OnFallback: func(ctx context.Context) { c.metrics.Load().UsageFallback(ctx) },
+		})
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		u.Ping(ctx) // loads the scripts; a failure is logged by the breaker, once
@@ -66,6 +79,15 @@ func (c *storageCoordination) share(opts *s3store.Options) {
 		c.usages = append(c.usages, u)
 		c.mu.Unlock()
 		return u
+	}
+}
+
+// countFallbacks makes m count the decisions the leases and usage make
+// without Redis from now on (both methods are nil-safe, as is a nil m). It
+// does nothing on a nil c.
+func (c *storageCoordination) countFallbacks(m *telemetry.Metrics) {
+	if c != nil {
+		c.metrics.Store(m)
 	}
 }
 

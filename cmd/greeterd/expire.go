@@ -8,7 +8,11 @@ import (
 
 // uploadExpirer removes incomplete resumable uploads last written more than
 // olderThan ago, and temporaries a crash left behind, returning how many it
-// removed. *diskstore.Live and *s3store.Store implement it.
+// removed. *diskstore.Live and *s3store.Store implement it. Neither removes
+// an upload a stream of this process holds; with --redis-url the S3 store
+// also leaves those whose lease another replica holds, and holds the lease
+// of each upload it removes (s3store.Store.CleanExpiredUploads), so no
+// replica's janitor expires an upload another replica is writing.
 type uploadExpirer interface {
 	CleanExpiredUploads(olderThan time.Duration) (int, error)
 	CleanTemporaries(olderThan time.Duration) (int, error)

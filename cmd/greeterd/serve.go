@@ -266,6 +266,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 	defer metrics.Close()
+	coord.countFallbacks(metrics)
 	if scanner, ok := store.(usageScanner); ok { // the disk store; the S3 store counts an owner at its first use
 		if err := metrics.ObserveStorage(scanner.UsageTotals); err != nil {
 			return err

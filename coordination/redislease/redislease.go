@@ -118,7 +118,10 @@ type Leases struct {
 	wg       sync.WaitGroup
 }
 
-var _ coordination.Leases = (*Leases)(nil)
+var (
+	_ coordination.Leases     = (*Leases)(nil)
+	_ coordination.LeaseTrier = (*Leases)(nil)
+)
 
 // New returns Leases on rdb, whose options should have passed through
 // redislimit.Tune. It subscribes to the release channel and starts the
@@ -209,9 +212,7 @@ func (l *Leases) Acquire(ctx context.Context, key, holder string) (coordination.
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256([]byte(key))
-	h := base64.RawURLEncoding.EncodeToString(sum[:16])
-	ls := &lease{l: l, key: l.o.Prefix + "lease:" + h, req: l.o.Prefix + "lease-req:" + h, holder: holder, lost: make(chan struct{})}
+	ls := l.newLease(key, holder)
 	if !l.br.Usable() {
 		return l.grantUnbacked(ctx, ls), nil
 	}
@@ -250,6 +251,13 @@ func (l *Leases) Acquire(ctx context.Context, key, holder string) (coordination.
 	}
 	l.register(ls)
 	return ls, nil
+}
+
+// newLease returns the (not yet held) lease of key for holder.
+func (l *Leases) newLease(key, holder string) *lease {
+	sum := sha256.Sum256([]byte(key))
+	h := base64.RawURLEncoding.EncodeToString(sum[:16])
+	return &lease{l: l, key: l.o.Prefix + "lease:" + h, req: l.o.Prefix + "lease-req:" + h, holder: holder, lost: make(chan struct{})}
 }
 
 // try runs acquireScript for ls once: it takes the key if it is free, or

@@ -3,8 +3,9 @@
 // between them, not N:
 //
 //   - Rates are GCRA buckets, decided in one Lua round trip
-//     (github.com/go-redis/redis_rate); calls that arrive together share
-//     a pipeline.
+//     (github.com/go-redis/redis_rate); concurrent calls of one key share
+//     one decision (AllowAtMost(n)), and calls of other keys that arrive
+//     together share a pipeline.
 //   - Slots are leases: a sorted set per key whose members are slot ids
 //     scored by their expiry, cleaned and counted in one Lua round trip. A
 //     replica refreshes the leases it holds every LeaseTTL/3, so the slots
@@ -92,6 +93,7 @@ type Limits struct {
 	o     Options
 	pipe  *pipeliner
 	rates *redis_rate.Limiter
+	merge *coalescer
 	br    *breaker.Breaker
 	slots *slots
 	bw    *bandwidth
@@ -135,6 +137,7 @@ func New(rdb *redis.Client, local coordination.Limits, o Options) *Limits {
 	}
 	l := &Limits{rdb: rdb, local: local, o: o, pipe: newPipeliner(rdb, o.Timeout)}
 	l.rates = redis_rate.NewLimiter(l.pipe)
+	l.merge = newCoalescer(l)
 	l.slots = newSlots(l)
 	l.br = breaker.New(l.probe, o.ProbeInterval, o.Logger, breaker.Messages{
 		Down: "redis unreachable: limits fall back to this replica's local limiters (each replica grants the full quota) until redis answers again",
@@ -177,7 +180,7 @@ func (l *Limits) warm(ctx context.Context) error {
 	}
 	// Taking nothing runs (and so loads) redis_rate's script, and writes
 	// nothing.
-	_, err := l.rates.AllowN(ctx, l.key("", "warm"), redis_rate.PerSecond(1), 0)
+	_, err := l.rates.AllowAtMost(ctx, l.key("", "warm"), redis_rate.PerSecond(1), 0)
 	return err
 }
 
@@ -193,7 +196,8 @@ func (l *Limits) probe(ctx context.Context) error {
 	return l.rdb.Ping(pctx).Err()
 }
 
-// Allow implements coordination.RateLimiter with redis_rate's GCRA.
+// Allow implements coordination.RateLimiter with redis_rate's GCRA. The
+// concurrent calls of one key share one round trip (see coalescer).
 func (l *Limits) Allow(ctx context.Context, key string, limit coordination.Limit) (bool, time.Duration) {
 	if limit.PerSecond < 0 {
 		return true, 0
@@ -201,17 +205,12 @@ func (l *Limits) Allow(ctx context.Context, key string, limit coordination.Limit
 	if !l.br.Usable() {
 		return l.fallbackAllow(ctx, key, limit)
 	}
-	cctx, cancel := l.callContext(ctx)
-	res, err := l.rates.Allow(cctx, l.key("", key), gcra(limit))
-	cancel()
+	ok, retryAfter, err := l.merge.allow(ctx, l.key("", key), gcra(limit))
 	if err != nil {
 		l.br.Fail(err)
 		return l.fallbackAllow(ctx, key, limit)
 	}
-	if res.Allowed > 0 {
-		return true, 0
-	}
-	return false, max(res.RetryAfter, time.Millisecond)
+	return ok, retryAfter
 }
 
 func (l *Limits) fallbackAllow(ctx context.Context, key string, limit coordination.Limit) (bool, time.Duration) {

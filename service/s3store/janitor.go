@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+
+	"github.com/greeter/greeter/coordination"
 )
 
 // MinTemporaryAge is the least age of anything under tmp/ for the janitor
@@ -29,7 +31,11 @@ const janitorTimeout = 10 * time.Minute
 // plain uploads' staging uploads); it returns how many it removed. Any
 // replica may run it at any time: everything it does is idempotent. It
 // skips uploads a stream of this process holds and keeps going after an
-// error, returning all of them joined. olderThan must be positive.
+// error, returning all of them joined. olderThan must be positive. With
+// leases that can be tried (coordination.LeaseTrier, as redislease's), it
+// also skips uploads a stream holds on another replica, and holds the
+// lease of each upload it removes, so that no replica resumes it
+// meanwhile.
 //
 // A plain upload that runs longer than olderThan may be aborted by the
 // janitor of another replica; an upload resumed at the very moment it
@@ -107,6 +113,27 @@ func (s *Store) cleanState(ctx context.Context, obj minio.ObjectInfo, now, cutof
 		return false, nil
 	}
 	defer s.held.drop(obj.Key, judging)
+	if trier, ok := s.leases.(coordination.LeaseTrier); ok {
+		// A stream on another replica may hold it: take its lease, never
+		// asking, or leave it; while the janitor holds the lease, a stream
+		// that resumes the upload waits for it. Read the state again, as
+		// a stream may have resumed it since it was listed.
+		referenced[st.S3UploadID] = true // unless removed below
+		lease, err := trier.TryAcquire(ctx, obj.Key, "janitor-"+newToken())
+		if err != nil { // held, or no telling while Redis is down
+			return false, nil
+		}
+		defer lease.Release()
+		switch st, _, err = s.loadState(ctx, obj.Key); {
+		case errors.Is(err, errNoState):
+			return false, nil
+		case err != nil:
+			return false, err
+		case !st.expired(now, ttl):
+			referenced[st.S3UploadID] = true
+			return false, nil
+		}
+	}
 	final := s.opts.Prefix + objectsDir + "/" + seg + "/" + st.Name
 	if err := s.abortMultipart(ctx, final, st.S3UploadID); err != nil {
 		referenced[st.S3UploadID] = true
