@@ -243,7 +243,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	// Tracing is off unless OTEL_TRACES_EXPORTER (or the OTLP variables'
 	// exporter) says otherwise; then the client span and its W3C trace
 	// context join the server's trace.
-	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "greeter"})
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "greeter", SampleRatio: 1}) // every command, unless OTEL_TRACES_SAMPLER[_ARG] says otherwise
 	if err != nil {
 		return usageError{fmt.Errorf("telemetry: %v", err)}
 	}

@@ -41,8 +41,8 @@ type serveConfig struct {
 	drainDelay      time.Duration
 	defaultOwner    string
 	resumableTTL    time.Duration
-	tracesExporter  string
 	metricsListen   string
+	telemetry       telemetryConfig
 
 	health    healthConfig
 	storage   storageConfig
@@ -88,7 +88,7 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.DurationVar(&c.drainDelay, "drain-delay", 2*time.Second, "on SIGTERM, report NOT_SERVING and keep serving this long before refusing new calls, so that clients move to other replicas (0: refuse at once)")
 	fs.DurationVar(&c.resumableTTL, "resumable-ttl", service.DefaultResumableTTL, "incomplete resumable uploads are deleted after this long without progress")
 	fs.StringVar(&c.defaultOwner, "default-owner", "anonymous", "owner of files when authentication is off")
-	fs.StringVar(&c.tracesExporter, "traces-exporter", "", "span exporter: otlp, stdout or none (default: $OTEL_TRACES_EXPORTER, else none)")
+	c.telemetry.flags(fs)
 	fs.StringVar(&c.metricsListen, "metrics-listen", "", "serve Prometheus metrics on this address at /metrics (off when empty)")
 	c.transport.flags(fs)
 	c.chain.flags(fs)
@@ -197,9 +197,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
-	tel, err := telemetry.Setup(ctx, telemetry.Config{TracesExporter: c.tracesExporter, ServiceName: "greeterd", Stdout: stdout})
+	tel, err := c.telemetry.setup(ctx, fs, stdout, log)
 	if err != nil {
-		return usageError{fmt.Errorf("telemetry: %v", err)}
+		return err
 	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
