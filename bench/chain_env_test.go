@@ -112,9 +112,12 @@ type limits struct {
 
 // chainOnOptions builds the chain p selects, with lim, and returns its
 // server options and the service options that go with it.
-func chainOnOptions(tb testing.TB, dev *certs.DevFiles, p plugins, lim limits) ([]grpc.ServerOption, service.Options) {
+func chainOnOptions(tb testing.TB, dev *certs.DevFiles, p plugins, lim limits, sampler sdktrace.Sampler) ([]grpc.ServerOption, service.Options) {
 	ctx := context.Background()
-	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "greeterd", SpanExporter: discardExporter{}, Sampler: sdktrace.AlwaysSample()})
+	if sampler == nil {
+		sampler = sdktrace.AlwaysSample()
+	}
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "greeterd", SpanExporter: discardExporter{}, Sampler: sampler})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -259,14 +262,17 @@ type chainSetup struct {
 	onStoreOptions []diskstore.Option
 	// onLimits and offLimits are the limits of each side's chain.
 	onLimits, offLimits limits
+	// sampler is the chain-on server's root sampler; nil samples every
+	// span. The chain-off server, when it has a chain, samples every span.
+	sampler sdktrace.Sampler
 }
 
 func newChainEnv(tb testing.TB, setup chainSetup) *chainEnv {
 	dev, serverTLS, clientTLS := devPKI(tb)
-	onOpts, onSvc := chainOnOptions(tb, dev, setup.plugins, setup.onLimits)
+	onOpts, onSvc := chainOnOptions(tb, dev, setup.plugins, setup.onLimits, setup.sampler)
 	offOpts, offSvc := []grpc.ServerOption(nil), service.Options{DefaultOwner: "bench"}
 	if setup.offPlugins != (plugins{}) {
-		offOpts, offSvc = chainOnOptions(tb, dev, setup.offPlugins, setup.offLimits)
+		offOpts, offSvc = chainOnOptions(tb, dev, setup.offPlugins, setup.offLimits, nil)
 	}
 	e := &chainEnv{}
 	for _, side := range []struct {
