@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"crypto/tls"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -83,8 +84,8 @@ func devPKI(tb testing.TB) (*certs.DevFiles, *tls.Config, *tls.Config) {
 // plugins selects what the chain-on server runs besides recovery, which is
 // always on in greeterd.
 type plugins struct {
-	// logging is the access log: one line per RPC to a file, through the
-	// telemetry log handler.
+	// logging is the access log: one line per RPC to a file, through a
+	// telemetry.LogBuffer and the telemetry log handler, as greeterd logs.
 	logging bool
 	// ratelimit is the per-peer and per-identity limiter.
 	ratelimit bool
@@ -134,7 +135,12 @@ func chainOnOptions(tb testing.TB, dev *certs.DevFiles, p plugins, lim limits, s
 			tb.Fatal(err)
 		}
 		tb.Cleanup(func() { logFile.Close() })
-		log = slog.New(telemetry.NewLogHandler(slog.NewTextHandler(logFile, nil)))
+		// As greeterd logs: formatted and written by a LogBuffer.
+		buf, h := telemetry.NewLogBuffer(logFile, telemetry.DefaultLogFlushInterval, func(w io.Writer) slog.Handler {
+			return telemetry.NewLogHandler(slog.NewTextHandler(w, nil))
+		})
+		tb.Cleanup(func() { buf.Close() }) // before the file closes
+		log = slog.New(h)
 	}
 	authn, err := auth.New(ctx, auth.Config{
 		PublicKeyFiles:  []string{dev.JWTPublicKey},

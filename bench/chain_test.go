@@ -20,7 +20,8 @@ import (
 // the greeter CLI does with --state-dir), with the same transport limits:
 //
 //   - on: greeterd's chain as cmd/greeterd builds it, every plugin on:
-//     recovery, logging (an access-log line per RPC to a file), the per-peer
+//     recovery, logging (an access-log line per RPC to a file, through a
+//     telemetry.LogBuffer as in greeterd), the per-peer
 //     limit, JWT authentication (Ed25519 dev key, verified-token cache),
 //     authorization, the per-identity limits, and the telemetry stats
 //     handler with tracing on (every span sampled unless a benchmark

@@ -153,22 +153,6 @@ func (l limitsConfig) serverOptions() []grpc.ServerOption {
 	}
 }
 
-func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, usageError{fmt.Errorf("--log-level: %v", err)}
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "text":
-		return slog.New(telemetry.NewLogHandler(slog.NewTextHandler(w, opts))), nil
-	case "json":
-		return slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(w, opts))), nil
-	default:
-		return nil, usageError{fmt.Errorf("--log-format must be text or json, got %q", format)}
-	}
-}
-
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	var c serveConfig
 	fs := serveFlags(&c)
@@ -193,10 +177,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err := checkDurations(fs); err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, c.logFormat, c.logLevel)
+	log, closeLog, err := newLogger(stderr, c.logFormat, c.logLevel)
 	if err != nil {
 		return err
 	}
+	defer closeLog() // deferred first, so it runs last: every record is written
 	tel, err := c.telemetry.setup(ctx, fs, stdout, log)
 	if err != nil {
 		return err

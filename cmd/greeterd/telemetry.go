@@ -53,3 +53,30 @@ func isSet(fs *flag.FlagSet, name string) bool {
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
 }
+
+// newLogger returns greeterd's logger and the func that writes out what it
+// holds. Records are formatted and written by a telemetry.LogBuffer: the
+// access log (a record per RPC) then costs an RPC a queue send, not a
+// write(2) and not the formatting's stack. A record reaches stderr within
+// telemetry.DefaultLogFlushInterval, an ERROR record at once, and all of
+// them before greeterd exits. Buffering was chosen over logging OK calls at
+// DEBUG because the access log of successful uploads and downloads is the
+// audit trail of who moved which file.
+func newLogger(w io.Writer, format, level string) (*slog.Logger, func(), error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, nil, usageError{fmt.Errorf("--log-level: %v", err)}
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	var newHandler func(io.Writer) slog.Handler
+	switch format {
+	case "text":
+		newHandler = func(w io.Writer) slog.Handler { return telemetry.NewLogHandler(slog.NewTextHandler(w, opts)) }
+	case "json":
+		newHandler = func(w io.Writer) slog.Handler { return telemetry.NewLogHandler(slog.NewJSONHandler(w, opts)) }
+	default:
+		return nil, nil, usageError{fmt.Errorf("--log-format must be text or json, got %q", format)}
+	}
+	buf, h := telemetry.NewLogBuffer(w, telemetry.DefaultLogFlushInterval, newHandler)
+	return slog.New(h), func() { _ = buf.Close() }, nil
+}
