@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"io"
@@ -271,6 +272,8 @@ type chainSetup struct {
 	// sampler is the chain-on server's root sampler; nil samples every
 	// span. The chain-off server, when it has a chain, samples every span.
 	sampler sdktrace.Sampler
+	// onLabel is the chain-on side's profile label; empty means "on".
+	onLabel string
 }
 
 func newChainEnv(tb testing.TB, setup chainSetup) *chainEnv {
@@ -290,7 +293,7 @@ func newChainEnv(tb testing.TB, setup chainSetup) *chainEnv {
 		store []diskstore.Option
 		dst   **client.Client
 	}{
-		{"on", onOpts, onSvc, setup.onServerOptions, setup.onDialOptions, setup.onStoreOptions, &e.on},
+		{cmp.Or(setup.onLabel, "on"), onOpts, onSvc, setup.onServerOptions, setup.onDialOptions, setup.onStoreOptions, &e.on},
 		{"off", offOpts, offSvc, nil, nil, nil, &e.off},
 	} {
 		store, err := diskstore.Open(tb.TempDir(), side.store...)

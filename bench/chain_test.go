@@ -126,12 +126,13 @@ func reportOnOff(b *testing.B, unit string, scale float64, on, off phase) {
 // rotating phases of up to 2000 calls. It reports cost-default-% and
 // cost-all-% (the chain's cost in requests per second against no chain,
 // issue 15's targets are 15 and 35) and the rates; ns/op is the
-// default-sampler side's. To measure:
+// default-sampler side's. The chain-on servers' profile labels are
+// chain=on (default sampler) and chain=on-all. To measure:
 //
 //	go test -run '^$' -bench 'ChainUnary$' -benchtime 20000x -count 5 ./bench
 func BenchmarkChainUnary(b *testing.B) {
 	def := newChainEnv(b, chainSetup{plugins: allPlugins, sampler: telemetry.RatioSampler(telemetry.DefaultSampleRatio)})
-	all := newChainEnv(b, chainSetup{plugins: allPlugins})
+	all := newChainEnv(b, chainSetup{plugins: allPlugins, onLabel: "on-all"})
 	sides := []struct {
 		name string
 		c    *client.Client
