@@ -37,9 +37,10 @@ type serverDuration struct {
 // per RPC, as otelgrpc does.
 const maxCachedMethods = 256
 
-// methodSets holds one method's measurement options, one per status code.
+// methodSets holds one method's measurement options, one per status code,
+// each in the variadic slice Record takes, so that no call allocates one.
 type methodSets struct {
-	byCode [len(canonicalCodes)]metric.RecordOption
+	byCode [len(canonicalCodes)][]metric.RecordOption
 	base   []attribute.KeyValue
 }
 
@@ -98,23 +99,23 @@ func newMethodSets(fullMethod string) *methodSets {
 	return m
 }
 
-// option builds the measurement option for code.
-func (m *methodSets) option(code codes.Code) metric.RecordOption {
+// option builds the measurement options for code.
+func (m *methodSets) option(code codes.Code) []metric.RecordOption {
 	attrs := append(slices.Clip(m.base), semconv.RPCResponseStatusCode(canonicalCode(code)))
 	if isServerFault(code) {
 		attrs = append(attrs, semconv.ErrorTypeKey.String(canonicalCode(code)))
 	}
-	return metric.WithAttributeSet(attribute.NewSet(attrs...))
+	return []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attrs...))}
 }
 
 // record adds one RPC of m that ended with err after elapsed.
 func (d *serverDuration) record(ctx context.Context, m *methodSets, err error, elapsed time.Duration) {
 	code := status.Code(err)
 	if int(code) < len(m.byCode) {
-		d.hist.Record(ctx, elapsed.Seconds(), m.byCode[code])
+		d.hist.Record(ctx, elapsed.Seconds(), m.byCode[code]...)
 		return
 	}
-	d.hist.Record(ctx, elapsed.Seconds(), m.option(code)) // a code outside the standard ones
+	d.hist.Record(ctx, elapsed.Seconds(), m.option(code)...) // a code outside the standard ones
 }
 
 // isServerFault reports the codes otelgrpc's server side counts as errors
