@@ -177,12 +177,19 @@ func TestServerDurationAsOtelgrpc(t *testing.T) {
 	p, _, reader := setupMemory(t, telemetry.Config{})
 	ref, _, refReader := setupMemory(t, telemetry.Config{})
 	plain := otelgrpc.NewServerHandler(otelgrpc.WithMeterProvider(ref.MeterProvider()), otelgrpc.WithTracerProvider(tracenoop.NewTracerProvider()))
-	ts := startServerWith(t, p, pki.serverCreds(), []grpc.ServerOption{grpc.StatsHandler(plain)})
+	// grpc calls the plain handler after ServerHandler: wait for its End too.
+	plainEnds := make(chan struct{}, 16)
+	ts := startServerWith(t, p, pki.serverCreds(), []grpc.ServerOption{grpc.StatsHandler(endSignal{Handler: plain, ends: plainEnds})})
 	client := pb.NewGreeterClient(ts.dial(t, nil, pki.clientCreds(true)))
 	for _, name := range []string{"OK", "OK", strconv.Itoa(int(codes.NotFound)), strconv.Itoa(int(codes.Internal)), strconv.Itoa(int(codes.Unavailable)), "OK"} {
 		_, _ = client.SayHello(ctx, &pb.HelloRequest{Name: name})
 		<-ts.seen
 		ts.waitEnd(t, ctx)
+		select {
+		case <-plainEnds:
+		case <-ctx.Done():
+			t.Fatal("the plain otelgrpc handler saw no End")
+		}
 	}
 	collect := func(r sdkmetric.Reader) (instrumentation.Scope, metricdata.Metrics) {
 		var rm metricdata.ResourceMetrics
