@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -83,8 +85,8 @@ func devPKI(tb testing.TB) (*certs.DevFiles, *tls.Config, *tls.Config) {
 // plugins selects what the chain-on server runs besides recovery, which is
 // always on in greeterd.
 type plugins struct {
-	// logging is the access log: one line per RPC to a file, through the
-	// telemetry log handler.
+	// logging is the access log: one line per RPC to a file, through a
+	// telemetry.LogBuffer and the telemetry log handler, as greeterd logs.
 	logging bool
 	// ratelimit is the per-peer and per-identity limiter.
 	ratelimit bool
@@ -112,9 +114,12 @@ type limits struct {
 
 // chainOnOptions builds the chain p selects, with lim, and returns its
 // server options and the service options that go with it.
-func chainOnOptions(tb testing.TB, dev *certs.DevFiles, p plugins, lim limits) ([]grpc.ServerOption, service.Options) {
+func chainOnOptions(tb testing.TB, dev *certs.DevFiles, p plugins, lim limits, sampler sdktrace.Sampler) ([]grpc.ServerOption, service.Options) {
 	ctx := context.Background()
-	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "greeterd", SpanExporter: discardExporter{}, Sampler: sdktrace.AlwaysSample()})
+	if sampler == nil {
+		sampler = sdktrace.AlwaysSample()
+	}
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "greeterd", SpanExporter: discardExporter{}, Sampler: sampler})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -131,7 +136,12 @@ func chainOnOptions(tb testing.TB, dev *certs.DevFiles, p plugins, lim limits) (
 			tb.Fatal(err)
 		}
 		tb.Cleanup(func() { logFile.Close() })
-		log = slog.New(telemetry.NewLogHandler(slog.NewTextHandler(logFile, nil)))
+		// As greeterd logs: formatted and written by a LogBuffer.
+		buf, h := telemetry.NewLogBuffer(logFile, telemetry.DefaultLogFlushInterval, func(w io.Writer) slog.Handler {
+			return telemetry.NewLogHandler(slog.NewTextHandler(w, nil))
+		})
+		tb.Cleanup(func() { buf.Close() }) // before the file closes
+		log = slog.New(h)
 	}
 	authn, err := auth.New(ctx, auth.Config{
 		PublicKeyFiles:  []string{dev.JWTPublicKey},
@@ -259,14 +269,19 @@ type chainSetup struct {
 	onStoreOptions []diskstore.Option
 	// onLimits and offLimits are the limits of each side's chain.
 	onLimits, offLimits limits
+	// sampler is the chain-on server's root sampler; nil samples every
+	// span. The chain-off server, when it has a chain, samples every span.
+	sampler sdktrace.Sampler
+	// onLabel is the chain-on side's profile label; empty means "on".
+	onLabel string
 }
 
 func newChainEnv(tb testing.TB, setup chainSetup) *chainEnv {
 	dev, serverTLS, clientTLS := devPKI(tb)
-	onOpts, onSvc := chainOnOptions(tb, dev, setup.plugins, setup.onLimits)
+	onOpts, onSvc := chainOnOptions(tb, dev, setup.plugins, setup.onLimits, setup.sampler)
 	offOpts, offSvc := []grpc.ServerOption(nil), service.Options{DefaultOwner: "bench"}
 	if setup.offPlugins != (plugins{}) {
-		offOpts, offSvc = chainOnOptions(tb, dev, setup.offPlugins, setup.offLimits)
+		offOpts, offSvc = chainOnOptions(tb, dev, setup.offPlugins, setup.offLimits, nil)
 	}
 	e := &chainEnv{}
 	for _, side := range []struct {
@@ -278,7 +293,7 @@ func newChainEnv(tb testing.TB, setup chainSetup) *chainEnv {
 		store []diskstore.Option
 		dst   **client.Client
 	}{
-		{"on", onOpts, onSvc, setup.onServerOptions, setup.onDialOptions, setup.onStoreOptions, &e.on},
+		{cmp.Or(setup.onLabel, "on"), onOpts, onSvc, setup.onServerOptions, setup.onDialOptions, setup.onStoreOptions, &e.on},
 		{"off", offOpts, offSvc, nil, nil, nil, &e.off},
 	} {
 		store, err := diskstore.Open(tb.TempDir(), side.store...)

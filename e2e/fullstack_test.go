@@ -56,7 +56,8 @@ func TestFullStack(t *testing.T) {
 		"--client-ca", f("ca.pem"), "--client-auth", "request",
 		"--jwt-public-key", f("jwt-public-key.pem"),
 		"--cert-identity", billing+"=files:read+files:write",
-		"--metrics-listen", "127.0.0.1:0")
+		"--metrics-listen", "127.0.0.1:0",
+		"--trace-sample-ratio", "1") // a trace per call, not greeterd's default one in ten
 
 	// A person: the CLI with a bearer token and no client certificate.
 	work := t.TempDir()

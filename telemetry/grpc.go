@@ -5,6 +5,8 @@ import (
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/stats"
@@ -68,9 +70,20 @@ func ServerHandler(p *Providers, opts ...HandlerOption) stats.Handler {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	// rpc.server.call.duration is recorded by serverHandler, with attribute
+	// sets built once per method (see serverDuration); otelgrpc then gets a
+	// no-op meter. If that fails, otelgrpc records it as usual.
+	dur, err := newServerDuration(p.MeterProvider())
+	if err != nil {
+		dur = nil
+	}
+	var otelMeter metric.MeterProvider = p.MeterProvider()
+	if dur != nil {
+		otelMeter = metricnoop.NewMeterProvider()
+	}
 	otelOpts := []otelgrpc.Option{
 		otelgrpc.WithTracerProvider(p.TracerProvider()),
-		otelgrpc.WithMeterProvider(p.MeterProvider()),
+		otelgrpc.WithMeterProvider(otelMeter),
 		otelgrpc.WithPropagators(p.Propagator()),
 		otelgrpc.WithPublicEndpointFn(func(ctx context.Context, _ *stats.RPCTagInfo) bool {
 			return !o.trusted(ctx)
@@ -81,23 +94,43 @@ func ServerHandler(p *Providers, opts ...HandlerOption) stats.Handler {
 			return o.filter(info.FullMethodName)
 		}))
 	}
-	return &serverHandler{Handler: otelgrpc.NewServerHandler(otelOpts...), trusted: o.trusted}
+	return &serverHandler{Handler: otelgrpc.NewServerHandler(otelOpts...), trusted: o.trusted, filter: o.filter, dur: dur}
 }
 
 // serverHandler removes an untrusted caller's baggage after otelgrpc has
-// extracted it, so it is not forwarded on outgoing calls.
+// extracted it, so it is not forwarded on outgoing calls, and records
+// rpc.server.call.duration when dur is set.
 type serverHandler struct {
 	stats.Handler
 	trusted func(context.Context) bool
+	filter  func(fullMethod string) bool
+	dur     *serverDuration
 }
 
-// TagRPC starts the server span and strips untrusted baggage.
+// methodSetsKey is the context key of an RPC's *methodSets.
+type methodSetsKey struct{}
+
+// TagRPC starts the server span, strips untrusted baggage and notes the
+// method's duration attribute sets.
 func (h *serverHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
 	ctx = h.Handler.TagRPC(ctx, info)
-	if !h.trusted(ctx) {
+	if baggage.FromContext(ctx).Len() > 0 && !h.trusted(ctx) {
 		ctx = baggage.ContextWithoutBaggage(ctx)
 	}
+	if h.dur != nil && (h.filter == nil || h.filter(info.FullMethodName)) {
+		ctx = context.WithValue(ctx, methodSetsKey{}, h.dur.forMethod(info.FullMethodName))
+	}
 	return ctx
+}
+
+// HandleRPC passes rs to otelgrpc and records the duration at the end.
+func (h *serverHandler) HandleRPC(ctx context.Context, rs stats.RPCStats) {
+	h.Handler.HandleRPC(ctx, rs)
+	if end, ok := rs.(*stats.End); ok && h.dur != nil {
+		if m, ok := ctx.Value(methodSetsKey{}).(*methodSets); ok {
+			h.dur.record(ctx, m, end.Error, end.EndTime.Sub(end.BeginTime))
+		}
+	}
 }
 
 // ClientHandler returns the stats.Handler to install with

@@ -2,14 +2,19 @@ package telemetry_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strconv"
 	"testing"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -158,5 +163,74 @@ func TestHandlerFilter(t *testing.T) {
 	}
 	if want := []string{"Greeter/StatFile"}; !slices.Equal(names, want) {
 		t.Errorf("server spans: got %v, want %v", names, want)
+	}
+}
+
+// TestServerDurationAsOtelgrpc runs one server with both ServerHandler and a
+// plain otelgrpc server handler, each on its own MeterProvider, and checks
+// that ServerHandler's rpc.server.call.duration (attribute sets built once
+// per method) is what otelgrpc records: same scope, unit, description,
+// buckets, series and counts.
+func TestServerDurationAsOtelgrpc(t *testing.T) {
+	pki := newTestPKI(t)
+	ctx := testContext(t)
+	p, _, reader := setupMemory(t, telemetry.Config{})
+	ref, _, refReader := setupMemory(t, telemetry.Config{})
+	plain := otelgrpc.NewServerHandler(otelgrpc.WithMeterProvider(ref.MeterProvider()), otelgrpc.WithTracerProvider(tracenoop.NewTracerProvider()))
+	// grpc calls the plain handler after ServerHandler: wait for its End too.
+	plainEnds := make(chan struct{}, 16)
+	ts := startServerWith(t, p, pki.serverCreds(), []grpc.ServerOption{grpc.StatsHandler(endSignal{Handler: plain, ends: plainEnds})})
+	client := pb.NewGreeterClient(ts.dial(t, nil, pki.clientCreds(true)))
+	for _, name := range []string{"OK", "OK", strconv.Itoa(int(codes.NotFound)), strconv.Itoa(int(codes.Internal)), strconv.Itoa(int(codes.Unavailable)), "OK"} {
+		_, _ = client.SayHello(ctx, &pb.HelloRequest{Name: name})
+		<-ts.seen
+		ts.waitEnd(t, ctx)
+		select {
+		case <-plainEnds:
+		case <-ctx.Done():
+			t.Fatal("the plain otelgrpc handler saw no End")
+		}
+	}
+	collect := func(r sdkmetric.Reader) (instrumentation.Scope, metricdata.Metrics) {
+		var rm metricdata.ResourceMetrics
+		if err := r.Collect(ctx, &rm); err != nil {
+			t.Fatalf("Collect: %v", err)
+		}
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				if m.Name == "rpc.server.call.duration" {
+					return sm.Scope, m
+				}
+			}
+		}
+		t.Fatal("no rpc.server.call.duration")
+		return instrumentation.Scope{}, metricdata.Metrics{}
+	}
+	gotScope, got := collect(reader)
+	wantScope, want := collect(refReader)
+	if gotScope != wantScope {
+		t.Errorf("scope: got %+v, want %+v", gotScope, wantScope)
+	}
+	if got.Unit != want.Unit || got.Description != want.Description {
+		t.Errorf("unit, description: got %q, %q, want %q, %q", got.Unit, got.Description, want.Unit, want.Description)
+	}
+	series := func(m metricdata.Metrics) map[attribute.Distinct]string {
+		out := map[attribute.Distinct]string{}
+		for _, dp := range m.Data.(metricdata.Histogram[float64]).DataPoints {
+			out[dp.Attributes.Equivalent()] = fmt.Sprintf("%s count=%d bounds=%v", dp.Attributes.Encoded(attribute.DefaultEncoder()), dp.Count, dp.Bounds)
+		}
+		return out
+	}
+	g, w := series(got), series(want)
+	if len(w) != 4 {
+		t.Fatalf("otelgrpc recorded %d series, want 4 (OK, NOT_FOUND, INTERNAL, UNAVAILABLE)", len(w))
+	}
+	for k, ws := range w {
+		if g[k] != ws {
+			t.Errorf("series: got %q, want %q", g[k], ws)
+		}
+	}
+	if len(g) != len(w) {
+		t.Errorf("%d series, want %d", len(g), len(w))
 	}
 }

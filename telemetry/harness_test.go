@@ -264,7 +264,7 @@ var otelEnv = []string{
 	"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
 	"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
 	"OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-	"OTEL_SEMCONV_STABILITY_OPT_IN",
+	"OTEL_SEMCONV_STABILITY_OPT_IN", "OTEL_SDK_DISABLED",
 }
 
 func cleanEnv(t *testing.T) {
@@ -289,6 +289,10 @@ func setupMemory(t *testing.T, cfg telemetry.Config) (*telemetry.Providers, *tra
 	exp := tracetest.NewInMemoryExporter()
 	reader := sdkmetric.NewManualReader()
 	cfg.SpanExporter = exp
+	if cfg.SampleRatio == 0 {
+		// Every root span, so that tests see the spans they make.
+		cfg.SampleRatio = 1
+	}
 	cfg.MetricReaders = append(cfg.MetricReaders, reader)
 	p, err := telemetry.Setup(context.Background(), cfg)
 	if err != nil {

@@ -189,7 +189,7 @@ func (m *Metrics) addBytes(ctx context.Context, dir Direction, n int64) {
 	if m == nil || n <= 0 {
 		return
 	}
-	m.bytes.Add(ctx, n, metric.WithAttributes(directionAttr(dir)))
+	m.bytes.Add(ctx, n, directionOpt(dir)...)
 }
 
 // TransferStarted counts a transfer in progress and returns the func that
@@ -198,12 +198,12 @@ func (m *Metrics) TransferStarted(ctx context.Context, dir Direction) (done func
 	if m == nil {
 		return func() {}
 	}
-	attrs := metric.WithAttributes(directionAttr(dir))
-	m.active.Add(ctx, 1, attrs)
+	attrs := directionOpt(dir)
+	m.active.Add(ctx, 1, attrs...)
 	var ended atomic.Bool
 	return func() {
 		if ended.CompareAndSwap(false, true) {
-			m.active.Add(context.WithoutCancel(ctx), -1, attrs)
+			m.active.Add(context.WithoutCancel(ctx), -1, attrs...)
 		}
 	}
 }
@@ -229,12 +229,11 @@ func (m *Metrics) RateLimited(ctx context.Context, reason RateLimitReason) {
 	if m == nil {
 		return
 	}
-	switch reason {
-	case RateLimitRate, RateLimitConcurrency, RateLimitBandwidth, RateLimitGlobal:
-	default:
-		reason = RateLimitOther
+	opt, ok := rateLimitOpts[reason]
+	if !ok {
+		opt = rateLimitOpts[RateLimitOther]
 	}
-	m.rateLimits.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", string(reason))))
+	m.rateLimits.Add(ctx, 1, opt...)
 }
 
 // StorageServing records the outcome of the latest storage health check,
@@ -256,21 +255,42 @@ func (m *Metrics) AuthFailed(ctx context.Context, reason AuthFailureReason) {
 	if m == nil {
 		return
 	}
-	switch reason {
-	case AuthMissingCredentials, AuthMalformedToken, AuthBadSignature, AuthExpired,
-		AuthNotYetValid, AuthWrongIssuer, AuthWrongAudience, AuthUnknownKey,
-		AuthBadCertificate, AuthPermissionDenied:
-	default:
-		reason = AuthOther
+	opt, ok := authFailureOpts[reason]
+	if !ok {
+		opt = authFailureOpts[AuthOther]
 	}
-	m.authFails.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", string(reason))))
+	m.authFails.Add(ctx, 1, opt...)
 }
 
-func directionAttr(dir Direction) attribute.KeyValue {
-	switch dir {
-	case DirectionUpload, DirectionDownload:
-	default:
-		dir = DirectionOther
+// The options of the fixed label values, each attribute set (and the
+// variadic slice that carries it) built once: building them per call
+// (metric.WithAttributes) cost four allocations and a hash on every
+// transfer, rejection and failure.
+var (
+	directionOpts = optionsFor("direction", DirectionUpload, DirectionDownload, DirectionOther)
+
+	rateLimitOpts = optionsFor("reason", RateLimitRate, RateLimitConcurrency, RateLimitBandwidth,
+		RateLimitGlobal, RateLimitOther)
+
+	authFailureOpts = optionsFor("reason", AuthMissingCredentials, AuthMalformedToken,
+		AuthBadSignature, AuthExpired, AuthNotYetValid, AuthWrongIssuer, AuthWrongAudience,
+		AuthUnknownKey, AuthBadCertificate, AuthPermissionDenied, AuthOther)
+)
+
+// optionsFor returns, for each value, the options recording key=value.
+func optionsFor[V ~string](key string, values ...V) map[V][]metric.AddOption {
+	opts := make(map[V][]metric.AddOption, len(values))
+	for _, v := range values {
+		opts[v] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String(key, string(v))))}
 	}
-	return attribute.String("direction", string(dir))
+	return opts
+}
+
+// directionOpt returns the option recording dir; anything but upload and
+// download is recorded as DirectionOther.
+func directionOpt(dir Direction) []metric.AddOption {
+	if opt, ok := directionOpts[dir]; ok {
+		return opt
+	}
+	return directionOpts[DirectionOther]
 }

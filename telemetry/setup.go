@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -75,10 +74,13 @@ type Config struct {
 	// set.
 	ServiceVersion string
 
-	// TracesExporter is ExporterNone, ExporterOTLP or ExporterStdout. Empty
-	// means OTEL_TRACES_EXPORTER, then ExporterNone. The OTLP exporters read
-	// their endpoint, headers, TLS files, timeout and compression from the
-	// standard OTEL_EXPORTER_OTLP_* variables themselves.
+	// TracesExporter is ExporterNone, ExporterOTLP or ExporterStdout, and
+	// wins over every environment variable. Empty means: none when
+	// OTEL_SDK_DISABLED is true, else OTEL_TRACES_EXPORTER, else otlp when
+	// OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is
+	// set, else ExporterNone (see tracesExporterName). The OTLP exporters
+	// read their endpoint, headers, TLS files, timeout and compression from
+	// the standard OTEL_EXPORTER_OTLP_* variables themselves.
 	TracesExporter string
 	// OTLPProtocol is ProtocolGRPC or ProtocolHTTPProtobuf. Empty means
 	// OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, then OTEL_EXPORTER_OTLP_PROTOCOL,
@@ -91,11 +93,17 @@ type Config struct {
 	// ignored. Tests pass an in-memory exporter here.
 	SpanExporter sdktrace.SpanExporter
 
-	// Sampler decides which new traces are recorded. Nil leaves the choice
-	// to the SDK, which reads OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG
-	// and otherwise samples every trace whose parent is sampled or absent.
-	// Setup rejects values of those variables the SDK would ignore.
+	// Sampler decides which new traces are recorded, and wins over the
+	// environment. Nil means OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG
+	// when set, else parentbased_traceidratio with SampleRatio (see
+	// newSampler). Setup rejects values of those variables that the SDK
+	// would silently ignore.
 	Sampler sdktrace.Sampler
+	// SampleRatio is the default sampler's ratio of new root traces, used
+	// when neither Sampler nor OTEL_TRACES_SAMPLER_ARG gives one. Zero means
+	// DefaultSampleRatio; a program that wants every root sampled unless
+	// told otherwise (the CLI: one trace per command) passes 1.
+	SampleRatio float64
 	// MaxQueueSize bounds the finished spans waiting for export. When the
 	// queue is full, new spans are dropped and counted. Zero means
 	// DefaultMaxQueueSize.
@@ -113,6 +121,9 @@ type Providers struct {
 	tracerProvider trace.TracerProvider
 	meterProvider  metric.MeterProvider
 	tracing        bool
+	exporter       string
+	exporterReason string
+	sampler        string
 	registry       *prometheus.Registry
 
 	shutdownOnce sync.Once
@@ -159,22 +170,24 @@ func Setup(ctx context.Context, cfg Config) (_ *Providers, err error) {
 	p.meterProvider = mp
 	p.shutdown = append(p.shutdown, mp.Shutdown)
 
-	exporter, err := newSpanExporter(ctx, cfg)
+	exporter, err := p.newSpanExporter(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	if exporter == nil {
+		// No exporter, no SDK tracer provider: spans cost nothing, not even
+		// a sampling decision.
 		p.tracerProvider = tracenoop.NewTracerProvider()
 		return p, nil
 	}
 
-	var topts []sdktrace.TracerProviderOption
-	if cfg.Sampler != nil {
-		topts = append(topts, sdktrace.WithSampler(cfg.Sampler))
-	} else if err := checkSamplerEnv(); err != nil {
+	sampler, err := newSampler(cfg, os.Getenv)
+	if err != nil {
 		// The exporter has not been handed to a processor yet.
 		return nil, errors.Join(err, exporter.Shutdown(ctx))
 	}
+	p.sampler = sampler.Description()
+	topts := []sdktrace.TracerProviderOption{sdktrace.WithSampler(sampler)}
 	dropped, err := mp.Meter(ScopeName).Int64Counter("greeter.trace.spans.dropped",
 		metric.WithUnit("{span}"),
 		metric.WithDescription("Finished spans dropped because the export queue was full."))
@@ -234,6 +247,17 @@ func (p *Providers) Propagator() propagation.TextMapPropagator {
 // TracingEnabled reports whether spans are recorded and exported.
 func (p *Providers) TracingEnabled() bool {
 	return p != nil && p.tracing
+}
+
+// TracingDecision describes, for a start-up log line, which exporter Setup
+// chose and why (for example "otlp" because of
+// "OTEL_EXPORTER_OTLP_ENDPOINT") and the sampler's description, empty when
+// tracing is off.
+func (p *Providers) TracingDecision() (exporter, reason, sampler string) {
+	if p == nil {
+		return ExporterNone, "", ""
+	}
+	return p.exporter, p.exporterReason, p.sampler
 }
 
 // MetricsHandler returns an http.Handler serving the private registry in the
@@ -297,14 +321,16 @@ func newResource(ctx context.Context, cfg Config) (*resource.Resource, error) {
 }
 
 // newSpanExporter returns the configured exporter, or nil when tracing is
-// off.
-func newSpanExporter(ctx context.Context, cfg Config) (sdktrace.SpanExporter, error) {
+// off, and records the decision in p.
+func (p *Providers) newSpanExporter(ctx context.Context, cfg Config) (sdktrace.SpanExporter, error) {
 	if cfg.SpanExporter != nil {
+		p.exporter, p.exporterReason = "custom", "Config.SpanExporter"
 		return cfg.SpanExporter, nil
 	}
-	name := firstNonEmpty(cfg.TracesExporter, os.Getenv("OTEL_TRACES_EXPORTER"))
-	switch strings.ToLower(name) {
-	case "", ExporterNone:
+	name, reason := tracesExporterName(cfg, os.Getenv)
+	p.exporter, p.exporterReason = name, reason
+	switch name {
+	case ExporterNone:
 		return nil, nil
 	case ExporterStdout, "console":
 		w := cfg.Stdout
@@ -317,10 +343,7 @@ func newSpanExporter(ctx context.Context, cfg Config) (sdktrace.SpanExporter, er
 		}
 		return exp, nil
 	case ExporterOTLP:
-		protocol := firstNonEmpty(cfg.OTLPProtocol,
-			os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"),
-			os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL"),
-			DefaultOTLPProtocol)
+		protocol := otlpProtocol(cfg, os.Getenv)
 		var (
 			exp sdktrace.SpanExporter
 			err error
@@ -339,30 +362,6 @@ func newSpanExporter(ctx context.Context, cfg Config) (sdktrace.SpanExporter, er
 		return exp, nil
 	default:
 		return nil, fmt.Errorf("telemetry: unsupported traces exporter %q (want %q, %q or %q)", name, ExporterNone, ExporterOTLP, ExporterStdout)
-	}
-}
-
-// checkSamplerEnv rejects OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG
-// values that the SDK would report to the global error handler and then
-// replace by its default, so a typo cannot silently turn 1% sampling into
-// 100%. The names are those of the SDK's sampler_env.go.
-func checkSamplerEnv() error {
-	name := strings.ToLower(strings.TrimSpace(os.Getenv("OTEL_TRACES_SAMPLER")))
-	arg := strings.TrimSpace(os.Getenv("OTEL_TRACES_SAMPLER_ARG"))
-	switch name {
-	case "", "always_on", "always_off", "parentbased_always_on", "parentbased_always_off":
-		return nil
-	case "traceidratio", "parentbased_traceidratio":
-		if arg == "" {
-			return nil
-		}
-		ratio, err := strconv.ParseFloat(arg, 64)
-		if err != nil || ratio < 0 || ratio > 1 {
-			return fmt.Errorf("telemetry: OTEL_TRACES_SAMPLER_ARG %q is not a ratio between 0 and 1", arg)
-		}
-		return nil
-	default:
-		return fmt.Errorf("telemetry: unsupported OTEL_TRACES_SAMPLER %q", name)
 	}
 }
 

@@ -59,6 +59,7 @@ func TestSetupExporterSelection(t *testing.T) {
 			}
 			ctx := testContext(t)
 			tt.cfg.Stdout = io.Discard
+			tt.cfg.SampleRatio = 1
 			p, err := telemetry.Setup(ctx, tt.cfg)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
@@ -90,7 +91,7 @@ func TestSetupStdout(t *testing.T) {
 	cleanEnv(t)
 	ctx := testContext(t)
 	var buf bytes.Buffer
-	p, err := telemetry.Setup(ctx, telemetry.Config{TracesExporter: "stdout", Stdout: &buf})
+	p, err := telemetry.Setup(ctx, telemetry.Config{TracesExporter: "stdout", Stdout: &buf, SampleRatio: 1})
 	if err != nil {
 		t.Fatalf("Setup: %v", err)
 	}
@@ -134,6 +135,7 @@ func TestSetupResource(t *testing.T) {
 			ctx := testContext(t)
 			exp := tracetest.NewInMemoryExporter()
 			tt.cfg.SpanExporter = exp
+			tt.cfg.SampleRatio = 1
 			p, err := telemetry.Setup(ctx, tt.cfg)
 			if tt.wantErr {
 				if err == nil {
@@ -181,7 +183,8 @@ func TestSetupSamplerFromEnv(t *testing.T) {
 		cfg       sdktrace.Sampler
 		wantSpans int
 	}{
-		{name: "default samples roots", wantSpans: 1},
+		{name: "default ratio 1 from config samples roots", wantSpans: 1},
+		{name: "arg sets the default sampler's ratio", arg: "0", wantSpans: 0},
 		{name: "always_off", sampler: "always_off", wantSpans: 0},
 		{name: "parentbased_always_off", sampler: "parentbased_always_off", wantSpans: 0},
 		{name: "traceidratio 0", sampler: "traceidratio", arg: "0", wantSpans: 0},
@@ -195,7 +198,7 @@ func TestSetupSamplerFromEnv(t *testing.T) {
 			t.Setenv("OTEL_TRACES_SAMPLER_ARG", tt.arg)
 			ctx := testContext(t)
 			exp := tracetest.NewInMemoryExporter()
-			p, err := telemetry.Setup(ctx, telemetry.Config{SpanExporter: exp, Sampler: tt.cfg})
+			p, err := telemetry.Setup(ctx, telemetry.Config{SpanExporter: exp, Sampler: tt.cfg, SampleRatio: 1})
 			if err != nil {
 				t.Fatalf("Setup: %v", err)
 			}
@@ -321,14 +324,15 @@ func TestSetupOTLPFromEnv(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cleanEnv(t)
 			addr, got := tt.start(t)
-			t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
+			// No OTEL_TRACES_EXPORTER: an endpoint variable alone turns
+			// OTLP export on, as the specification's default says.
 			t.Setenv("OTEL_SERVICE_NAME", "greeter-under-test")
 			t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=blue")
 			for k, v := range tt.env(addr) {
 				t.Setenv(k, v)
 			}
 			ctx := testContext(t)
-			p, err := telemetry.Setup(ctx, telemetry.Config{})
+			p, err := telemetry.Setup(ctx, telemetry.Config{SampleRatio: 1})
 			if err != nil {
 				t.Fatalf("Setup: %v", err)
 			}

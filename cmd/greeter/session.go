@@ -55,7 +55,9 @@ func (a *app) session(cmd *cobra.Command, body func(context.Context, *session) e
 	}
 	// Tracing is off unless the OTEL_* variables (or a test's exporter) turn
 	// it on. The console exporter writes to stderr: stdout is for results.
-	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "greeter", Stdout: a.stderr, SpanExporter: a.spanExporter})
+	// Every command is sampled (one trace per command) unless
+	// OTEL_TRACES_SAMPLER[_ARG] say otherwise; greeterd's default is 0.1.
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "greeter", Stdout: a.stderr, SpanExporter: a.spanExporter, SampleRatio: 1})
 	if err != nil {
 		return usageError{fmt.Errorf("telemetry: %v", err)}
 	}

@@ -44,8 +44,8 @@ type serveConfig struct {
 	drainDelay      time.Duration
 	defaultOwner    string
 	resumableTTL    time.Duration
-	tracesExporter  string
 	metricsListen   string
+	telemetry       telemetryConfig
 
 	health    healthConfig
 	storage   storageConfig
@@ -91,7 +91,7 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.DurationVar(&c.drainDelay, "drain-delay", 2*time.Second, "on SIGTERM, report NOT_SERVING and keep serving this long before refusing new calls, so that clients move to other replicas (0: refuse at once)")
 	fs.DurationVar(&c.resumableTTL, "resumable-ttl", service.DefaultResumableTTL, "incomplete resumable uploads are deleted after this long without progress")
 	fs.StringVar(&c.defaultOwner, "default-owner", "anonymous", "owner of files when authentication is off")
-	fs.StringVar(&c.tracesExporter, "traces-exporter", "", "span exporter: otlp, stdout or none (default: $OTEL_TRACES_EXPORTER, else none)")
+	c.telemetry.flags(fs)
 	fs.StringVar(&c.metricsListen, "metrics-listen", "", "serve Prometheus metrics on this address at /metrics (off when empty)")
 	c.transport.flags(fs)
 	c.chain.flags(fs)
@@ -156,22 +156,6 @@ func (l limitsConfig) serverOptions() []grpc.ServerOption {
 	}
 }
 
-func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, usageError{fmt.Errorf("--log-level: %v", err)}
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "text":
-		return slog.New(telemetry.NewLogHandler(slog.NewTextHandler(w, opts))), nil
-	case "json":
-		return slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(w, opts))), nil
-	default:
-		return nil, usageError{fmt.Errorf("--log-format must be text or json, got %q", format)}
-	}
-}
-
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	var c serveConfig
 	fs := serveFlags(&c)
@@ -201,13 +185,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err := checkDurations(fs); err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, c.logFormat, c.logLevel)
+	log, closeLog, err := newLogger(stderr, c.logFormat, c.logLevel)
 	if err != nil {
 		return err
 	}
-	tel, err := telemetry.Setup(ctx, telemetry.Config{TracesExporter: c.tracesExporter, ServiceName: "greeterd", Stdout: stdout})
+	defer closeLog() // deferred first, so it runs last: every record is written
+	tel, err := c.telemetry.setup(ctx, fs, stdout, log)
 	if err != nil {
-		return usageError{fmt.Errorf("telemetry: %v", err)}
+		return err
 	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
