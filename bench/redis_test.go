@@ -151,7 +151,7 @@ func unaryOnOff(b *testing.B, on, off *client.Client, roundTrips func() int64, f
 // TLS, with a health service that reports SERVING, and returns its
 // address.
 func serveChain(tb testing.TB, dev *certs.DevFiles, serverTLS *tls.Config, lim limits, name string) string {
-	chainOpts, svc := chainOnOptions(tb, dev, allPlugins, lim)
+	chainOpts, svc := chainOnOptions(tb, dev, allPlugins, lim, nil)
 	store, err := diskstore.Open(tb.TempDir())
 	if err != nil {
 		tb.Fatal(err)
