@@ -261,6 +261,7 @@ func (r *resumable) Abort() error {
 }
 
 func (r *resumable) abort(ctx context.Context) error {
+	r.dropPending() // first: no part request may race the abort
 	err := errors.Join(r.s.abortMultipart(ctx, r.final, r.st.S3UploadID), r.s.removeKey(ctx, r.key))
 	r.res.release(ctx)
 	r.release()
