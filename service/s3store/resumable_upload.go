@@ -275,11 +275,12 @@ func (r *resumable) abort(ctx context.Context) error {
 // was started with (and against want), from the hash state after the
 // committed parts plus the bytes since; bytes that miss the declared
 // SHA-256 abort the upload with service.ErrResumableDigestMismatch. Then it
-// checks by a conditional write that this stream still holds the upload,
-// uploads the last part, and completes the multipart upload under want's
-// preconditions and the owner's quota (see Store.publish), which publishes
-// the file in one step with the declared size and SHA-256 as metadata (a
-// file of less than one part is put whole instead), and deletes the state.
+// checks by a conditional write that this stream still holds the upload
+// and completes the multipart upload, with the last part that Write
+// streamed, under want's preconditions and the owner's quota (see
+// Store.publish), which publishes the file in one step with the declared
+// size and SHA-256 as metadata (an empty file is put instead), and deletes
+// the state.
 // A failed precondition, an exceeded quota or a stored part that is not
 // the one received abort the upload too: resuming cannot change the
 // answer. Too few bytes or a ctx cancelled before Commit suspend the
