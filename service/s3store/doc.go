@@ -184,7 +184,7 @@
 // # Reading
 //
 // Open heads the object and pins its ETag. ReadAt reads with ranged GETs
-// of 4 MiB windows that carry If-Match; sequential reads are served by a
+// of 2 MiB windows that carry If-Match; sequential reads are served by a
 // readahead that fetches the next window, whole, into a second buffer
 // while the current one is read (one window ahead: two buffers per open
 // file, from a pool), and a jump starts a new readahead. A GET is opened
