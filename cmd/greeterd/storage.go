@@ -66,7 +66,7 @@ func (c *storageConfig) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&s.allowHTTP, "s3-allow-http", false, "with --storage s3: allow an http:// endpoint off loopback (files and session tokens then cross the network in clear)")
 	s.partSize = s3store.DefaultPartSize
 	fs.Var(&s.partSize, "s3-part-size", "with --storage s3: size of multipart upload parts, 5MiB to 5GiB; every upload in flight holds one buffer of it")
-	fs.IntVar(&s.maxPartUploads, "s3-max-part-uploads", s3store.DefaultMaxConcurrentParts, "with --storage s3: part uploads in flight in this process; an upload with a full part waits for a slot")
+	fs.IntVar(&s.maxPartUploads, "s3-max-part-uploads", s3store.DefaultMaxConcurrentParts, "with --storage s3: part uploads in flight in this process; an upload waits for a slot at the start of each part and holds it until the part is stored")
 }
 
 // check reports contradictory or missing storage settings as usage

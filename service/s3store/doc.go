@@ -22,9 +22,18 @@
 //
 // # Plain uploads
 //
-// An upload keeps one part buffer (Options.PartSize, 16 MiB by default,
-// from a pool) and never more of the file. A file that fits in it is put
-// with one PutObject at Commit. A larger one streams, part by part, into a
+// Parts stream: each part's bytes go on to PutObjectPart through an
+// io.Pipe as they arrive (partStream), so receiving and sending overlap
+// and no part is held in memory. S3 wants a part's length before its
+// bytes, so this needs the file's size: a resumable upload declares it,
+// and so does a plain upload created with CreateSized (greeterd uses it
+// when the client declares a size). A plain upload of unknown size (Create)
+// keeps one part buffer instead (Options.PartSize, 16 MiB by default, from
+// a pool, grown from 4 KiB as bytes come) and never more of the file; a
+// file that fits in it is put with one PutObject at Commit. A body that
+// cannot be rewound is not retried by the client library: a part that
+// fails fails its upload (a resumable one is resumed from its last
+// committed part). A file larger than one part goes, part by part, into a
 // multipart upload on a tmp/ key; Commit completes it and copies it
 // server-side to its key with its metadata (its SHA-256 is known only at
 // the end, and S3 takes metadata only when an object is created), then
@@ -33,8 +42,8 @@
 // exceeds 5 GiB, a multipart copy whose completion carries it. Either way the file appears in one step,
 // replacing any previous version; a failed or cancelled upload aborts its
 // multipart upload and leaves nothing. At most Options.MaxConcurrentParts
-// part uploads run at once in a process; an upload with a full part waits
-// for a slot.
+// part uploads run at once in a process; an upload waits for a slot at the
+// start of a part and holds it until the part is stored.
 //
 // # Resumable uploads
 //
@@ -48,9 +57,12 @@
 // the stream holding it, and times. The committed size is never derived
 // from ListParts.
 //
-// The committed size is always the end of the last whole part. Each time a
-// stream's buffer fills, the part is uploaded and the state advanced to
-// count it. Bytes past the last whole part are not kept when a stream ends
+// The committed size is always the end of the last whole part. Each part
+// streams to the store as it arrives, hashed on the way; when its last
+// byte has gone and the store answers with its ETag, the state is advanced
+// to count it, with the SHA-256 state after it, before the next part's
+// bytes are taken. The file's last part, if shorter, streams too and is
+// kept for Commit. Bytes past the last whole part are not kept when a stream ends
 // or breaks: QueryResumable reports the end of the last whole part and the
 // client sends the rest again (at most one part), so no short part is ever
 // made. (The alternative, spooling the tail to a side object as tusd does,
@@ -60,7 +72,11 @@
 // If-None-Match: *, every update with If-Match on the ETag the writer read
 // or wrote last. Of two writers, only one can ever advance the state; the
 // other's write fails and it gets service.ErrUploadBusy (Aborted), as does
-// a stream whose multipart upload is gone. Resuming claims the upload by
+// a stream whose multipart upload is gone. A resumed upload whose
+// multipart upload the store no longer knows (a lifecycle rule, MinIO's
+// own purge; one ListParts with at most one part probes it, for existence
+// only) is no upload: its state is dropped and the client starts again at
+// offset 0. Resuming claims the upload by
 // such a write, so a stream on a replica that died, or that still runs,
 // loses it at its next part; the new stream uses part numbers past the
 // one the old stream may still be uploading, so no recorded part is ever
@@ -69,7 +85,7 @@
 //
 // Commit verifies the whole file from the saved SHA-256 state plus the
 // bytes since, proves by a conditional write that the stream still holds
-// the upload, uploads the last part, completes the multipart upload (which
+// the upload, completes the multipart upload with the last part (which
 // publishes the file in one step) and deletes the state. A digest
 // mismatch aborts the multipart upload, deletes the state and answers
 // service.ErrDigestMismatch, as the disk store does; too few bytes
@@ -167,12 +183,15 @@
 //
 // # Reading
 //
-// Open heads the object and pins its ETag. ReadAt streams with ranged GETs
-// that carry If-Match: sequential reads share one GET of a window of 4
-// MiB, a jump starts a new one. (MinIO holds a lock on an object until it
-// has written a GET's whole answer, which keeps a replacement or delete of
-// the file waiting, up to 30 s, while a slow download reads it: windows
-// bound that wait.) If the file is replaced or deleted while it is read,
+// Open heads the object and pins its ETag. ReadAt reads with ranged GETs
+// of 2 MiB windows that carry If-Match; sequential reads are served by a
+// readahead that fetches the next window, whole, into a second buffer
+// while the current one is read (one window ahead: two buffers per open
+// file, from a pool), and a jump starts a new readahead. A GET is opened
+// only with a whole free buffer to read it into, so none is left half read
+// while the client is slow: MinIO holds a lock on an object until it has
+// written a GET's whole answer, which would keep a replacement or delete
+// of the file waiting, up to 30 s. If the file is replaced or deleted while it is read,
 // the next GET fails and ReadAt returns service.ErrChanged (Aborted: the
 // client's retry sees the new digest and stops); bytes of two versions are never mixed,
 // and a server that ignored If-Match is caught by comparing ETags. List
@@ -214,11 +233,13 @@
 //	locks.go              stream holds and per-key mutexes (the set of uploads in use is internal/keylock)
 //	lease.go              a resumable upload's lease, and its loss
 //	parts.go              part buffers, part uploads, clean-up requests
+//	stream.go             a part streamed through a pipe as it arrives
 //	upload.go             Create and the plain upload
 //	precondition.go       publishing a file: preconditions, quota, copy
 //	folders.go            the folder rule
 //	usage.go, quota.go    usage counters; Usage, reservations, tally
 //	read.go, list.go      Open, Stat, ReadAt; List, Delete
+//	readahead.go          a download's next window, fetched ahead
 //	state.go              a resumable upload's state object
 //	resumable.go          BeginResumable, claims, QueryResumable
 //	resumable_upload.go   the resumable upload: parts, Suspend, Commit

@@ -16,8 +16,8 @@ import (
 
 const (
 	// DefaultPartSize is the size of the parts of multipart uploads, and so
-	// of the one buffer each upload holds, unless Options.PartSize says
-	// otherwise.
+	// of the one buffer a plain upload of unknown size holds, unless
+	// Options.PartSize says otherwise.
 	DefaultPartSize = 16 << 20
 	// MinPartSize is the smallest part S3 accepts for any part but the
 	// last.
@@ -26,8 +26,10 @@ const (
 	MaxPartSize = 5 << 30
 
 	// DefaultMaxConcurrentParts bounds the part uploads in flight in one
-	// process unless Options.MaxConcurrentParts says otherwise.
-	DefaultMaxConcurrentParts = 4
+	// process unless Options.MaxConcurrentParts says otherwise. A part
+	// streams at its client's pace and holds its slot until it is stored,
+	// but a slot costs a connection and a few KiB, not a part buffer.
+	DefaultMaxConcurrentParts = 64
 
 	// DefaultMaxUploadsPerOwner is how many incomplete resumable uploads
 	// one owner may have unless Options.MaxUploadsPerOwner says
@@ -76,11 +78,12 @@ type Options struct {
 
 	// PartSize is the size of every part of a multipart upload but the
 	// last, between MinPartSize and MaxPartSize. Zero means
-	// DefaultPartSize. Every upload in flight holds one buffer of this
-	// size.
+	// DefaultPartSize. Parts stream as their bytes arrive; only a plain
+	// upload whose size was not declared holds a buffer of this size.
 	PartSize int64
 	// MaxConcurrentParts bounds the part uploads in flight in this
-	// process; an upload with a full part waits for a slot. Zero means
+	// process; an upload waits for a slot at the start of each part, and
+	// holds it until the part is stored. Zero means
 	// DefaultMaxConcurrentParts.
 	MaxConcurrentParts int
 	// MaxUploadsPerOwner is how many incomplete resumable uploads one owner

@@ -20,10 +20,12 @@ const cleanupTimeout = 30 * time.Second
 // minBuffer is the capacity a part buffer starts with.
 const minBuffer = 4 << 10
 
-// partBuffer holds the bytes of the part being filled, at most size. It
-// starts small and doubles as bytes arrive; at the store's part size it
-// takes a buffer from the store's pool. So a small file costs memory in
-// proportion to itself, and a large one exactly one part.
+// partBuffer holds the bytes of the part being filled, at most size, for
+// a plain upload whose size was not declared (S3 wants a part's length
+// before its bytes, so such a part cannot stream; see partStream for the
+// rest). It starts small and doubles as bytes arrive; at the store's part
+// size it takes a buffer from the store's pool. So a small file costs
+// memory in proportion to itself, and a large one exactly one part.
 type partBuffer struct {
 	s      *Store
 	size   int

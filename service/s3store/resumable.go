@@ -100,14 +100,32 @@ func (s *Store) begin(ctx context.Context, key, final, owner string, r service.R
 	case err != nil:
 		return nil, s.classify(ctx, "begin upload", r.ID, err)
 	}
+	if st != nil && (st.Name != r.Name || st.Size != r.Want.Size || st.sum() != r.Want.SHA256) {
+		return nil, &service.UploadError{ID: r.ID, Err: service.ErrUploadMismatch}
+	}
+	if st != nil {
+		gone, err := s.multipartGone(ctx, final, st.S3UploadID)
+		if err != nil {
+			return nil, s.classify(ctx, "begin upload", r.ID, err)
+		}
+		if gone {
+			s.opts.Logger.WarnContext(ctx, "upload whose multipart upload is gone from the store replaced by a new one",
+				slog.String("upload_id", r.ID), slog.String("object", r.Name))
+			if r.Offset != 0 {
+				// The client starts again at 0, which replaces the state
+				// (below); until then QueryUpload must not promise bytes.
+				if err := s.removeKey(ctx, key); err != nil {
+					return nil, s.classify(ctx, "begin upload", r.ID, err)
+				}
+			}
+			st = nil
+		}
+	}
 	if st == nil {
 		if r.Offset != 0 {
 			return nil, &service.UploadError{ID: r.ID, Committed: 0, Err: service.ErrOffsetMismatch}
 		}
 		return s.create(ctx, key, final, owner, r, etag, writer)
-	}
-	if st.Name != r.Name || st.Size != r.Want.Size || st.sum() != r.Want.SHA256 {
-		return nil, &service.UploadError{ID: r.ID, Err: service.ErrUploadMismatch}
 	}
 	if r.Offset != st.Committed {
 		return nil, &service.UploadError{ID: r.ID, Committed: st.Committed, Err: service.ErrOffsetMismatch}
@@ -118,6 +136,21 @@ func (s *Store) begin(ctx context.Context, key, final, owner string, r service.R
 	}
 	res := &reservation{s: s, owner: seg, key: key, final: final, name: r.Name, quota: s.quotaFor(owner)}
 	return s.claim(ctx, key, final, r.ID, st, etag, res, writer)
+}
+
+// multipartGone reports whether the store no longer knows the multipart
+// upload uploadID of final: a lifecycle rule or the server's own purge
+// removed it, or another stream completed it. ListParts serves only as
+// that probe; offsets come from the state alone.
+func (s *Store) multipartGone(ctx context.Context, final, uploadID string) (bool, error) {
+	_, err := s.c.ListObjectParts(ctx, s.opts.Bucket, final, uploadID, 0, 1)
+	switch {
+	case isCode(err, codeNoSuchUpload):
+		return true, nil
+	case err != nil:
+		return false, err
+	}
+	return false, nil
 }
 
 // fits reports whether the part numbers left suffice for the rest of the

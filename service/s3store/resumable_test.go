@@ -188,3 +188,49 @@ func TestResumableAbort(t *testing.T) {
 	}
 	assertClean(t, shared, s)
 }
+
+// TestResumeAfterMultipartUploadVanished aborts an upload's multipart
+// upload behind the store's back, as a lifecycle rule or MinIO's own purge
+// does: resuming it must start over (the client resends from 0), not take
+// the dead upload over and fail at its first part.
+func TestResumeAfterMultipartUploadVanished(t *testing.T) {
+	b := data(2*testPart+10, 10)
+	for _, tt := range []struct {
+		name   string
+		offset int64 // where the client resumes
+	}{
+		{"resumed at the committed size", testPart},
+		{"started again at 0", 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openStore(t, nil)
+			up := begin(t, s, "id", b, 0)
+			writeChunks(t, up, b[:testPart+testPart/2])
+			if err := up.Suspend(); err != nil {
+				t.Fatal(err)
+			}
+			key, err := s.objectKey(owner, "f")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := shared.Client().RemoveIncompleteUpload(testCtx(t), shared.Bucket, key); err != nil {
+				t.Fatalf("aborting the multipart upload behind the store's back: %v", err)
+			}
+			if keys := incompleteUploads(t, shared, s); len(keys) > 0 {
+				t.Fatalf("multipart uploads left after the abort: %q", keys)
+			}
+			if tt.offset != 0 {
+				_, err := s.BeginResumable(testCtx(t), owner, resume("id", "f", b, tt.offset))
+				var ue *service.UploadError
+				if !errors.As(err, &ue) || !errors.Is(err, service.ErrOffsetMismatch) || ue.Committed != 0 {
+					t.Fatalf("resume at %d = %v, want ErrOffsetMismatch at 0", tt.offset, err)
+				}
+				if _, err := query(t, s, "id"); !errors.Is(err, service.ErrNotFound) {
+					t.Errorf("Query after the vanished upload = %v, want ErrNotFound", err)
+				}
+			}
+			commitAll(t, s, begin(t, s, "id", b, 0), b, 0)
+			assertClean(t, shared, s)
+		})
+	}
+}

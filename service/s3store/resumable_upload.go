@@ -38,8 +38,14 @@ type resumable struct {
 	mu   sync.Mutex
 	st   uploadState // as last saved
 	etag string      // the state object's ETag, as last saved
-	buf  *partBuffer // bytes past st.Committed, less than one part
-	h    hash.Hash   // over st.Committed bytes and buf
+	// part is the part being sent, nil between parts. tail is the file's
+	// last part once it was sent whole when it is shorter than a full one:
+	// no state records it, Commit completes with it. pending counts the
+	// bytes past st.Committed, in part or tail.
+	part    *partStream
+	tail    *minio.CompletePart
+	pending int64
+	h       hash.Hash // over st.Committed bytes and pending
 	// broken is set when a part or state write failed: what the state
 	// object says stands, and nothing more is saved.
 	broken bool
@@ -52,13 +58,15 @@ type resumable struct {
 func (s *Store) newResumable(ctx context.Context, key, final, id string, st *uploadState, etag string, h hash.Hash, res *reservation) *resumable {
 	ctx, cancel := context.WithCancelCause(ctx)
 	return &resumable{s: s, ctx: ctx, cancel: cancel, stopped: make(chan struct{}), key: key, final: final, id: id,
-		writer: st.Writer, res: res, st: *st, etag: etag, buf: s.newPartBuffer(st.PartSize), h: h}
+		writer: st.Writer, res: res, st: *st, etag: etag, h: h}
 }
 
-// Write appends p to the part buffer and hashes it. Each time the buffer
-// fills, it is uploaded as the next part and the state object is advanced
-// to count it, conditionally on its ETag. A failure breaks the upload:
-// the state saved last stands, and a lost claim gives ErrUploadBusy.
+// Write sends p on as part of the file's parts and hashes it. Each part
+// streams to the store as its bytes arrive (see partStream); when a full
+// part has gone, the state object is advanced to count it, conditionally
+// on its ETag. The file's last part, if shorter, streams too, and Commit
+// completes the upload with it. A failure breaks the upload: the state
+// saved last stands, and a lost claim gives ErrUploadBusy.
 func (r *resumable) Write(p []byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -68,18 +76,31 @@ func (r *resumable) Write(p []byte) (int, error) {
 	if r.broken {
 		return 0, r.err
 	}
-	if r.st.Committed+int64(len(r.buf.bytes())+len(p)) > r.st.Size {
+	if r.st.Committed+r.pending+int64(len(p)) > r.st.Size {
 		r.breakWith(fmt.Errorf("s3store: upload %q: %w: more than the declared %d bytes", r.id, service.ErrSizeMismatch, r.st.Size))
 		return 0, r.err
 	}
 	n := 0
 	for len(p) > 0 {
-		k := r.buf.fill(p)
+		if r.part == nil {
+			if err := r.startPart(); err != nil {
+				err = r.orLost(err)
+				r.breakWith(err)
+				return n, err
+			}
+		}
+		k := int(min(int64(len(p)), r.part.left()))
+		if _, err := r.part.Write(p[:k]); err != nil {
+			err = r.orLost(r.partError(r.ctx, "upload", err))
+			r.breakWith(err)
+			return n, err
+		}
 		r.h.Write(p[:k])
+		r.pending += int64(k)
 		n += k
 		p = p[k:]
-		if r.buf.full() {
-			if err := r.sendPart(); err != nil {
+		if r.part.left() == 0 {
+			if err := r.endPart(); err != nil {
 				err = r.orLost(err)
 				r.breakWith(err)
 				return n, err
@@ -89,10 +110,9 @@ func (r *resumable) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// sendPart uploads the full buffer as part NextPart and saves a state
-// that counts it.
-func (r *resumable) sendPart() error {
-	s := r.s
+// startPart starts sending part NextPart: a full part, or the rest of the
+// file if that is shorter.
+func (r *resumable) startPart() error {
 	if r.lost() {
 		return busy(r.id)
 	}
@@ -100,28 +120,54 @@ func (r *resumable) sendPart() error {
 	if number > maxParts {
 		return fmt.Errorf("s3store: upload %q: no part numbers left: %w", r.id, service.ErrNoSpace)
 	}
-	part, err := s.putPart(r.ctx, r.final, r.st.S3UploadID, number, r.buf.bytes())
-	if isCode(err, codeNoSuchUpload) {
-		return busy(r.id) // completed by another stream, or expired
-	}
+	size := min(r.st.PartSize, r.st.Size-r.st.Committed)
+	ps, err := r.s.startPart(r.ctx, r.final, r.st.S3UploadID, number, size)
 	if err != nil {
-		return s.classify(r.ctx, "upload", r.st.Name, err)
+		return r.s.classify(r.ctx, "upload", r.st.Name, err)
+	}
+	r.part = ps
+	return nil
+}
+
+// endPart waits for the part that got all its bytes to be stored. A full
+// part is then counted in a saved state, with the hash state after it;
+// the shorter last part is kept for Commit.
+func (r *resumable) endPart() error {
+	ps := r.part
+	r.part = nil
+	part, err := ps.finish()
+	if err != nil {
+		return r.partError(r.ctx, "upload", err)
+	}
+	if ps.size < r.st.PartSize {
+		r.tail = &part
+		return nil
 	}
 	state, err := marshalHash(r.h)
 	if err != nil {
 		return err
 	}
 	next := r.st
-	next.Parts = append(slices.Clip(r.st.Parts), statePart{Number: number, ETag: part.ETag})
-	next.Committed += int64(len(r.buf.bytes()))
-	next.NextPart = number + 1
+	next.Parts = append(slices.Clip(r.st.Parts), statePart{Number: part.PartNumber, ETag: part.ETag})
+	next.Committed += ps.size
+	next.NextPart = part.PartNumber + 1
 	next.Hash = state
-	next.Updated = s.opts.Now()
+	next.Updated = r.s.opts.Now()
 	if err := r.save(r.ctx, &next); err != nil {
 		return err
 	}
-	r.buf.reset()
+	r.pending -= ps.size
 	return nil
+}
+
+// dropPending gives up the bytes past the last full part: the part in
+// flight, whose request ends unfinished, and the tail.
+func (r *resumable) dropPending() {
+	if r.part != nil {
+		r.part.cancel()
+		r.part = nil
+	}
+	r.tail = nil
 }
 
 // save writes next if the state object is still the one this stream saved
@@ -151,7 +197,7 @@ func (r *resumable) Written() int64 {
 	if r.done {
 		return r.st.Committed
 	}
-	return r.st.Committed + int64(len(r.buf.bytes()))
+	return r.st.Committed + r.pending
 }
 
 // Suspend releases the upload. Bytes past the last full part are dropped:
@@ -168,6 +214,7 @@ func (r *resumable) Suspend() error {
 }
 
 func (r *resumable) suspend() error {
+	r.dropPending() // before the state says no stream holds the upload
 	var err error
 	if !r.broken && !r.lost() { // a lost lease's new holder may have read the state already
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), cleanupTimeout)
@@ -193,7 +240,7 @@ func (r *resumable) release() {
 	default:
 	}
 	r.done = true
-	r.buf.release()
+	r.dropPending()
 	r.s.held.drop(r.key, r.writer)
 	close(r.stopped)
 	r.cancel(nil)
@@ -214,6 +261,7 @@ func (r *resumable) Abort() error {
 }
 
 func (r *resumable) abort(ctx context.Context) error {
+	r.dropPending() // first: no part request may race the abort
 	err := errors.Join(r.s.abortMultipart(ctx, r.final, r.st.S3UploadID), r.s.removeKey(ctx, r.key))
 	r.res.release(ctx)
 	r.release()
@@ -227,11 +275,12 @@ func (r *resumable) abort(ctx context.Context) error {
 // was started with (and against want), from the hash state after the
 // committed parts plus the bytes since; bytes that miss the declared
 // SHA-256 abort the upload with service.ErrResumableDigestMismatch. Then it
-// checks by a conditional write that this stream still holds the upload,
-// uploads the last part, and completes the multipart upload under want's
-// preconditions and the owner's quota (see Store.publish), which publishes
-// the file in one step with the declared size and SHA-256 as metadata (a
-// file of less than one part is put whole instead), and deletes the state.
+// checks by a conditional write that this stream still holds the upload
+// and completes the multipart upload, with the last part that Write
+// streamed, under want's preconditions and the owner's quota (see
+// Store.publish), which publishes the file in one step with the declared
+// size and SHA-256 as metadata (an empty file is put instead), and deletes
+// the state.
 // A failed precondition, an exceeded quota or a stored part that is not
 // the one received abort the upload too: resuming cannot change the
 // answer. Too few bytes or a ctx cancelled before Commit suspend the
@@ -256,7 +305,7 @@ func (r *resumable) Commit(ctx context.Context, want service.Expect) (service.Fi
 		return service.FileInfo{}, err
 	}
 	name, size := r.st.Name, r.st.Size
-	written := r.st.Committed + int64(len(r.buf.bytes()))
+	written := r.st.Committed + r.pending
 	if written < size {
 		err := sizeMismatch(name, written, size)
 		if serr := r.suspend(); serr != nil {
@@ -294,8 +343,8 @@ func (r *resumable) Commit(ctx context.Context, want service.Expect) (service.Fi
 
 // publish makes the verified file visible: after the fence (a write of the
 // state that fails if another stream claimed the upload), with one
-// PutObject when no part was uploaded, else by uploading the tail as the
-// last part and completing the multipart upload. An InvalidPart answer
+// PutObject for an empty file, else by completing the multipart upload
+// with the parts the state records and the tail. An InvalidPart answer
 // means the parts on the server are not the ones the state recorded (a
 // stream that lost its claim overwrote one with other bytes): the upload
 // cannot complete, which is reported as
@@ -311,13 +360,13 @@ func (r *resumable) publish(ctx context.Context, info *service.FileInfo, want se
 		if isCode(err, codeInvalidPart) {
 			return fmt.Errorf("s3store: commit %q: %w: a stored part is not the one received", info.Name, service.ErrResumableDigestMismatch)
 		}
-		return r.partError(ctx, info.Name, err)
+		return r.partError(ctx, "commit", err)
 	}
-	if len(r.st.Parts) == 0 {
+	if len(r.st.Parts) == 0 && r.tail == nil {
 		err := s.publish(ctx, r.res, info, want, func(ctx context.Context, cond condition) (minio.UploadInfo, error) {
 			opts := minio.PutObjectOptions{UserMetadata: fileMetadata(info.Size, info.SHA256)}
 			cond.apply(&opts)
-			return s.c.PutObject(ctx, s.opts.Bucket, r.final, bytes.NewReader(r.buf.bytes()), int64(len(r.buf.bytes())), "", "", opts)
+			return s.c.PutObject(ctx, s.opts.Bucket, r.final, bytes.NewReader(nil), 0, "", "", opts)
 		}, classify)
 		if err != nil {
 			return err
@@ -329,12 +378,8 @@ func (r *resumable) publish(ctx context.Context, info *service.FileInfo, want se
 		return nil
 	}
 	parts := r.st.completeParts()
-	if tail := r.buf.bytes(); len(tail) > 0 {
-		part, err := s.putPart(ctx, r.final, r.st.S3UploadID, r.st.NextPart, tail)
-		if err != nil {
-			return r.partError(ctx, info.Name, err)
-		}
-		parts = append(parts, part)
+	if r.tail != nil {
+		parts = append(parts, *r.tail)
 	}
 	return s.publish(ctx, r.res, info, want, func(ctx context.Context, cond condition) (minio.UploadInfo, error) {
 		var opts minio.PutObjectOptions
@@ -343,10 +388,12 @@ func (r *resumable) publish(ctx context.Context, info *service.FileInfo, want se
 	}, classify)
 }
 
-// partError classifies an error of the multipart upload.
-func (r *resumable) partError(ctx context.Context, name string, err error) error {
+// partError classifies an error of the multipart upload in op. A
+// multipart upload that is gone was completed by another stream or
+// expired: this one lost it.
+func (r *resumable) partError(ctx context.Context, op string, err error) error {
 	if isCode(err, codeNoSuchUpload) {
 		return busy(r.id)
 	}
-	return r.s.classify(ctx, "commit", name, err)
+	return r.s.classify(ctx, op, r.st.Name, err)
 }

@@ -64,6 +64,8 @@ type Store struct {
 	sem chan struct{}
 	// buffers holds part buffers of opts.PartSize bytes, as *[]byte.
 	buffers sync.Pool
+	// windows holds download buffers of readWindow bytes, as *[]byte.
+	windows sync.Pool
 	// leases grants the one writer of each resumable upload: Options.Leases,
 	// or a coordination.LocalLeases.
 	leases coordination.Leases
@@ -148,6 +150,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.counter = o.Usage(s.tally, local)
 	}
 	s.buffers.New = func() any { b := make([]byte, o.PartSize); return &b }
+	s.windows.New = func() any { b := make([]byte, readWindow); return &b }
 	if err := s.probe(ctx); err != nil {
 		s.Close()
 		return nil, s.openError(ctx, "list bucket", err)

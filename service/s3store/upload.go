@@ -25,6 +25,21 @@ import (
 // with a *service.QuotaError if one more file would exceed owner's objects
 // quota; Write and Commit check the quotas again.
 func (s *Store) Create(ctx context.Context, owner, name string) (service.Upload, error) {
+	return s.createUpload(ctx, owner, name, -1)
+}
+
+// CreateSized is Create for a file of size bytes, declared in advance.
+// A file larger than one part is then not buffered: each part streams to
+// the multipart upload under tmp/ as its bytes arrive (see partStream),
+// since S3 needs no more than each part's length first. A smaller one is
+// buffered, as by Create.
+func (s *Store) CreateSized(ctx context.Context, owner, name string, size int64) (service.Upload, error) {
+	return s.createUpload(ctx, owner, name, size)
+}
+
+// createUpload starts an upload of name for owner, of size bytes or, if size is
+// negative, of a size that only Commit knows.
+func (s *Store) createUpload(ctx context.Context, owner, name string, size int64) (service.Upload, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -36,7 +51,13 @@ func (s *Store) Create(ctx context.Context, owner, name string) (service.Upload,
 	if err != nil {
 		return nil, err
 	}
-	return &upload{s: s, ctx: ctx, name: name, key: key, res: res, buf: s.newPartBuffer(s.opts.PartSize), h: sha256.New()}, nil
+	up := &upload{s: s, ctx: ctx, name: name, key: key, res: res, h: sha256.New()}
+	if size > s.opts.PartSize {
+		up.size = size
+	} else {
+		up.buf = s.newPartBuffer(s.opts.PartSize)
+	}
+	return up, nil
 }
 
 // upload is a plain service.Upload.
@@ -49,8 +70,13 @@ type upload struct {
 	key  string // the file's key
 	res  *reservation
 
-	mu      sync.Mutex
-	buf     *partBuffer // bytes not sent yet
+	mu sync.Mutex
+	// buf holds the bytes not sent yet when the size is not known, or
+	// fits in one part; else size is the declared size, and part is the
+	// part being sent, nil between parts.
+	buf     *partBuffer
+	size    int64
+	part    *partStream
 	h       hash.Hash
 	written int64
 	// The multipart upload on a staging key, once the file outgrew one
@@ -76,6 +102,9 @@ func (u *upload) Write(p []byte) (int, error) {
 		u.fail(u.ctx, err)
 		return 0, u.err
 	}
+	if u.buf == nil {
+		return u.stream(p)
+	}
 	n := 0
 	for len(p) > 0 {
 		if u.buf.full() {
@@ -93,9 +122,65 @@ func (u *upload) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// sendPart sends the full buffer as the next part, starting the staging
-// multipart upload first if needed.
-func (u *upload) sendPart() error {
+// stream sends p on as part of the parts of a file of declared size:
+// each part, the shorter last one too, streams to the staging multipart
+// upload as its bytes arrive.
+func (u *upload) stream(p []byte) (int, error) {
+	if u.written+int64(len(p)) > u.size {
+		u.fail(u.ctx, sizeMismatch(u.name, u.written+int64(len(p)), u.size))
+		return 0, u.err
+	}
+	n := 0
+	for len(p) > 0 {
+		if u.part == nil {
+			if err := u.startPart(); err != nil {
+				u.fail(u.ctx, err)
+				return n, u.err
+			}
+		}
+		k := int(min(int64(len(p)), u.part.left()))
+		if _, err := u.part.Write(p[:k]); err != nil {
+			u.fail(u.ctx, u.s.classify(u.ctx, "upload", u.name, err))
+			return n, u.err
+		}
+		u.h.Write(p[:k])
+		u.written += int64(k)
+		n += k
+		p = p[k:]
+		if u.part.left() == 0 {
+			ps := u.part
+			u.part = nil
+			part, err := ps.finish()
+			if err != nil {
+				u.fail(u.ctx, u.s.classify(u.ctx, "upload", u.name, err))
+				return n, u.err
+			}
+			u.parts = append(u.parts, part)
+		}
+	}
+	return n, nil
+}
+
+// startPart starts streaming the next part of a file of declared size.
+func (u *upload) startPart() error {
+	if err := u.startStaging(); err != nil {
+		return err
+	}
+	number := len(u.parts) + 1
+	if number > maxParts {
+		return fmt.Errorf("s3store: upload %q: larger than %d parts of %d bytes: %w", u.name, maxParts, u.s.opts.PartSize, service.ErrNoSpace)
+	}
+	sent := int64(len(u.parts)) * u.s.opts.PartSize
+	ps, err := u.s.startPart(u.ctx, u.stage, u.uploadID, number, min(u.s.opts.PartSize, u.size-sent))
+	if err != nil {
+		return u.s.classify(u.ctx, "upload", u.name, err)
+	}
+	u.part = ps
+	return nil
+}
+
+// startStaging starts the staging multipart upload, unless it was.
+func (u *upload) startStaging() error {
 	s := u.s
 	if u.uploadID == "" {
 		var b [16]byte
@@ -107,6 +192,16 @@ func (u *upload) sendPart() error {
 		}
 		u.stage, u.uploadID = stage, id
 		s.active.TryLock(id)
+	}
+	return nil
+}
+
+// sendPart sends the full buffer as the next part, starting the staging
+// multipart upload first if needed.
+func (u *upload) sendPart() error {
+	s := u.s
+	if err := u.startStaging(); err != nil {
+		return err
 	}
 	number := len(u.parts) + 1
 	if number > maxParts {
@@ -161,7 +256,10 @@ func (u *upload) commit(ctx context.Context, want service.Expect) (service.FileI
 		return service.FileInfo{}, err
 	}
 	meta := fileMetadata(info.Size, info.SHA256)
-	if u.uploadID == "" {
+	if u.buf == nil && u.written < u.size {
+		return service.FileInfo{}, sizeMismatch(u.name, u.written, u.size)
+	}
+	if u.buf != nil && u.uploadID == "" {
 		err := s.publish(ctx, u.res, &info, want, func(ctx context.Context, cond condition) (minio.UploadInfo, error) {
 			opts := minio.PutObjectOptions{UserMetadata: meta}
 			cond.apply(&opts)
@@ -172,8 +270,10 @@ func (u *upload) commit(ctx context.Context, want service.Expect) (service.FileI
 		}
 		return info, nil
 	}
-	if err := u.sendPart(); err != nil {
-		return service.FileInfo{}, err
+	if u.buf != nil {
+		if err := u.sendPart(); err != nil {
+			return service.FileInfo{}, err
+		}
 	}
 	staged, err := s.c.CompleteMultipartUpload(ctx, s.opts.Bucket, u.stage, u.uploadID, u.parts, minio.PutObjectOptions{})
 	if err != nil {
@@ -224,6 +324,10 @@ func (u *upload) fail(ctx context.Context, err error) {
 // discard aborts the staging upload or removes the staged object, and
 // releases the buffer.
 func (u *upload) discard(ctx context.Context) error {
+	if u.part != nil {
+		u.part.cancel() // first: its request would fail on the aborted upload
+		u.part = nil
+	}
 	var err error
 	switch {
 	case u.uploadID != "":
@@ -242,7 +346,13 @@ func (u *upload) discard(ctx context.Context) error {
 // upload. After a commit the hold is settled already.
 func (u *upload) release() {
 	u.res.release(u.ctx)
-	u.buf.release()
+	if u.buf != nil {
+		u.buf.release()
+	}
+	if u.part != nil {
+		u.part.cancel()
+		u.part = nil
+	}
 	if u.uploadID != "" {
 		u.s.active.Unlock(u.uploadID)
 	}
