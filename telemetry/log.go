@@ -46,25 +46,25 @@ func (h *logHandler) Handle(ctx context.Context, r slog.Record) error {
 	if !sc.IsValid() {
 		return h.next.Handle(ctx, r)
 	}
-	ids := []slog.Attr{
-		slog.String(LogKeyTraceID, sc.TraceID().String()),
-		slog.String(LogKeySpanID, sc.SpanID().String()),
-	}
-	// A record that already names its trace (the logging plugin's access
-	// line does) keeps its own trace_id rather than getting a second one.
+	// The ids live in an array on the stack, and the trace id is formatted
+	// only when the record does not carry it already (the access log does).
+	hasTraceID := false
 	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == LogKeyTraceID {
-			ids = ids[1:]
-			return false
-		}
-		return true
+		hasTraceID = a.Key == LogKeyTraceID
+		return !hasTraceID
 	})
+	var buf [2]slog.Attr
+	ids := buf[:0]
+	if !hasTraceID {
+		ids = append(ids, slog.String(LogKeyTraceID, sc.TraceID().String()))
+	}
+	ids = append(ids, slog.String(LogKeySpanID, sc.SpanID().String()))
 	if !h.grouped {
 		r = r.Clone()
 		r.AddAttrs(ids...)
 		return h.next.Handle(ctx, r)
 	}
-	next := h.root.WithAttrs(ids)
+	next := h.root.WithAttrs(slices.Clone(ids)) // the handler may keep them
 	for _, d := range h.derive {
 		next = d(next)
 	}

@@ -81,22 +81,17 @@ func New(o Options) middleware.Plugin {
 		level = DefaultLevel
 	}
 	return middleware.FromFunc(Name, func(ctx context.Context, call *middleware.Call, next middleware.Next) error {
-		start := time.Now()
+		// One allocation holds the start time and both byte counts, which the
+		// hooks (method values) update.
+		rec := &counts{start: time.Now()}
 		ctx = identity.WithObserver(ctx)
-		var in, out atomic.Int64
-		call.OnRecv(func(_ context.Context, m any) error {
-			in.Add(int64(size(m)))
-			return nil
-		})
-		call.OnSend(func(_ context.Context, m any) error {
-			out.Add(int64(size(m)))
-			return nil
-		})
+		call.OnRecv(rec.recv)
+		call.OnSend(rec.send)
 		returned := false
 		defer func() {
 			if !returned {
 				// A panic is unwinding; recovery, further out, answers it.
-				write(ctx, logger, call, codes.Internal, slog.LevelError, start, &in, &out,
+				write(ctx, logger, call, codes.Internal, slog.LevelError, rec,
 					slog.Bool("panic", true))
 			}
 		}()
@@ -107,23 +102,41 @@ func New(o Options) middleware.Plugin {
 		if err != nil {
 			extra = append(extra, slog.String("error", capped(st.Message())))
 		}
-		write(ctx, logger, call, st.Code(), level(st.Code()), start, &in, &out, extra...)
+		write(ctx, logger, call, st.Code(), level(st.Code()), rec, extra...)
 		return err
 	})
 }
 
+// counts is what one RPC's record measures as it runs.
+type counts struct {
+	start   time.Time
+	in, out atomic.Int64
+}
+
+func (c *counts) recv(_ context.Context, m any) error {
+	c.in.Add(int64(size(m)))
+	return nil
+}
+
+func (c *counts) send(_ context.Context, m any) error {
+	c.out.Add(int64(size(m)))
+	return nil
+}
+
 func write(ctx context.Context, logger *slog.Logger, call *middleware.Call, code codes.Code, lvl slog.Level,
-	start time.Time, in, out *atomic.Int64, extra ...slog.Attr) {
+	c *counts, extra ...slog.Attr) {
 	if !logger.Enabled(ctx, lvl) {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 10+len(extra))
-	attrs = append(attrs,
+	// A record has at most 8 attributes of its own and the callers pass at
+	// most one extra: an array on the stack rather than a slice per RPC.
+	var buf [9]slog.Attr
+	attrs := append(buf[:0],
 		slog.String("method", call.FullMethod),
 		slog.String("code", code.String()),
-		slog.Duration("duration", time.Since(start)),
-		slog.Int64("bytes_in", in.Load()),
-		slog.Int64("bytes_out", out.Load()),
+		slog.Duration("duration", time.Since(c.start)),
+		slog.Int64("bytes_in", c.in.Load()),
+		slog.Int64("bytes_out", c.out.Load()),
 	)
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		attrs = append(attrs, slog.String("peer", p.Addr.String()))
