@@ -20,8 +20,6 @@ const benchFileChunks = 64
 //
 //   - store: Upload.Write and Commit with progressive writeback (default);
 //   - store-nowriteback: the same with writeback off;
-//   - store-serialhash: the default with hashing after each write instead
-//     of during it (WithParallelHash(false));
 //   - store-quota: the default with a bytes quota enforced on every Write;
 //   - baseline: os.File.Write plus sha256 in the same loop, then Sync.
 func BenchmarkUploadWrite(b *testing.B) {
@@ -31,7 +29,6 @@ func BenchmarkUploadWrite(b *testing.B) {
 	}
 	b.Run("store", func(b *testing.B) { benchStore(b, chunk) })
 	b.Run("store-nowriteback", func(b *testing.B) { benchStore(b, chunk, WithWritebackInterval(0)) })
-	b.Run("store-serialhash", func(b *testing.B) { benchStore(b, chunk, WithParallelHash(false)) })
 	// R11: every Write grows the upload's hold under the owner's lock.
 	b.Run("store-quota", func(b *testing.B) {
 		benchStore(b, chunk, WithQuotas(func(string) service.Quota { return service.Quota{Bytes: 1 << 50} }))

@@ -3,7 +3,6 @@ package diskstore
 import (
 	"hash"
 	"os"
-	"runtime"
 	"syscall"
 	"time"
 )
@@ -18,18 +17,7 @@ type hashedFile struct {
 	wb        writeback
 	written   int64
 	writeFile func(f *os.File, p []byte) (int, error)
-	// hashed, when not nil, receives the end of hashing a chunk on its own
-	// goroutine while the caller writes the chunk (see write); pending is
-	// that chunk.
-	hashed  chan struct{}
-	pending []byte
-	hashFn  func() // hashPending, bound once so that starting it does not allocate
 }
-
-// parallelHashMin is the smallest write whose bytes are hashed on a second
-// goroutine while they are written: below it, handing over costs more than
-// it overlaps.
-const parallelHashMin = 64 << 10
 
 // init makes w write to f, which holds written bytes already and h their
 // hash. It must run where w stays: writeback keeps a pointer to itself. On
@@ -40,46 +28,22 @@ func (w *hashedFile) init(f *os.File, h hash.Hash, written int64, o *options) er
 		return err
 	}
 	w.f, w.hash, w.written, w.writeFile = f, h, written, o.writeFile
-	if o.parallelHash && runtime.GOMAXPROCS(0) > 1 {
-		w.hashed = make(chan struct{})
-		w.hashFn = w.hashPending
-	}
 	w.wb.init(rc, o.writebackInterval)
 	w.wb.start = written
 	return nil
 }
 
 // write appends p to the file and feeds the bytes written to the hash. It
-// neither copies p nor allocates. Where the process has more than one core,
-// a large p is hashed on a second goroutine while it is written; the hash
-// then holds all of p even if the write failed part way, which is harmless:
-// a failed write ends a plain upload and breaks a resumable one, whose
-// saved state keeps the hash of its last checkpoint.
+// neither copies p nor allocates.
 func (w *hashedFile) write(p []byte) (int, error) {
-	var n int
-	var err error
-	if w.hashed != nil && len(p) >= parallelHashMin {
-		w.pending = p
-		go w.hashFn()
-		n, err = w.writeFile(w.f, p)
-		<-w.hashed
-		w.pending = nil
-	} else {
-		n, err = w.writeFile(w.f, p)
-		w.hash.Write(p[:n])
-	}
+	n, err := w.writeFile(w.f, p)
+	w.hash.Write(p[:n])
 	w.written += int64(n)
 	if err != nil {
 		return n, err
 	}
 	w.wb.wrote(w.written)
 	return n, nil
-}
-
-// hashPending hashes the chunk write is writing and says when it is done.
-func (w *hashedFile) hashPending() {
-	w.hash.Write(w.pending)
-	w.hashed <- struct{}{}
 }
 
 // sum returns the SHA-256 of everything written.

@@ -42,10 +42,6 @@ type options struct {
 	ownerKey func(owner string) string
 	quotas   func(owner string) service.Quota
 
-	// parallelHash hashes large writes while they are written; see
-	// WithParallelHash.
-	parallelHash bool
-
 	// writeFile writes to an upload's file. Tests replace it to inject
 	// write errors.
 	writeFile func(f *os.File, p []byte) (int, error)
@@ -63,7 +59,6 @@ func defaultOptions() options {
 		checkpointInterval: DefaultCheckpointInterval,
 		now:                time.Now,
 		writeFile:          (*os.File).Write,
-		parallelHash:       true,
 	}
 }
 
@@ -112,11 +107,4 @@ func WithClock(now func() time.Time) Option {
 // returns its limits, zero fields meaning none. The default is no quota.
 func WithQuotas(quotas func(owner string) service.Quota) Option {
 	return func(o *options) { o.quotas = quotas }
-}
-
-// WithParallelHash sets whether an upload hashes a large write (64 KiB or
-// more) on a second goroutine while the write runs, when the process has
-// more than one core (GOMAXPROCS). The default is on.
-func WithParallelHash(on bool) Option {
-	return func(o *options) { o.parallelHash = on }
 }
