@@ -12,8 +12,10 @@ import (
 )
 
 // receiveDepth is the number of upload messages the receiving goroutine may
-// hold decoded ahead of the handler, besides the one being written.
-const receiveDepth = 2
+// hold decoded ahead of the handler, besides the one being written. One
+// lets receiving overlap writing; two measured no faster (bench/compare,
+// see the commit that set it).
+const receiveDepth = 1
 
 // receiver reads an upload stream on its own goroutine so that the handler
 // can give up on a stream that stays silent: grpc-go has no per-stream
