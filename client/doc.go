@@ -17,9 +17,10 @@
 //     connections, server restarts and rate limits: they retry transient
 //     failures with bounded, jittered backoff (see RetryPolicy) and resume
 //     instead of starting over. An upload resumes from the bytes the server
-//     has committed under an upload ID derived from the file's name, size
-//     and SHA-256 (UploadID), so a later process uploading the same file
-//     resumes it too. A download keeps the bytes it received in a partial
+//     has committed under an upload ID derived from the file's name, size,
+//     mtime, device and inode (UploadID), so a later process uploading the
+//     same file resumes it too; it hashes the file as it sends it (one
+//     read) and declares the SHA-256 in the stream's trailer. A download keeps the bytes it received in a partial
 //     file next to the target (PartialPath), continues from its end, and
 //     renames it into place only once the whole file's size and SHA-256
 //     match what the server announced, so a failed download never leaves a

@@ -59,7 +59,7 @@ func TestErrorInfoMatchesServer(t *testing.T) {
 	c, _ := dial(t, srv, Options{}, nil)
 	data := make([]byte, 1000)
 	size := int64(len(data))
-	id := UploadID("i.bin", size, sum(data))
+	const id = "errorinfo-upload"
 	for _, step := range []struct {
 		name        string
 		offset, end int64
@@ -70,7 +70,7 @@ func TestErrorInfoMatchesServer(t *testing.T) {
 	} {
 		md := &pb.MetaData{Filename: "i.bin", Size: &size, Sha256: sum(data), UploadId: id, Offset: step.offset}
 		var sent int64
-		_, _, err := c.send(ctx, md, bytes.NewReader(data[step.offset:step.end]), -1, nil, &sent, func(int64) {})
+		_, _, err := c.send(ctx, md, bytes.NewReader(data[step.offset:step.end]), -1, nil, &sent, nil, func(int64) {})
 		if !hasReason(err, step.reason, 300) {
 			t.Fatalf("%s: the upload failed with %v, want %s at 300", step.name, err, step.reason)
 		}

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"hash"
 	"io"
 
 	"google.golang.org/grpc/status"
@@ -99,7 +98,7 @@ func (c *Client) withCallTimeout(ctx context.Context) (context.Context, context.
 }
 
 // copyContext copies r to h until EOF, checking ctx between reads.
-func copyContext(ctx context.Context, h hash.Hash, r io.Reader) (int64, error) {
+func copyContext(ctx context.Context, h io.Writer, r io.Reader) (int64, error) {
 	buf := make([]byte, 1<<20)
 	var n int64
 	for {

@@ -128,12 +128,17 @@ func TestUploadResumesAtCommittedSizeFromErrorInfo(t *testing.T) {
 	}
 	defer f.Close()
 
-	// Store the first MiB under the upload's ID, then stop.
-	id := UploadID("e.bin", size, sum(data))
+	// Store the first MiB under the upload's ID, then stop. Like
+	// UploadFile, declare the size and leave the digest to the trailer.
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := UploadID("e.bin", st)
 	var sent int64
 	sz := int64(size)
-	md := &pb.MetaData{Filename: "e.bin", Size: &sz, Sha256: sum(data), UploadId: id}
-	_, _, err = c.send(ctx, md, io.NewSectionReader(f, 0, mib), -1, nil, &sent, func(int64) {})
+	md := &pb.MetaData{Filename: "e.bin", Size: &sz, UploadId: id}
+	_, _, err = c.send(ctx, md, io.NewSectionReader(f, 0, mib), -1, nil, &sent, nil, func(int64) {})
 	if !hasReason(err, wire.ReasonUploadIncomplete, mib) {
 		t.Fatalf("a short resumable upload failed with %v, want UPLOAD_INCOMPLETE at %d", err, mib)
 	}

@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"os"
-	"strconv"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -18,21 +18,13 @@ import (
 	pb "github.com/greeter/greeter/proto/greeterpb"
 )
 
-// UploadID returns the upload ID UploadFile uses for a file: the first 32
-// hex digits of SHA-256(name NUL size NUL sha256). It is the same in every
-// process, so a later run uploading the same bytes under the same name
-// resumes where an earlier one stopped, and it changes when the file does.
-func UploadID(name string, size int64, sha256Hex string) string {
-	sum := sha256.Sum256([]byte(name + "\x00" + strconv.FormatInt(size, 10) + "\x00" + sha256Hex))
-	return hex.EncodeToString(sum[:])[:32]
-}
-
 // Upload stores the bytes of r under name in one attempt: a reader cannot
 // be rewound, so nothing is retried or resumed (UploadFile does both).
 // size, when not negative, is declared to the server, which then refuses
 // anything else. The SHA-256 the server reports is compared with the one
-// computed while sending. Of opts, only the preconditions CreateOnly and
-// IfMatch apply.
+// computed while sending, which the last message also declares (an
+// UploadTrailer), so the server checks it before it stores anything. Of
+// opts, only the preconditions CreateOnly and IfMatch apply.
 func (c *Client) Upload(ctx context.Context, name string, r io.Reader, size int64, progress Progress, opts ...TransferOption) (Result, error) {
 	res := Result{Name: name, Attempts: 1}
 	md := c.transferOptions(opts).metadata(name)
@@ -40,7 +32,7 @@ func (c *Client) Upload(ctx context.Context, name string, r io.Reader, size int6
 		md.Size = &size
 	}
 	h := sha256.New()
-	resp, _, err := c.send(ctx, md, r, -1, h, &res.Sent, func(n int64) {
+	resp, _, err := c.send(ctx, md, r, -1, h, &res.Sent, trailerFrom(h, &res.Sent), func(n int64) {
 		if progress != nil {
 			progress(n, size)
 		}
@@ -56,13 +48,16 @@ func (c *Client) Upload(ctx context.Context, name string, r io.Reader, size int6
 	return res, nil
 }
 
-// send runs one UploadFile stream: md, then the bytes of r in chunks. When
-// want is not negative, r must yield exactly want bytes. Every byte sent is
-// also written to h (when not nil) and counted in *sent, and report is
-// called with the bytes this stream sent so far. reachedEnd reports that
+// send runs one UploadFile stream: md, then the bytes of r in chunks, then
+// the trailer end returns (when end is not nil; when it fails, the stream
+// is canceled instead). When want is not
+// negative, r must yield exactly want bytes. Every byte sent is also
+// written to h (when not nil) and counted in *sent, and report is called
+// with the bytes this stream sent so far. reachedEnd reports that
 // every byte was sent and the stream half-closed, so a failure came while
 // waiting for the server's answer.
-func (c *Client) send(ctx context.Context, md *pb.MetaData, r io.Reader, want int64, h hash.Hash, sent *int64, report func(int64)) (resp *pb.StringResponse, reachedEnd bool, err error) {
+func (c *Client) send(ctx context.Context, md *pb.MetaData, r io.Reader, want int64, h io.Writer, sent *int64,
+	end func() (*pb.UploadFileRequest, error), report func(int64)) (resp *pb.StringResponse, reachedEnd bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := c.rpc.UploadFile(ctx)
@@ -102,6 +97,17 @@ func (c *Client) send(ctx context.Context, md *pb.MetaData, r io.Reader, want in
 		// arrived, a plain one stores nothing.
 		return nil, false, fmt.Errorf("upload source changed while uploading: read %d bytes, expected %d", n, want)
 	}
+	if end != nil {
+		// An error here returns before the trailer, which cancels the
+		// stream: nothing is stored.
+		last, err := end()
+		if err != nil {
+			return nil, false, err
+		}
+		if err := stream.Send(last); err != nil {
+			return nil, false, uploadErr(stream, err)
+		}
+	}
 	resp, err = stream.CloseAndRecv()
 	return resp, true, err
 }
@@ -118,6 +124,12 @@ func uploadErr(stream grpc.ClientStreamingClient[pb.UploadFileRequest, pb.String
 	return err
 }
 
+// trailerFrom returns the end of a stream that declares the SHA-256 h
+// computed over the *size bytes sent.
+func trailerFrom(h hash.Hash, size *int64) func() (*pb.UploadFileRequest, error) {
+	return func() (*pb.UploadFileRequest, error) { return trailerOf(hex.EncodeToString(h.Sum(nil)), *size), nil }
+}
+
 // checkStored compares what the server says it stored with what was sent.
 func checkStored(resp *pb.StringResponse, size int64, sum string) error {
 	if resp.GetSha256() != sum || resp.GetSize() != size {
@@ -129,11 +141,16 @@ func checkStored(resp *pb.StringResponse, size int64, sum string) error {
 // UploadFile stores the file at path under name, retrying transient
 // failures as the transfer's RetryPolicy says.
 //
-// It first reads the whole file for its size and SHA-256, then asks the
-// server (QueryUpload) how much of the upload UploadID names it already
-// holds, and sends the rest; after a failure it continues from what the
-// server committed. With NoResume, or against a server that cannot resume
-// uploads, every attempt sends the whole file as a plain upload.
+// It asks the server (QueryUpload) how much of the upload UploadID names
+// it already holds, hashes that much of the file locally, and sends the
+// rest while hashing it: the file is read once, and the SHA-256 of the
+// whole file goes last, in the stream's trailer, where the server checks
+// the file against it before storing it. After a failure it continues from
+// what the server committed. A server whose storage wants the SHA-256 up
+// front (or that predates the trailer) gets it so: then the file is read
+// once more to hash it first. With NoResume, or against a server that
+// cannot resume uploads, every attempt sends the whole file as a plain
+// upload, its SHA-256 in the trailer.
 //
 // If an attempt sent every byte but lost the server's answer, and the
 // server no longer knows the upload, UploadFile asks StatFile whether the
@@ -149,20 +166,29 @@ func (c *Client) UploadFile(ctx context.Context, path, name string, progress Pro
 		return res, err
 	}
 	defer f.Close()
+	return c.uploadFrom(ctx, f, name, progress, t)
+}
+
+// uploadSource is the file UploadFile sends: an *os.File, or in tests a
+// wrapper that counts what is read.
+type uploadSource interface {
+	io.ReaderAt
+	Stat() (fs.FileInfo, error)
+}
+
+// uploadFrom is UploadFile once the file is open.
+func (c *Client) uploadFrom(ctx context.Context, f uploadSource, name string, progress Progress, t transfer) (Result, error) {
+	res := Result{Name: name}
 	st, err := f.Stat()
 	if err != nil {
 		return res, err
 	}
 	if !st.Mode().IsRegular() {
-		return res, fmt.Errorf("%s is not a regular file", path)
+		return res, fmt.Errorf("%s is not a regular file", st.Name())
 	}
-	u := &fileUpload{c: c, f: f, name: name, t: t, size: st.Size(), res: &res, progress: progress, furthest: -1, committed: -1}
+	u := &fileUpload{c: c, f: f, name: name, t: t, size: st.Size(), stat: st, res: &res, progress: progress, furthest: -1, committed: -1}
 	if !t.noResume {
-		sum, err := hashFile(ctx, f, u.size)
-		if err != nil {
-			return res, err
-		}
-		u.sha256, u.id = sum, UploadID(name, u.size, sum)
+		u.id, u.h = UploadID(name, st), newRunningHash()
 	}
 	res.Attempts, err = c.retry(ctx, t.retry, u.attempt)
 	if err != nil {
@@ -174,15 +200,23 @@ func (c *Client) UploadFile(ctx context.Context, path, name string, progress Pro
 
 // fileUpload is the state one UploadFile keeps across its attempts.
 type fileUpload struct {
-	c        *Client
-	f        io.ReaderAt
-	name     string
-	t        transfer // for the preconditions
-	size     int64
-	sha256   string // empty for a plain upload until one succeeds
-	id       string // empty for a plain upload
-	res      *Result
-	progress Progress
+	c      *Client
+	f      uploadSource
+	name   string
+	t      transfer // for the preconditions
+	size   int64
+	sha256 string // the file's, once known: hashed whole or sent whole
+	id     string // empty for a plain upload
+	// stat is what the file looked like when the upload began (and id
+	// was derived from it).
+	stat fs.FileInfo
+	// h hashes the file as it is sent; nil for a plain upload.
+	h *runningHash
+	// digestFirst is set when the server wants the SHA-256 up front: the
+	// file was hashed whole before sending.
+	digestFirst bool
+	res         *Result
+	progress    Progress
 	// furthest is the largest committed size the server reported, or for
 	// a plain upload the most bytes an attempt sent.
 	furthest int64
@@ -237,17 +271,45 @@ func (u *fileUpload) attempt(ctx context.Context, progressed func()) (verdict, e
 	if offset > u.size {
 		return verdict{}, status.Errorf(codes.Internal, "server committed %d bytes of a %d-byte upload", offset, u.size)
 	}
+	if err := u.unchanged(); err != nil {
+		return verdict{}, err
+	}
 	u.reached(offset, progressed)
 	u.report(offset)
 	md := u.t.metadata(u.name)
-	md.Size, md.Sha256, md.UploadId, md.Offset = &u.size, u.sha256, u.id, offset
+	md.Size, md.UploadId, md.Offset = &u.size, u.id, offset
+	var h io.Writer
+	var end func() (*pb.UploadFileRequest, error)
+	if u.digestFirst {
+		md.Sha256 = u.sha256
+	} else {
+		// Hash what the server holds, then what is sent.
+		if err := u.h.seek(ctx, u.f, offset); err != nil {
+			return verdict{}, err
+		}
+		u.h.forget(offset)
+		h, end = u.h, func() (*pb.UploadFileRequest, error) {
+			// Bytes sent while the file was rewritten must not be
+			// committed as one file: check before declaring the digest.
+			if err := u.unchanged(); err != nil {
+				return nil, err
+			}
+			return trailerOf(u.h.sum(), u.size), nil
+		}
+	}
 	var sent int64
-	resp, end, err := u.c.send(ctx, md, io.NewSectionReader(u.f, offset, u.size-offset), u.size-offset, nil, &sent,
+	resp, reachedEnd, err := u.c.send(ctx, md, io.NewSectionReader(u.f, offset, u.size-offset), u.size-offset, h, &sent, end,
 		func(n int64) { u.report(offset + n) })
 	u.res.Sent += sent
-	u.sentAll = u.sentAll || end
+	if reachedEnd && !u.digestFirst {
+		u.sha256 = u.h.sum()
+	}
+	u.sentAll = u.sentAll || reachedEnd
 	if status.Code(err) == codes.Unimplemented && offset == 0 {
 		return u.fallBack(ctx, progressed)
+	}
+	if !u.digestFirst && digestRequired(err) {
+		return u.hashFirst(ctx, progressed)
 	}
 	if err != nil {
 		v := classify(err)
@@ -257,10 +319,39 @@ func (u *fileUpload) attempt(ctx context.Context, progressed func()) (verdict, e
 	return verdict{}, checkStored(resp, u.size, u.sha256)
 }
 
+// unchanged checks that the file still looks as it did when the upload
+// began (size, modification time, inode: what UploadID is derived from):
+// bytes of another version must not continue the upload. A rewrite that
+// keeps all three (within the file system's mtime granularity) goes
+// unseen, as it does for cp.
+func (u *fileUpload) unchanged() error {
+	st, err := u.f.Stat()
+	if err != nil {
+		return err
+	}
+	if UploadID(u.name, st) != UploadID(u.name, u.stat) {
+		return fmt.Errorf("%s changed while uploading (size, modification time or inode); upload it again", st.Name())
+	}
+	return nil
+}
+
+// hashFirst hashes the whole file and runs the attempt again with the
+// SHA-256 up front, for a server that wants it there. It asks QueryUpload
+// again: hashing takes a while, and another stream (a run that began the
+// upload with the digest) may have moved the committed size meanwhile.
+func (u *fileUpload) hashFirst(ctx context.Context, progressed func()) (verdict, error) {
+	sum, err := hashFile(ctx, u.f, u.size)
+	if err != nil {
+		return verdict{}, err
+	}
+	u.sha256, u.digestFirst, u.committed = sum, true, -1
+	return u.attempt(ctx, progressed)
+}
+
 // fallBack turns the upload into a plain one, for a server that cannot
 // resume uploads, and runs its first attempt.
 func (u *fileUpload) fallBack(ctx context.Context, progressed func()) (verdict, error) {
-	u.id, u.sha256, u.furthest = "", "", -1
+	u.id, u.sha256, u.furthest, u.h = "", "", -1, nil
 	return u.plain(ctx, progressed)
 }
 
@@ -272,7 +363,14 @@ func (u *fileUpload) plain(ctx context.Context, _ func()) (verdict, error) {
 	var sent int64
 	md := u.t.metadata(u.name)
 	md.Size = &u.size
-	resp, _, err := u.c.send(ctx, md, io.NewSectionReader(u.f, 0, u.size), u.size, h, &sent, u.report)
+	trailer := trailerFrom(h, &sent)
+	end := func() (*pb.UploadFileRequest, error) {
+		if err := u.unchanged(); err != nil {
+			return nil, err
+		}
+		return trailer()
+	}
+	resp, _, err := u.c.send(ctx, md, io.NewSectionReader(u.f, 0, u.size), u.size, h, &sent, end, u.report)
 	u.res.Sent += sent
 	if err != nil {
 		return classify(err), err

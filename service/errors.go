@@ -74,6 +74,8 @@ func (s *Server) toStatus(ctx context.Context, name string, err error) error {
 		return status.Errorf(codes.InvalidArgument, "upload of %s: %v", objname.Quote(name), ErrDigestMismatch)
 	case errors.Is(err, ErrOffsetMismatch):
 		return status.Errorf(codes.FailedPrecondition, "upload of %s: %v", objname.Quote(name), ErrOffsetMismatch)
+	case errors.Is(err, ErrDigestRequired):
+		return withErrorInfo(status.Newf(codes.InvalidArgument, "upload of %s: %v", objname.Quote(name), ErrDigestRequired), wire.ReasonDigestRequired, 0)
 	case errors.Is(err, ErrConflict):
 		return status.Errorf(codes.FailedPrecondition, "name %s conflicts with an existing file or folder", objname.Quote(name))
 	case errors.Is(err, ErrInvalidOwner):

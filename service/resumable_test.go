@@ -93,10 +93,10 @@ func TestResumableRejections(t *testing.T) {
 		}, codes.InvalidArgument, "invalid upload_id", "", 0, none},
 		{"no size", 0, func(id string) []*uploadMsg {
 			return []*uploadMsg{metaWith(&pb.MetaData{Filename: "f", Sha256: hexSum(data), UploadId: id}), chunk(data)}
-		}, codes.InvalidArgument, "resumable uploads must declare size and sha256", "", 0, none},
-		{"no sha256", 0, func(id string) []*uploadMsg {
+		}, codes.InvalidArgument, "resumable uploads must declare their size", "", 0, none},
+		{"no sha256 up front nor in a trailer", 0, func(id string) []*uploadMsg {
 			return []*uploadMsg{metaWith(&pb.MetaData{Filename: "f", Size: size(1000), UploadId: id}), chunk(data)}
-		}, codes.InvalidArgument, "resumable uploads must declare size and sha256", "", 0, none},
+		}, codes.InvalidArgument, "declared no sha256: resume it at offset 1000", wire.ReasonDigestRequired, 1000, 1000},
 		{"over max size", 0, func(id string) []*uploadMsg {
 			return []*uploadMsg{metaWith(&pb.MetaData{Filename: "f", Size: size(2 << 20), Sha256: hexSum(data), UploadId: id})}
 		}, codes.ResourceExhausted, "exceeds the maximum", "", 0, none},

@@ -25,6 +25,10 @@ var (
 	// received. The upload is discarded: only starting it again can mend
 	// it. It wraps ErrDigestMismatch.
 	ErrResumableDigestMismatch = fmt.Errorf("resumable upload: %w", ErrDigestMismatch)
+	// ErrDigestRequired means a resumable upload begun without a sha256 was
+	// committed without one either (it is kept: a later Commit may carry
+	// it), or that a store cannot begin a resumable upload without one.
+	ErrDigestRequired = errors.New("a resumable upload must declare its sha256 up front or when it completes")
 	// ErrOffsetMismatch means a resumed upload did not continue at the
 	// committed offset.
 	ErrOffsetMismatch = errors.New("offset does not match the committed size")
@@ -236,7 +240,11 @@ type Resume struct {
 	// Name is the object name; it has passed objname.Validate.
 	Name string
 	// Want is what the client declared; a resumable upload must declare
-	// both the size and the sha256.
+	// its size. The sha256 may be left out: the client then declares it
+	// in the Expect of the Commit that completes the upload (the upload
+	// trailer), and the store verifies the whole file against that. A
+	// store that cannot publish a file whose digest it learns only then
+	// fails BeginResumable with ErrDigestRequired.
 	Want Expect
 	// Offset is where the client's chunks start. It must equal the
 	// committed size of the upload, which is 0 for a new upload.
@@ -260,7 +268,9 @@ type ResumableStore interface {
 	Store
 	// BeginResumable starts owner's upload r.ID or resumes it. It fails
 	// with an *UploadError wrapping ErrUploadMismatch if the upload exists
-	// for a different name, size or sha256; ErrOffsetMismatch (carrying
+	// for a different name, size or sha256 (an upload begun without a
+	// sha256 must be resumed without one, and one begun with a sha256 with
+	// the same); ErrOffsetMismatch (carrying
 	// the committed size) if r.Offset is not the committed size;
 	// ErrUploadBusy if another stream holds the upload; and
 	// ErrTooManyUploads if a new upload would exceed the owner's cap. A new
@@ -279,11 +289,14 @@ type ResumableStore interface {
 // counts every byte of the file so far, those committed by earlier streams
 // included; after Suspend it is the committed size, which may be less than
 // what was written (see ResumableStore). Commit verifies the whole file
-// against what the upload was started with, publishes it and forgets the
-// upload; a size or digest mismatch there discards the upload for good,
-// and bytes that do not hash to the SHA-256 the upload was begun with give
-// ErrResumableDigestMismatch. Abort discards the upload and everything
-// stored for it.
+// against what the upload was started with and against want, publishes it
+// and forgets the upload; a size or digest mismatch there discards the
+// upload for good, and bytes that do not hash to the SHA-256 the upload
+// was begun with, or, for an upload begun without one, to want.SHA256,
+// give ErrResumableDigestMismatch. Commit of an upload begun without a
+// SHA-256 and with no want.SHA256 either fails with ErrDigestRequired and
+// suspends the upload (nothing is lost: a later stream commits it with the
+// digest). Abort discards the upload and everything stored for it.
 type ResumableUpload interface {
 	Upload
 	// Suspend makes the bytes written so far durable (up to the end of

@@ -28,6 +28,11 @@ import (
 // early, so that a later stream continues where this one stopped. Any other
 // upload is plain: a failed stream leaves nothing behind. Both kinds are
 // received the same way and differ only in that keep or discard.
+//
+// The last message may be an UploadTrailer carrying the SHA-256 (and the
+// size) the client computed while sending; Commit verifies against it as
+// against MetaData's. A resumable upload may leave its sha256 to the
+// trailer of the stream that completes it.
 func (s *Server) UploadFile(stream pb.Greeter_UploadFileServer) (err error) {
 	ctx := stream.Context()
 	defer recordOutcome(ctx, &err)
@@ -75,8 +80,11 @@ func (s *Server) UploadFile(stream pb.Greeter_UploadFileServer) (err error) {
 	if err := s.receive(ctx, recv, in, tr); err != nil {
 		return err
 	}
-	if in.resumable != nil && in.Written() < want.Size {
+	if in.resumable != nil && !in.trailer && in.Written() < want.Size {
 		return s.incomplete(ctx, in)
+	}
+	if in.resumable != nil && !in.want.HasSHA256 {
+		return s.digestMissing(ctx, in)
 	}
 	return s.commit(stream, in)
 }
@@ -144,8 +152,8 @@ func (s *Server) resumeRequest(ctx context.Context, md *pb.MetaData, name string
 	if offset < 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "offset must not be negative, got %d", offset)
 	}
-	if !want.HasSize || !want.HasSHA256 {
-		return nil, status.Error(codes.InvalidArgument, "resumable uploads must declare size and sha256")
+	if !want.HasSize {
+		return nil, status.Error(codes.InvalidArgument, "resumable uploads must declare their size")
 	}
 	return &Resume{ID: id, Name: name, Want: want, Offset: offset, TTL: s.opts.ResumableTTL}, nil
 }
@@ -171,6 +179,9 @@ type inbound struct {
 	// is its upload_id; resumable is nil for a plain upload.
 	resumable ResumableUpload
 	id        string
+	// trailer is set once the stream's UploadTrailer arrived; its
+	// declarations are in want.
+	trailer bool
 }
 
 // begin creates the upload of name for owner, or starts or resumes the
@@ -217,6 +228,10 @@ func (s *Server) receive(ctx context.Context, recv *receiver, in *inbound, tr *t
 			err := status.Error(codes.InvalidArgument, "metadata may only be sent in the first message")
 			s.fail(ctx, in, err)
 			return err
+		}
+		if t := msg.GetTrailer(); t != nil {
+			recv.release(msg) // t does not live in the message's chunk buffer
+			return s.endWith(ctx, recv, in, t)
 		}
 		n, err := s.write(ctx, in, msg.GetChunkData())
 		recv.release(msg) // the store neither keeps the chunk nor hashes it later

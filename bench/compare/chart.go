@@ -68,16 +68,70 @@ func renderChart(path string, samples []sample) error {
 		rounds, size = max(rounds, s.Round), s.Bytes
 	}
 	value := func(op, target string) float64 { return median(pick(samples, op, target, sample.MBps)) }
+	return renderPanels(path, fmt.Sprintf("File to file over loopback, median MB/s of %d interleaved rounds, %s (greeter: TLS 1.3, SHA-256 verified by the CLI)", rounds, sizeName(size)),
+		"2 shared vCPUs with other work running: absolute numbers vary by 30 %, compare bars within one chart",
+		chartPanels, []func(op, target string) float64{value, value})
+}
+
+// modeGroups are the groups of a panel of the chart by mode, in the order
+// of the comparison: greeter, the peers that promise as much, then the
+// ones that promise less.
+var modeGroups = []chartGroup{
+	{"greeter", targetGreeter}, {"rsync\n(ssh)", targetRsync}, {"scp +\nsync", targetSCPSync},
+	{"scp", targetSCP}, {"MinIO\n(curl)", targetMinIO}, {"raw\nTLS 1.3", targetTLS},
+}
+
+// renderModesChart draws issue 15's chart: median MB/s by tool, one panel
+// per mode, and writes a PNG.
+func renderModesChart(path string, samples []sample) error {
+	rounds, size := 0, int64(0)
+	var (
+		panels []chartPanel
+		values []func(op, target string) float64
+	)
+	for _, mode := range []string{modePinned, modeShared} {
+		in := inMode(samples, mode)
+		if len(in) == 0 {
+			continue
+		}
+		for _, s := range in {
+			if s.Round > 0 {
+				rounds, size = max(rounds, s.Round), s.Bytes
+			}
+		}
+		panels = append(panels, chartPanel{modeTitle[mode], modeGroups})
+		values = append(values, func(op, target string) float64 { return median(pick(in, op, target, sample.MBps)) })
+	}
+	return renderPanels(path, fmt.Sprintf("File to file over loopback, median MB/s of %d interleaved rounds, %s (greeter: TLS 1.3, SHA-256 verified, fsync before it answers)", rounds, sizeName(size)),
+		"rsync verifies a whole-file checksum; scp + sync fsyncs the written file; scp, MinIO via curl and raw TLS do neither. Compare bars within one panel.",
+		panels, values)
+}
+
+// renderAnyChart renders the chart the samples of a CSV file are for: the
+// sweep's or the one by mode.
+func renderAnyChart(path string, samples []sample) error {
+	for _, s := range samples {
+		if s.Target == chunkName(256<<10) {
+			return renderChart(path, samples)
+		}
+	}
+	return renderModesChart(path, samples)
+}
+
+// renderPanels draws panels side by side, each with value[i] as its bars'
+// heights, under title and over one MB/s scale, with note at the foot, and
+// writes a PNG.
+func renderPanels(path, title, note string, panels []chartPanel, value []func(op, target string) float64) error {
 	var peak float64
-	for _, p := range chartPanels {
+	for i, p := range panels {
 		for _, g := range p.groups {
 			for _, op := range ops {
-				peak = math.Max(peak, value(op, g.target))
+				peak = math.Max(peak, value[i](op, g.target))
 			}
 		}
 	}
 	if peak == 0 {
-		return fmt.Errorf("no sweep samples to chart (run -sweep)")
+		return fmt.Errorf("no samples to chart (no sweep samples for the sweep chart, no mode samples for the chart by mode)")
 	}
 
 	img := vgimg.NewWith(vgimg.UseWH(chartWidth, chartHeight), vgimg.UseDPI(chartDPI))
@@ -86,8 +140,7 @@ func renderChart(path string, samples []sample) error {
 	dc.Fill(dc.Rectangle.Path())
 
 	const header, footer, margin = 0.8 * vg.Inch, 0.45 * vg.Inch, 0.4 * vg.Inch
-	dc.FillText(textStyle(13, color.Black), vg.Point{X: margin, Y: dc.Max.Y - 0.3*vg.Inch},
-		fmt.Sprintf("File to file over loopback, median MB/s of %d interleaved rounds, %s (greeter: TLS 1.3, SHA-256 verified by the CLI)", rounds, sizeName(size)))
+	dc.FillText(textStyle(13, color.Black), vg.Point{X: margin, Y: dc.Max.Y - 0.3*vg.Inch}, title)
 	// The legend, in a row under the title: one single-entry legend per
 	// operation, side by side.
 	band := draw.Crop(dc, margin, 0, chartHeight-header, -0.4*vg.Inch)
@@ -99,12 +152,11 @@ func renderChart(path string, samples []sample) error {
 		l.Draw(band)
 		band = draw.Crop(band, l.Rectangle(band).Size().X+0.3*vg.Inch, 0, 0, 0)
 	}
-	dc.FillText(textStyle(11, colorMuted), vg.Point{X: margin, Y: dc.Min.Y + 0.15*vg.Inch},
-		"2 shared vCPUs with other work running: absolute numbers vary by 30 %, compare bars within one chart")
+	dc.FillText(textStyle(11, colorMuted), vg.Point{X: margin, Y: dc.Min.Y + 0.15*vg.Inch}, note)
 
 	var plots []*plot.Plot
-	for _, p := range chartPanels {
-		pp, err := panelPlot(p, value, peak*1.12)
+	for i, p := range panels {
+		pp, err := panelPlot(p, value[i], peak*1.12)
 		if err != nil {
 			return err
 		}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,6 +32,8 @@ type harness struct {
 	bin       string       // greeterd and greeter built from root
 	minio     string       // the MinIO binary
 	minioT    *minioTarget // the MinIO server, once started
+	sshT      *scpTarget   // the sshd of the scp, scp-sync and rsync targets, once started
+	mode      string       // modePinned or modeShared: where servers and clients run
 	otlp      string       // OTLP/HTTP endpoint for greeterd's spans
 	source    string       // the file every target moves
 	sourceSum string       // its hex SHA-256
@@ -50,12 +52,16 @@ func newHarness(ctx context.Context, o options) (_ *harness, err error) {
 	if h.root, err = moduleRoot(ctx); err != nil {
 		return nil, err
 	}
-	needSCP, needMinIO := o.sweep, o.sweep
+	needSSH, needMinIO, needRsync := o.sweep, o.sweep, false
 	for _, t := range o.targets {
-		needSCP = needSCP || t == targetSCP
+		needSSH = needSSH || t == targetSCP || t == targetSCPSync || t == targetRsync
+		needRsync = needRsync || t == targetRsync
 		needMinIO = needMinIO || t == targetMinIO || t == targetGreeterS3
 	}
-	if err := h.ensureTools(ctx, needSCP, needMinIO); err != nil {
+	if err := checkModes(o.modes); err != nil {
+		return nil, err
+	}
+	if err := h.ensureTools(ctx, needSSH, needRsync, needMinIO); err != nil {
 		return nil, err
 	}
 	if h.work, err = os.MkdirTemp("", "greeter-compare-"); err != nil {
@@ -72,8 +78,13 @@ func newHarness(ctx context.Context, o options) (_ *harness, err error) {
 	h.onClose(func() { h.removeAll(h.serverDir) })
 	h.serverFS = fsKind(h.serverDir)
 	fileBase, kind := o.fileDir, ""
-	if fileBase == "" {
+	switch {
+	case fileBase != "":
+	case o.sweep || o.s3:
 		fileBase, kind = defaultFileDir(o.size)
+	default:
+		// File to file on the servers' filesystem, as issue 15 measures.
+		fileBase = serverBase
 	}
 	if h.files, err = os.MkdirTemp(fileBase, "greeter-compare-files-"); err != nil {
 		return nil, err
@@ -82,7 +93,7 @@ func newHarness(ctx context.Context, o options) (_ *harness, err error) {
 	if kind == "" {
 		kind = fsKind(h.files)
 		if kind != "tmpfs" {
-			kind += ", read from the page cache (written just before)"
+			kind += ", the source read once before each upload (warm in the page cache)"
 		}
 	}
 	h.fileKind = kind
@@ -154,6 +165,13 @@ func (h *harness) describe(w io.Writer) {
 	fmt.Fprintf(w, "load:      %s (1, 5, 15 min) at the end of the run\n", loadAvg())
 	fmt.Fprintf(w, "file:      %s of random bytes; source and downloads on %s\n", sizeName(h.opts.size), h.fileKind)
 	fmt.Fprintf(w, "servers:   store on %s (%s)\n", h.serverFS, h.serverDir)
+	fmt.Fprintf(w, "modes:     %s; fresh servers per mode; sync before every transfer\n", strings.Join(h.opts.modes, ", "))
+	if slices.Contains(h.opts.modes, modePinned) {
+		fmt.Fprintf(w, "pinned:    taskset: greeterd, sshd and its sessions, MinIO and the TLS server on CPU %s; the CLI, scp, rsync, curl and the TLS client on CPU %s\n", serverCPU, clientCPU)
+	}
+	if h.opts.rssSize > 0 {
+		fmt.Fprintf(w, "rss:       one more greeter upload and download of %s in the %s mode, for greeterd's peak RSS\n", sizeName(h.opts.rssSize), h.opts.modes[0])
+	}
 	traces := map[string]string{"down": "OTLP/HTTP to a closed loopback port (exports fail and are dropped)",
 		"jaeger": "OTLP/HTTP to a private Jaeger all-in-one", "none": "off"}[h.opts.traces]
 	has := map[string]bool{}
@@ -166,8 +184,17 @@ func (h *harness) describe(w io.Writer) {
 	if has[targetNoChain] || h.opts.sweep {
 		fmt.Fprintf(w, "nochain:   greeterd dev mode (TLS 1.3) --auth none, every rate limit off, tracing off, no /metrics; recovery and logging cannot be switched off\n")
 	}
+	if has[targetRsync] {
+		fmt.Fprintf(w, "rsync:     rsync %s -W over ssh (OpenSSH %s, %s) to the same sshd; verifies its whole-file checksum, no fsync\n", rsyncVersion(), sshVersion(), sshCipher)
+	}
+	if has[targetSCPSync] {
+		fmt.Fprintf(w, "scp-sync:  scp as below, then sync FILE on the written file (fsync, on the side that wrote it), timed together\n")
+	}
 	if has[targetSCP] || h.opts.sweep {
 		fmt.Fprintf(w, "scp:       OpenSSH %s, scp (SFTP protocol) with %s, key auth, to a private sshd; no end-to-end digest\n", sshVersion(), sshCipher)
+	}
+	if has[targetTLS] {
+		fmt.Fprintf(w, "tls:       raw TLS 1.3 sender and receiver (Go crypto/tls, 1 MiB reads, this command), one header line; no digest, no fsync: the physical limit\n")
 	}
 	if has[targetGreeterS3] {
 		part := "16 MiB (greeterd's default)"
@@ -219,116 +246,6 @@ func fileSHA256(path string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// sample is one timed transfer.
-type sample struct {
-	Round      int
-	Op         string // "upload" or "download"
-	Target     string
-	Bytes      int64
-	Wall       time.Duration
-	ClientCPU  time.Duration // user + system of the client and its children
-	ClientRSS  int64         // the client's peak RSS
-	ServerCPU  time.Duration // user + system of the server during the transfer
-	ServerPeak int64         // the server's VmHWM during the transfer; 0 if unknown
-}
-
-// MBps is the throughput in decimal megabytes per second.
-func (s sample) MBps() float64 { return float64(s.Bytes) / 1e6 / s.Wall.Seconds() }
-
-// measureRounds runs the interleaved rounds and returns every sample.
-func (h *harness) measureRounds(ctx context.Context, targets []target) ([]sample, error) {
-	var samples []sample
-	for r := 0; r < h.opts.rounds; r++ {
-		order := append(append([]target(nil), targets[r%len(targets):]...), targets[:r%len(targets)]...)
-		object := fmt.Sprintf("bench-%d.bin", r)
-		for _, op := range []string{"upload", "download"} {
-			for _, t := range order {
-				dst := filepath.Join(h.files, "download-"+strconv.Itoa(r)+".bin")
-				argv := t.Upload(h.source, object)
-				if op == "download" {
-					argv = t.Download(object, dst)
-				}
-				s, err := h.measure(ctx, t, op, argv)
-				if err != nil {
-					return samples, fmt.Errorf("round %d, %s %s: %w", r+1, op, t.Name(), err)
-				}
-				s.Round, s.Op, s.Target, s.Bytes = r+1, op, t.Name(), h.opts.size
-				samples = append(samples, s)
-				peak := ""
-				if s.ServerPeak > 0 {
-					peak = fmt.Sprintf(", server peak RSS %s", mib(s.ServerPeak))
-				}
-				h.logf("round %d/%d %-8s %-16s %6.2f s %7.1f MB/s (CPU client %.2f s, server %.2f s%s)",
-					r+1, h.opts.rounds, op, t.Name(), s.Wall.Seconds(), s.MBps(), s.ClientCPU.Seconds(), s.ServerCPU.Seconds(), peak)
-				if op == "download" {
-					// Not timed: every tool's result must be the source's bytes.
-					sum, err := fileSHA256(dst)
-					if err != nil {
-						return samples, err
-					}
-					if sum != h.sourceSum {
-						return samples, fmt.Errorf("round %d: %s downloaded a file with SHA-256 %s, want %s", r+1, t.Name(), sum, h.sourceSum)
-					}
-					if err := os.Remove(dst); err != nil {
-						return samples, err
-					}
-				}
-			}
-		}
-		for _, t := range targets {
-			if err := t.Remove(ctx, object); err != nil {
-				return samples, fmt.Errorf("removing %s from %s: %w", object, t.Name(), err)
-			}
-		}
-	}
-	return samples, nil
-}
-
-// measure runs one client command and reads the server's CPU time and peak
-// RSS around it.
-func (h *harness) measure(ctx context.Context, t target, op string, argv []string) (sample, error) {
-	srv := t.Server()
-	var env []string
-	if _, greeter := t.(*greeterTarget); greeter && h.prof != nil {
-		var err error
-		if env, err = h.prof.begin(srv, t.Name(), op); err != nil {
-			return sample{}, err
-		}
-		defer h.prof.end(srv)
-	}
-	// sshd's sessions are separate processes: its listener's RSS says nothing.
-	_, isSCP := t.(*scpTarget)
-	peakOK := !isSCP && srv.resetPeak() == nil
-	cpu0 := srv.cpu()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = cleanEnv(env...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	err := cmd.Run()
-	wall := time.Since(start)
-	if err != nil {
-		return sample{}, fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, lastLines(out.String(), 10))
-	}
-	// sshd forks a session per connection: wait until it is reaped so its
-	// CPU time reaches the listener's child times.
-	srv.settle(3 * time.Second)
-	s := sample{Wall: wall, ServerCPU: srv.cpu() - cpu0}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		s.ClientCPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		s.ClientRSS = ru.Maxrss << 10
-	}
-	if peakOK {
-		s.ServerPeak, _ = srv.peakRSS()
-	}
-	return s, nil
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // defaultFileDir is /dev/shm when it and the memory left can hold the
@@ -408,6 +325,15 @@ func sshVersion() string {
 	out, _ := exec.Command("ssh", "-V").CombinedOutput()
 	v, _, _ := strings.Cut(strings.TrimSpace(string(out)), ",")
 	return strings.TrimPrefix(v, "OpenSSH_")
+}
+
+func rsyncVersion() string {
+	out, _ := exec.Command("rsync", "--version").Output()
+	f := strings.Fields(string(out))
+	if len(f) < 3 {
+		return "?"
+	}
+	return f[2]
 }
 
 func curlVersion() string {

@@ -1,18 +1,27 @@
 // Command compare measures the greeter CLI against what users would run
-// instead, file to file over loopback: scp to an OpenSSH server, and curl
-// (SigV4) to MinIO. It also compares greeterd with every middleware plugin
-// on against greeterd with every plugin that can be switched off switched
-// off. With -s3 it measures greeterd storing on MinIO (--storage s3)
-// against curl straight to the same MinIO (issue 13).
+// instead, file to file over loopback (issue 15): rsync over ssh, which
+// verifies a whole-file checksum as greeter does; scp followed by sync of
+// the written file, durable as greeter's commit; plain scp; curl (SigV4)
+// to MinIO; and a raw TLS 1.3 sender and receiver (this command itself),
+// the physical limit. Every ssh peer uses one cipher (aes128-gcm). It
+// measures twice: pinned (every server on CPU 0, every client on CPU 1,
+// with taskset: one core per side, as on two machines) and shared (both
+// sides on every core), with fresh servers per mode, and prints a table per
+// mode and the verdict against each of the issue's targets. With
+// -targets greeter-nochain it also compares greeterd with every plugin that
+// can be switched off switched off (issue 8). With -s3 it measures
+// greeterd storing on MinIO (--storage s3) against curl straight to the
+// same MinIO (issue 13).
 //
-//	go run ./bench/compare -size 1GiB -rounds 5
+//	go run ./bench/compare                                  # issue 15: both modes, 1 GiB, 5 rounds, the 4 GiB RSS transfer
+//	go run ./bench/compare -size 256MiB -rounds 2 -rss-size 0   # a quick look
 //	go run ./bench/compare -s3 -size 1GiB -rounds 3
 //	go run ./bench/compare -sweep -csv sweep.csv -chart docs/throughput.png
 //	go run ./bench/compare -plot sweep.csv -chart docs/throughput.png
 //	go run ./bench/compare -size 256MiB -rounds 3 -targets greeter -cpuprofile /tmp/prof
 //
-// It installs what is missing (openssh-server, openssh-client and curl with
-// apt-get; MinIO with go install into a cache directory, unless the tests'
+// It installs what is missing (openssh-server, openssh-client, rsync and
+// curl with apt-get update and install; MinIO with go install into a cache directory, unless the tests'
 // MinIO is in $GREETER_MINIO or .bin), builds greeterd and greeter from
 // this module, and starts every server on 127.0.0.1 with private ports,
 // keys and certificates. Rounds are interleaved: in each
@@ -33,6 +42,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -42,7 +52,10 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := runCompare(ctx, os.Args[1:])
+	ok, err := runTLSPeer(ctx, os.Args[1:])
+	if !ok {
+		err = runCompare(ctx, os.Args[1:])
+	}
 	stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "compare: %v\n", err)
@@ -72,6 +85,11 @@ type options struct {
 	s3 bool
 	// s3PartSize is greeterd's --s3-part-size; zero keeps its default.
 	s3PartSize int64
+	// modes are modePinned and/or modeShared, run in this order.
+	modes []string
+	// rssSize, if positive, is the size of one more upload and download
+	// by the greeter target in the first mode, for greeterd's peak RSS.
+	rssSize int64
 }
 
 // Target names.
@@ -79,6 +97,9 @@ const (
 	targetGreeter = "greeter"         // greeterd with the whole chain on
 	targetNoChain = "greeter-nochain" // greeterd with the plugins off
 	targetSCP     = "scp"
+	targetSCPSync = "scp-sync" // scp, then sync of the written file
+	targetRsync   = "rsync"    // rsync -e ssh
+	targetTLS     = "tls"      // the raw TLS peer
 	targetMinIO   = "minio"
 	// targetGreeterS3 is greeterd, every plugin on, storing in a bucket of
 	// the MinIO that the minio target talks to (--storage s3).
@@ -91,7 +112,10 @@ func parseFlags(args []string) (options, error) {
 	size := envflag.Size(1 << 30)
 	fs.Var(&size, "size", "size of the file moved (1GiB; 256MiB with -sweep)")
 	fs.IntVar(&o.rounds, "rounds", 5, "interleaved rounds (3 with -sweep)")
-	targets := fs.String("targets", "greeter,greeter-nochain,scp,minio", "targets to run, comma-separated")
+	targets := fs.String("targets", "greeter,rsync,scp-sync,scp,minio,tls", "targets to run, comma-separated (also greeter-nochain, greeter-s3)")
+	modes := fs.String("modes", "pinned,shared", "pinned (servers on CPU 0, clients on CPU 1) and/or shared (every core); shared only with -s3 and -sweep")
+	rss := envflag.Size(4 << 30)
+	fs.Var(&rss, "rss-size", "one more greeter upload and download of this size in the first mode, for greeterd's peak RSS (0: none; none with -s3 and -sweep)")
 	chunk := envflag.Size(0)
 	fs.Var(&chunk, "chunk", "greeter chunk size, client and server (0: the defaults, 256KiB)")
 	fs.StringVar(&o.fileDir, "file-dir", "", "where the source file and downloads go (default /dev/shm if it has room, else the temp dir)")
@@ -99,7 +123,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.traces, "traces", "down", "greeterd's span export: down (OTLP to a closed port), jaeger (a private Jaeger from .bin) or none")
 	fs.BoolVar(&o.sweep, "sweep", false, "measure greeter by chunk size and by plugin instead (for the chart), with scp and minio for reference")
 	fs.StringVar(&o.csvPath, "csv", "", "write every measured transfer to this CSV file")
-	fs.StringVar(&o.chartPath, "chart", "", "with -sweep or -plot: render the chart to this PNG file")
+	fs.StringVar(&o.chartPath, "chart", "", "render the chart to this PNG file (by mode and tool; with -sweep by chunk size and plugin)")
 	fs.StringVar(&o.plotFrom, "plot", "", "render -chart from this CSV file written by -sweep -csv, and measure nothing")
 	cache, _ := os.UserCacheDir()
 	fs.StringVar(&o.cacheDir, "cache", cache+"/greeter-bench", "where MinIO is installed when neither $GREETER_MINIO nor the module's .bin/minio (the tests' MinIO) exists")
@@ -117,7 +141,24 @@ func parseFlags(args []string) (options, error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	o.size, o.chunk, o.s3PartSize = int64(size), int64(chunk), int64(partSize)
+	o.size, o.chunk, o.s3PartSize, o.rssSize = int64(size), int64(chunk), int64(partSize), int64(rss)
+	if (o.s3 || o.sweep) && !set["modes"] {
+		*modes = modeShared
+	}
+	if (o.s3 || o.sweep) && !set["rss-size"] {
+		o.rssSize = 0
+	}
+	for _, m := range strings.Split(*modes, ",") {
+		switch m = strings.TrimSpace(m); m {
+		case modePinned, modeShared:
+			if !slices.Contains(o.modes, m) {
+				o.modes = append(o.modes, m)
+			}
+		case "":
+		default:
+			return o, fmt.Errorf("-modes: unknown mode %q", m)
+		}
+	}
 	if o.s3 && !set["targets"] {
 		*targets = targetGreeterS3 + "," + targetMinIO
 	}
@@ -132,7 +173,7 @@ func parseFlags(args []string) (options, error) {
 	}
 	for _, t := range strings.Split(*targets, ",") {
 		switch t = strings.TrimSpace(t); t {
-		case targetGreeter, targetNoChain, targetSCP, targetMinIO, targetGreeterS3:
+		case targetGreeter, targetNoChain, targetSCP, targetSCPSync, targetRsync, targetTLS, targetMinIO, targetGreeterS3:
 			o.targets = append(o.targets, t)
 		case "":
 		default:
@@ -146,6 +187,10 @@ func parseFlags(args []string) (options, error) {
 		return o, fmt.Errorf("-rounds must be at least 1")
 	case len(o.targets) == 0 && !o.sweep:
 		return o, fmt.Errorf("-targets: none selected")
+	case len(o.modes) == 0:
+		return o, fmt.Errorf("-modes: none selected")
+	case o.rssSize != 0 && o.rssSize < 1<<20:
+		return o, fmt.Errorf("-rss-size must be 0 or at least 1MiB")
 	case o.traces != "down" && o.traces != "jaeger" && o.traces != "none":
 		return o, fmt.Errorf("-traces must be down, jaeger or none")
 	case o.plotFrom != "" && o.chartPath == "":
@@ -168,7 +213,7 @@ func runCompare(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		return renderChart(o.chartPath, samples)
+		return renderAnyChart(o.chartPath, samples)
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
@@ -178,16 +223,12 @@ func runCompare(ctx context.Context, args []string) error {
 	}
 	defer h.close()
 
-	var targets []target
-	if o.sweep {
-		targets, err = h.startSweepTargets(ctx)
-	} else {
-		targets, err = h.startTargets(ctx)
-	}
-	if err != nil {
-		return err
-	}
-	samples, err := h.measureRounds(ctx, targets)
+	samples, targetNames, err := h.measureModes(ctx, func(m *harness) ([]target, error) {
+		if o.sweep {
+			return m.startSweepTargets(ctx)
+		}
+		return m.startTargets(ctx)
+	})
 	if o.csvPath != "" && len(samples) > 0 {
 		if werr := writeCSV(o.csvPath, samples); werr != nil && err == nil {
 			err = werr
@@ -203,7 +244,7 @@ func runCompare(ctx context.Context, args []string) error {
 		}
 	}
 	if o.sweep {
-		printSweep(os.Stdout, samples, sweepOrder(targets))
+		printSweep(os.Stdout, samples, targetNames)
 		if o.chartPath != "" {
 			if err := renderChart(o.chartPath, samples); err != nil {
 				return err
@@ -212,7 +253,13 @@ func runCompare(ctx context.Context, args []string) error {
 		}
 		return nil
 	}
-	printReport(os.Stdout, samples, names(targets), o.size)
+	printReport(os.Stdout, samples, targetNames, o.size)
+	if o.chartPath != "" {
+		if err := renderModesChart(o.chartPath, samples); err != nil {
+			return err
+		}
+		fmt.Printf("\nchart written to %s\n", o.chartPath)
+	}
 	return nil
 }
 
@@ -239,8 +286,10 @@ func (h *harness) startTargets(ctx context.Context) ([]target, error) {
 			cfg := chainOff(targetNoChain)
 			cfg.chunk = h.opts.chunk
 			t, err = h.startGreeterd(ctx, cfg)
-		case targetSCP:
-			t, err = h.startSSHD(ctx)
+		case targetSCP, targetSCPSync, targetRsync:
+			t, err = h.startSSHPeer(ctx, name)
+		case targetTLS:
+			t, err = h.startTLSPeer(ctx)
 		case targetMinIO:
 			t, err = h.startMinIO(ctx)
 		case targetGreeterS3:
@@ -249,7 +298,7 @@ func (h *harness) startTargets(ctx context.Context) ([]target, error) {
 		if err != nil {
 			return nil, err
 		}
-		h.logf("started %s (pid %d)", name, t.Server().pid())
+		h.logf("started %s (pid %d, %s)", name, t.Server().pid(), h.mode)
 		out = append(out, t)
 	}
 	return out, nil

@@ -37,11 +37,12 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// pick returns f of the samples of op and target, in round order.
+// pick returns f of the samples of op and target, in round order, leaving
+// out the RSS transfer (round 0).
 func pick(samples []sample, op, target string, f func(sample) float64) []float64 {
 	var out []float64
 	for _, s := range samples {
-		if s.Op == op && s.Target == target {
+		if s.Op == op && s.Target == target && s.Round > 0 {
 			out = append(out, f(s))
 		}
 	}
@@ -71,20 +72,65 @@ func verdict(pass bool) string {
 	return "NOT met"
 }
 
-// printReport prints the table of every target, then the comparisons of
-// the issues whose targets ran: issue 8 (greeter against scp and MinIO,
-// the chain's cost) and issue 13 (greeter on MinIO against MinIO).
+// inMode returns the samples of mode.
+func inMode(samples []sample, mode string) []sample {
+	var out []sample
+	for _, s := range samples {
+		if s.Mode == mode {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// modesOf returns the modes of the samples in the order they were
+// measured.
+func modesOf(samples []sample) []string {
+	var out []string
+	for _, s := range samples {
+		if !slices.Contains(out, s.Mode) {
+			out = append(out, s.Mode)
+		}
+	}
+	return out
+}
+
+// modeTitle describes a mode in the report's headings.
+var modeTitle = map[string]string{
+	modePinned: "pinned: servers on CPU 0, clients on CPU 1",
+	modeShared: "shared cores: servers and clients on every CPU",
+}
+
+// printReport prints the table of every target in each mode, then the
+// comparisons of the issues whose targets ran: issue 15 (greeter against
+// rsync, scp + sync and scp, pinned and shared), issue 8 (the chain's
+// cost, with greeter-nochain) and issue 13 (greeter on MinIO against
+// MinIO).
 func printReport(w io.Writer, samples []sample, targets []string, size int64) {
-	printTable(w, samples, targets, size)
+	modes := modesOf(samples)
+	if len(modes) == 0 {
+		return
+	}
+	for _, mode := range modes {
+		if t, ok := modeTitle[mode]; ok {
+			fmt.Fprintf(w, "\n== %s ==\n", t)
+		}
+		printTable(w, inMode(samples, mode), targets, size)
+	}
 	has := map[string]bool{}
 	for _, t := range targets {
 		has[t] = true
 	}
-	if has[targetGreeter] || has[targetNoChain] || has[targetSCP] {
-		printIssue8(w, samples)
+	if has[targetGreeter] && (has[targetRsync] || has[targetSCPSync] || has[targetSCP]) {
+		printIssue15(w, samples)
+	}
+	last := inMode(samples, modes[len(modes)-1])
+	if has[targetNoChain] {
+		fmt.Fprintf(w, "\nissue 8 (%s)\n", modes[len(modes)-1])
+		printIssue8(w, last)
 	}
 	if has[targetGreeterS3] {
-		printS3(w, samples)
+		printS3(w, last)
 	}
 }
 
@@ -94,9 +140,9 @@ func printTable(w io.Writer, samples []sample, targets []string, size int64) {
 	for _, s := range samples {
 		rounds = max(rounds, s.Round)
 	}
-	fmt.Fprintf(w, "\nmedians of %d interleaved rounds, %s file to file (MB/s = 10^6 bytes/s; CPU s/GB = client + server CPU per 10^9 bytes)\n\n", rounds, sizeName(size))
+	fmt.Fprintf(w, "\nmedians of %d interleaved rounds, %s file to file (MB/s = 10^6 bytes/s; CPU s/GB = client + server CPU per 10^9 bytes; machine = every CPU's busy time, /proc/stat)\n\n", rounds, sizeName(size))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "op\ttarget\tmedian s\tMB/s\tmin–max MB/s\tclient CPU s\tserver CPU s\tCPU s/GB\tserver peak RSS\tclient peak RSS\t")
+	fmt.Fprintln(tw, "op\ttarget\tmedian s\tMB/s\tmin–max MB/s\tclient CPU s\tserver CPU s\tCPU s/GB\tmachine CPU s/GB\tserver peak RSS\tclient peak RSS\t")
 	for _, op := range ops {
 		for _, t := range targets {
 			mbps := pick(samples, op, t, sample.MBps)
@@ -106,15 +152,16 @@ func printTable(w io.Writer, samples []sample, targets []string, size int64) {
 			gb := float64(size) / 1e9
 			ccpu := median(pick(samples, op, t, func(s sample) float64 { return s.ClientCPU.Seconds() }))
 			scpu := median(pick(samples, op, t, func(s sample) float64 { return s.ServerCPU.Seconds() }))
+			machine := median(pick(samples, op, t, machinePerGB))
 			peak := slices.Max(pick(samples, op, t, func(s sample) float64 { return float64(s.ServerPeak) }))
 			crss := slices.Max(pick(samples, op, t, func(s sample) float64 { return float64(s.ClientRSS) }))
 			peakText := "n/a"
 			if peak > 0 {
 				peakText = mib(int64(peak))
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.0f\t%.0f–%.0f\t%.2f\t%.2f\t%.2f\t%s\t%s\t\n", op, t,
+			fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.0f\t%.0f–%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%s\t\n", op, t,
 				median(pick(samples, op, t, wallSeconds)), median(mbps), slices.Min(mbps), slices.Max(mbps),
-				ccpu, scpu, (ccpu+scpu)/gb, peakText, mib(int64(crss)))
+				ccpu, scpu, (ccpu+scpu)/gb, machine, peakText, mib(int64(crss)))
 		}
 	}
 	tw.Flush()
@@ -197,9 +244,6 @@ func printS3(w io.Writer, samples []sample) {
 	fmt.Fprintln(w)
 }
 
-// sweepOrder is the order of the sweep's targets in its table and chart.
-func sweepOrder(targets []target) []string { return names(targets) }
-
 func printSweep(w io.Writer, samples []sample, targets []string) {
 	fmt.Fprintf(w, "\nmedian MB/s by configuration (greeterd dev mode; chunk sizes with every plugin on, plugins at 256 KiB)\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -227,7 +271,12 @@ func printSweep(w io.Writer, samples []sample, targets []string) {
 	tw.Flush()
 }
 
-var csvHeader = []string{"round", "op", "target", "bytes", "wall_s", "mb_per_s", "client_cpu_s", "client_peak_rss", "server_cpu_s", "server_peak_rss"}
+// csvHeader names the CSV columns; files written before issue 15 lack the
+// last two (mode and machine CPU) and are still read.
+var csvHeader = []string{"round", "op", "target", "bytes", "wall_s", "mb_per_s", "client_cpu_s", "client_peak_rss", "server_cpu_s", "server_peak_rss", "mode", "machine_cpu_s"}
+
+// csvOldColumns is the number of columns of files written before issue 15.
+const csvOldColumns = 10
 
 func writeCSV(path string, samples []sample) error {
 	f, err := os.Create(path)
@@ -242,6 +291,7 @@ func writeCSV(path string, samples []sample) error {
 			strconv.FormatFloat(s.Wall.Seconds(), 'f', 4, 64), strconv.FormatFloat(s.MBps(), 'f', 1, 64),
 			strconv.FormatFloat(s.ClientCPU.Seconds(), 'f', 3, 64), strconv.FormatInt(s.ClientRSS, 10),
 			strconv.FormatFloat(s.ServerCPU.Seconds(), 'f', 3, 64), strconv.FormatInt(s.ServerPeak, 10),
+			s.Mode, strconv.FormatFloat(s.MachineCPU.Seconds(), 'f', 3, 64),
 		})
 	}
 	cw.Flush()
@@ -262,7 +312,7 @@ func readCSV(path string) ([]sample, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(rows) == 0 || !slices.Equal(rows[0], csvHeader) {
+	if len(rows) == 0 || !(slices.Equal(rows[0], csvHeader) || slices.Equal(rows[0], csvHeader[:csvOldColumns])) {
 		return nil, fmt.Errorf("%s: not a CSV file written by compare -csv", path)
 	}
 	var out []sample
@@ -280,8 +330,16 @@ func readCSV(path string) ([]sample, error) {
 			}
 		}
 		sec := func(x float64) time.Duration { return time.Duration(x * float64(time.Second)) }
-		out = append(out, sample{Round: round, Op: r[1], Target: r[2], Bytes: n, Wall: sec(wall),
-			ClientCPU: sec(ccpu), ClientRSS: crss, ServerCPU: sec(scpu), ServerPeak: peak})
+		s := sample{Round: round, Op: r[1], Target: r[2], Bytes: n, Wall: sec(wall),
+			ClientCPU: sec(ccpu), ClientRSS: crss, ServerCPU: sec(scpu), ServerPeak: peak, Mode: modeShared}
+		if len(r) == len(csvHeader) {
+			machine, err := strconv.ParseFloat(r[11], 64)
+			if err != nil {
+				return nil, fmt.Errorf("%s line %d: %v", path, i+2, err)
+			}
+			s.Mode, s.MachineCPU = r[10], sec(machine)
+		}
+		out = append(out, s)
 	}
 	return out, nil
 }

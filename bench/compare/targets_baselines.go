@@ -16,7 +16,7 @@ import (
 )
 
 // scpTarget is OpenSSH's scp (SFTP protocol, the default since OpenSSH 9.0)
-// to a private sshd.
+// to a private sshd, or one of its variants over the same sshd (kind).
 type scpTarget struct {
 	proc    *process
 	port    int
@@ -24,9 +24,20 @@ type scpTarget struct {
 	user    string
 	dir     string
 	options []string
+	// kind is targetSCP (or empty), targetSCPSync or targetRsync.
+	kind string
+	// mode is where the harness runs servers and clients (sync of an
+	// uploaded file runs on the server's core).
+	mode string
 }
 
-func (t *scpTarget) Name() string     { return "scp" }
+func (t *scpTarget) Name() string {
+	if t.kind == "" {
+		return targetSCP
+	}
+	return t.kind
+}
+
 func (t *scpTarget) Server() *process { return t.proc }
 
 func (t *scpTarget) scp(from, to string) []string {
@@ -38,8 +49,60 @@ func (t *scpTarget) remote(object string) string {
 	return t.user + "@127.0.0.1:" + filepath.Join(t.dir, object)
 }
 
-func (t *scpTarget) Upload(src, object string) []string   { return t.scp(src, t.remote(object)) }
-func (t *scpTarget) Download(object, dst string) []string { return t.scp(t.remote(object), dst) }
+func (t *scpTarget) Upload(src, object string) []string {
+	switch t.kind {
+	case targetRsync:
+		return t.rsync(src, t.remote(object))
+	case targetSCPSync:
+		// The uploaded file is the server's: its sync runs on the server's core.
+		return thenSync(t.scp(src, t.remote(object)), pinned(t.mode, serverCPU, []string{"sync"}), filepath.Join(t.dir, object))
+	}
+	return t.scp(src, t.remote(object))
+}
+
+func (t *scpTarget) Download(object, dst string) []string {
+	switch t.kind {
+	case targetRsync:
+		return t.rsync(t.remote(object), dst)
+	case targetSCPSync:
+		return thenSync(t.scp(t.remote(object), dst), []string{"sync"}, dst)
+	}
+	return t.scp(t.remote(object), dst)
+}
+
+// rsync copies with rsync over ssh with the scp target's options (one
+// cipher for every ssh peer): the whole file (-W, no delta search),
+// verified by rsync's whole-file checksum.
+func (t *scpTarget) rsync(from, to string) []string {
+	ssh := append([]string{"ssh", "-p", strconv.Itoa(t.port)}, t.options...)
+	return []string{"rsync", "-W", "-q", "-e", strings.Join(ssh, " "), from, to}
+}
+
+// thenSync returns a command that runs argv and then syncArgv on file
+// (coreutils sync FILE: fsync of that file), as one timed command.
+func thenSync(argv, syncArgv []string, file string) []string {
+	script := `"$@" && exec ` + strings.Join(syncArgv, " ") + ` "$0"`
+	return append([]string{"sh", "-c", script, file}, argv...)
+}
+
+// startSSHPeer returns the ssh target of kind, starting this mode's sshd
+// if it is not running yet; each kind stores in a directory of its own.
+func (h *harness) startSSHPeer(ctx context.Context, kind string) (*scpTarget, error) {
+	if h.sshT == nil {
+		base, err := h.startSSHD(ctx)
+		if err != nil {
+			return nil, err
+		}
+		h.sshT = base
+	}
+	t := *h.sshT
+	t.kind, t.mode = kind, h.mode
+	var err error
+	if t.dir, err = mkdir(h.sshT.dir, kind); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
 
 func (t *scpTarget) Remove(_ context.Context, object string) error {
 	return os.Remove(filepath.Join(t.dir, object))
@@ -108,7 +171,7 @@ LogLevel ERROR
 		}
 		h.onClose(func() { os.Remove("/run/sshd") })
 	}
-	p, err := startProcess("sshd", filepath.Join(h.work, "sshd.log"), cleanEnv(), "/usr/sbin/sshd", "-D", "-e", "-f", config)
+	p, err := startProcess("sshd", filepath.Join(h.work, "sshd.log"), cleanEnv(), h.serverArgv("/usr/sbin/sshd", "-D", "-e", "-f", config)...)
 	if err != nil {
 		return nil, err
 	}
@@ -241,9 +304,9 @@ func (h *harness) startMinIO(ctx context.Context) (*minioTarget, error) {
 	env := cleanEnv("MINIO_ROOT_USER="+ak, "MINIO_ROOT_PASSWORD="+sk,
 		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_CONFIG_ENV_FILE=/dev/null")
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	p, err := startProcess("minio", filepath.Join(h.work, "minio.log"), env, h.minio,
+	p, err := startProcess("minio", filepath.Join(h.work, "minio.log"), env, h.serverArgv(h.minio,
 		"server", "--quiet", "--address", addr, "--console-address", "127.0.0.1:"+strconv.Itoa(console),
-		"--certs-dir", certDir, data)
+		"--certs-dir", certDir, data)...)
 	if err != nil {
 		return nil, err
 	}

@@ -171,16 +171,16 @@ func (h *harness) startGreeterd(ctx context.Context, cfg greeterConfig) (*greete
 		}
 		metrics = "127.0.0.1:" + strconv.Itoa(mport)
 	}
-	argv := greeterdArgv(filepath.Join(h.bin, "greeterd"), state, data, addr, metrics, max(h.opts.size, 1<<30), cfg)
+	argv := greeterdArgv(filepath.Join(h.bin, "greeterd"), state, data, addr, metrics, max(h.opts.size, h.opts.rssSize, 1<<30), cfg)
 	env := greeterdEnv(cfg, h.tracesEnv())
 	profileDir := ""
 	if h.prof != nil {
-		if profileDir, err = h.prof.serverDir(cfg.name); err != nil {
+		if profileDir, err = h.prof.serverDir(h.mode + " " + cfg.name); err != nil {
 			return nil, err
 		}
 		env = append(env, profileEnv+"="+profileDir)
 	}
-	p, err := startProcess(cfg.name, filepath.Join(h.work, "greeterd-"+slug+".log"), env, argv...)
+	p, err := startProcess(cfg.name, filepath.Join(h.work, "greeterd-"+slug+".log"), env, h.serverArgv(argv...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -16,17 +16,20 @@ import (
 const minioModule = "github.com/minio/minio@latest"
 
 // ensureTools installs what the selected baselines need and is missing:
-// openssh-server, openssh-client and curl with apt-get, MinIO with go
-// install into the cache directory unless the tests' MinIO is there.
-func (h *harness) ensureTools(ctx context.Context, scp, minio bool) error {
+// openssh-server, openssh-client, rsync and curl with apt-get, MinIO with
+// go install into the cache directory unless the tests' MinIO is there.
+func (h *harness) ensureTools(ctx context.Context, ssh, rsync, minio bool) error {
 	var pkgs []string
-	if scp {
+	if ssh {
 		if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
 			pkgs = append(pkgs, "openssh-server")
 		}
 		if !onPath("scp") || !onPath("ssh-keygen") {
 			pkgs = append(pkgs, "openssh-client")
 		}
+	}
+	if rsync && !onPath("rsync") {
+		pkgs = append(pkgs, "rsync")
 	}
 	if minio && !onPath("curl") {
 		pkgs = append(pkgs, "curl")
@@ -75,28 +78,21 @@ func onPath(name string) bool {
 	return err == nil
 }
 
-// aptInstall installs Debian packages, updating the package lists once if
-// the first attempt fails.
+// aptInstall installs Debian packages, updating the package lists first (a
+// fresh machine or container has none).
 func aptInstall(ctx context.Context, pkgs []string) error {
 	if os.Geteuid() != 0 {
-		return fmt.Errorf("missing %s: run sudo apt-get install -y %s", strings.Join(pkgs, ", "), strings.Join(pkgs, " "))
-	}
-	install := func() error {
-		cmd := exec.CommandContext(ctx, "apt-get", append([]string{"install", "-y", "--no-install-recommends"}, pkgs...)...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("apt-get install %s: %w\n%s", strings.Join(pkgs, " "), err, out)
-		}
-		return nil
-	}
-	if install() == nil {
-		return nil
+		return fmt.Errorf("missing %s: run sudo apt-get update && sudo apt-get install -y %s", strings.Join(pkgs, ", "), strings.Join(pkgs, " "))
 	}
 	if out, err := exec.CommandContext(ctx, "apt-get", "update").CombinedOutput(); err != nil {
 		return fmt.Errorf("apt-get update: %w\n%s", err, out)
 	}
-	return install()
+	cmd := exec.CommandContext(ctx, "apt-get", append([]string{"install", "-y", "--no-install-recommends"}, pkgs...)...)
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("apt-get install %s: %w\n%s", strings.Join(pkgs, " "), err, out)
+	}
+	return nil
 }
 
 // build compiles greeterd and greeter from this module into h.bin.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc/status"
 
 	"github.com/greeter/greeter/client"
@@ -29,9 +29,9 @@ type transferFlags struct {
 	retries  int
 }
 
-func (f *transferFlags) register(fs *flag.FlagSet) {
+func (f *transferFlags) register(fs *pflag.FlagSet) {
 	f.jobs, f.retries = defaultJobs, client.DefaultRetryPolicy().MaxAttempts-1
-	fs.IntVar(&f.jobs, "j", f.jobs, "transfers to run at once")
+	fs.IntVarP(&f.jobs, "j", "j", f.jobs, "transfers to run at once")
 	fs.BoolVar(&f.noResume, "no-resume", false, "start every transfer and every retry from the first byte")
 	fs.IntVar(&f.retries, "retries", f.retries, "retries of a transfer failing without progress (0: none)")
 }
@@ -60,7 +60,7 @@ type preconditionFlags struct {
 	ifMatch    string
 }
 
-func (f *preconditionFlags) register(fs *flag.FlagSet) {
+func (f *preconditionFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.createOnly, "create-only", false, "store only files that do not exist on the server yet")
 	fs.StringVar(&f.ifMatch, "if-match", "", "replace the file only if the stored one has this SHA-256 (hex)")
 }

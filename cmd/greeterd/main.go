@@ -4,6 +4,7 @@
 //	greeterd init [--state-dir]   create the dev PKI, JWT keys and token once
 //	greeterd cert issue [flags]   issue a certificate from the dev CA
 //	greeterd token [flags]        mint a JWT with the dev signing key
+//	greeterd --version            print the version from the build information
 //
 // Every flag has a GREETER_* environment equivalent and may be set in the
 // file named by --config; see the README's configuration reference.
@@ -66,6 +67,7 @@ Usage:
   greeterd init [--state-dir DIR]  create the dev PKI, JWT keys and dev token
   greeterd cert issue [flags]      issue a client or server certificate from the dev CA
   greeterd token [flags]           mint a JWT with the dev signing key
+  greeterd --version               print the module version and VCS revision
 
 Run "greeterd -h", "greeterd cert issue -h" or "greeterd token -h" for flags.
 Every flag can also be set as GREETER_<FLAG_NAME> or in the --config file.

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/greeter/greeter/internal/buildinfo"
 	"github.com/greeter/greeter/internal/envflag"
 	"github.com/greeter/greeter/proto/wire"
 	"github.com/greeter/greeter/proto/wire/codec"
@@ -84,7 +87,7 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", service.DefaultIdleTimeout, "end an upload that sends nothing, or a download whose client reads nothing, for this long")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	fs.BoolVar(&c.reflection, "reflection", false, "serve gRPC server reflection")
+	fs.BoolVar(&c.reflection, "reflection", false, "serve gRPC server reflection (default: on in dev and plaintext mode, which listen on loopback only; --reflection=false turns it off)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, after the drain delay, let in-flight calls finish for this long, then stop")
 	fs.DurationVar(&c.drainDelay, "drain-delay", 2*time.Second, "on SIGTERM, report NOT_SERVING and keep serving this long before refusing new calls, so that clients move to other replicas (0: refuse at once)")
 	fs.DurationVar(&c.resumableTTL, "resumable-ttl", service.DefaultResumableTTL, "incomplete resumable uploads are deleted after this long without progress")
@@ -174,12 +177,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	var c serveConfig
 	fs := serveFlags(&c)
 	fs.SetOutput(stderr)
+	showVersion := fs.Bool("version", false, "print the version (module, VCS revision and time) and exit")
 	fs.Usage = func() { fmt.Fprint(stderr, usage, "\nFlags:\n"); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return usageError{err}
+	}
+	if *showVersion { // before the environment is read: only the flag asks for it
+		fmt.Fprint(stdout, buildinfo.String("greeterd"))
+		return nil
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
@@ -303,7 +311,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		metrics.StorageServing(context.Background(), serving)
 	})
 	defer stopHealth()
-	if c.reflection {
+	if reflectionOn(fs, c.reflection, sec.mode) {
 		reflection.Register(srv)
 	}
 
@@ -323,7 +331,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		metrics.RateLimited(context.Background(), telemetry.RateLimitConcurrency)
 	})
 	if sec.hint != "" {
-		fmt.Fprintf(stdout, "greeterd is ready. Connect with:\n\n  %s\n\n", strings.ReplaceAll(sec.hint, "ADDR", lis.Addr().String()))
+		wd, _ := os.Getwd()
+		hint := connectHint(strings.ReplaceAll(sec.hint, "ADDR", lis.Addr().String()), exec.LookPath, wd)
+		fmt.Fprintf(stdout, "greeterd is ready. Connect with:\n\n  %s\n\n", hint)
 	}
 	// Logged last: tests and scripts wait for this line.
 	log.Info("greeterd listening", append([]any{slog.String("addr", lis.Addr().String()), slog.String("security", sec.mode)}, storeAttrs...)...)

@@ -156,7 +156,9 @@ type MetaData struct {
 	// size, when set on an upload, is the exact number of bytes that follow.
 	Size *int64 `protobuf:"varint,3,opt,name=size,proto3,oneof" json:"size,omitempty"`
 	// sha256, when set on an upload, is the lowercase hex SHA-256 of the bytes
-	// that follow; a mismatch stores nothing.
+	// that follow (of the whole file, for a resumable upload); a mismatch
+	// stores nothing. A client that does not know it yet may send it in an
+	// UploadTrailer instead.
 	Sha256 string `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	// offset is where a download starts reading, or where a resumed upload's
 	// chunks start (it must equal the committed size the server reports).
@@ -276,6 +278,7 @@ type UploadFileRequest struct {
 	//
 	//	*UploadFileRequest_Metadata
 	//	*UploadFileRequest_ChunkData
+	//	*UploadFileRequest_Trailer
 	Request       isUploadFileRequest_Request `protobuf_oneof:"request"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -336,6 +339,15 @@ func (x *UploadFileRequest) GetChunkData() []byte {
 	return nil
 }
 
+func (x *UploadFileRequest) GetTrailer() *UploadTrailer {
+	if x != nil {
+		if x, ok := x.Request.(*UploadFileRequest_Trailer); ok {
+			return x.Trailer
+		}
+	}
+	return nil
+}
+
 type isUploadFileRequest_Request interface {
 	isUploadFileRequest_Request()
 }
@@ -348,9 +360,87 @@ type UploadFileRequest_ChunkData struct {
 	ChunkData []byte `protobuf:"bytes,2,opt,name=chunk_data,json=chunkData,proto3,oneof"`
 }
 
+type UploadFileRequest_Trailer struct {
+	// trailer, when sent, is the last message of the stream.
+	Trailer *UploadTrailer `protobuf:"bytes,3,opt,name=trailer,proto3,oneof"`
+}
+
 func (*UploadFileRequest_Metadata) isUploadFileRequest_Request() {}
 
 func (*UploadFileRequest_ChunkData) isUploadFileRequest_Request() {}
+
+func (*UploadFileRequest_Trailer) isUploadFileRequest_Request() {}
+
+// UploadTrailer is the optional last message of an upload: what the client
+// learned about the file while sending it, so that it need not read the file
+// once to hash it and again to send it. The server checks the stored file
+// against it as it checks MetaData's size and sha256: a mismatch stores
+// nothing. Any message after it fails the upload with INVALID_ARGUMENT.
+//
+// A resumable upload (MetaData.upload_id) may leave MetaData.sha256 empty;
+// then the stream that completes it must end with a trailer carrying the
+// SHA-256 of the whole file, bytes sent by earlier streams included, or the
+// upload is kept but not committed (INVALID_ARGUMENT; resume it at its
+// committed size with just the trailer). A mismatch there discards the
+// upload (DATA_LOSS). Clients that declare sha256 up front, like the
+// tutorial's, never need a trailer.
+type UploadTrailer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// sha256 is the lowercase hex SHA-256 of the whole file. It is required.
+	// If MetaData.sha256 was set too, the two must be equal
+	// (INVALID_ARGUMENT otherwise).
+	Sha256 string `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// size, when set, is the size of the whole file in bytes. If
+	// MetaData.size was set too, the two must be equal (INVALID_ARGUMENT
+	// otherwise).
+	Size          *int64 `protobuf:"varint,2,opt,name=size,proto3,oneof" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadTrailer) Reset() {
+	*x = UploadTrailer{}
+	mi := &file_hello_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadTrailer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadTrailer) ProtoMessage() {}
+
+func (x *UploadTrailer) ProtoReflect() protoreflect.Message {
+	mi := &file_hello_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadTrailer.ProtoReflect.Descriptor instead.
+func (*UploadTrailer) Descriptor() ([]byte, []int) {
+	return file_hello_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *UploadTrailer) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *UploadTrailer) GetSize() int64 {
+	if x != nil && x.Size != nil {
+		return *x.Size
+	}
+	return 0
+}
 
 type FileResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -361,7 +451,7 @@ type FileResponse struct {
 
 func (x *FileResponse) Reset() {
 	*x = FileResponse{}
-	mi := &file_hello_proto_msgTypes[4]
+	mi := &file_hello_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -373,7 +463,7 @@ func (x *FileResponse) String() string {
 func (*FileResponse) ProtoMessage() {}
 
 func (x *FileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hello_proto_msgTypes[4]
+	mi := &file_hello_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -386,7 +476,7 @@ func (x *FileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileResponse.ProtoReflect.Descriptor instead.
 func (*FileResponse) Descriptor() ([]byte, []int) {
-	return file_hello_proto_rawDescGZIP(), []int{4}
+	return file_hello_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *FileResponse) GetChunkData() []byte {
@@ -410,7 +500,7 @@ type ListFilesRequest struct {
 
 func (x *ListFilesRequest) Reset() {
 	*x = ListFilesRequest{}
-	mi := &file_hello_proto_msgTypes[5]
+	mi := &file_hello_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -422,7 +512,7 @@ func (x *ListFilesRequest) String() string {
 func (*ListFilesRequest) ProtoMessage() {}
 
 func (x *ListFilesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hello_proto_msgTypes[5]
+	mi := &file_hello_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -435,7 +525,7 @@ func (x *ListFilesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFilesRequest.ProtoReflect.Descriptor instead.
 func (*ListFilesRequest) Descriptor() ([]byte, []int) {
-	return file_hello_proto_rawDescGZIP(), []int{5}
+	return file_hello_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListFilesRequest) GetPrefix() string {
@@ -470,7 +560,7 @@ type ListFilesResponse struct {
 
 func (x *ListFilesResponse) Reset() {
 	*x = ListFilesResponse{}
-	mi := &file_hello_proto_msgTypes[6]
+	mi := &file_hello_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -482,7 +572,7 @@ func (x *ListFilesResponse) String() string {
 func (*ListFilesResponse) ProtoMessage() {}
 
 func (x *ListFilesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hello_proto_msgTypes[6]
+	mi := &file_hello_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -495,7 +585,7 @@ func (x *ListFilesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFilesResponse.ProtoReflect.Descriptor instead.
 func (*ListFilesResponse) Descriptor() ([]byte, []int) {
-	return file_hello_proto_rawDescGZIP(), []int{6}
+	return file_hello_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListFilesResponse) GetFiles() []*FileInfo {
@@ -524,7 +614,7 @@ type FileInfo struct {
 
 func (x *FileInfo) Reset() {
 	*x = FileInfo{}
-	mi := &file_hello_proto_msgTypes[7]
+	mi := &file_hello_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -536,7 +626,7 @@ func (x *FileInfo) String() string {
 func (*FileInfo) ProtoMessage() {}
 
 func (x *FileInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_hello_proto_msgTypes[7]
+	mi := &file_hello_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -549,7 +639,7 @@ func (x *FileInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileInfo.ProtoReflect.Descriptor instead.
 func (*FileInfo) Descriptor() ([]byte, []int) {
-	return file_hello_proto_rawDescGZIP(), []int{7}
+	return file_hello_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *FileInfo) GetName() string {
@@ -589,7 +679,7 @@ type QueryUploadRequest struct {
 
 func (x *QueryUploadRequest) Reset() {
 	*x = QueryUploadRequest{}
-	mi := &file_hello_proto_msgTypes[8]
+	mi := &file_hello_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -601,7 +691,7 @@ func (x *QueryUploadRequest) String() string {
 func (*QueryUploadRequest) ProtoMessage() {}
 
 func (x *QueryUploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hello_proto_msgTypes[8]
+	mi := &file_hello_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -614,7 +704,7 @@ func (x *QueryUploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryUploadRequest.ProtoReflect.Descriptor instead.
 func (*QueryUploadRequest) Descriptor() ([]byte, []int) {
-	return file_hello_proto_rawDescGZIP(), []int{8}
+	return file_hello_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *QueryUploadRequest) GetUploadId() string {
@@ -637,7 +727,7 @@ type UploadStatus struct {
 
 func (x *UploadStatus) Reset() {
 	*x = UploadStatus{}
-	mi := &file_hello_proto_msgTypes[9]
+	mi := &file_hello_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -649,7 +739,7 @@ func (x *UploadStatus) String() string {
 func (*UploadStatus) ProtoMessage() {}
 
 func (x *UploadStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hello_proto_msgTypes[9]
+	mi := &file_hello_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -662,7 +752,7 @@ func (x *UploadStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadStatus.ProtoReflect.Descriptor instead.
 func (*UploadStatus) Descriptor() ([]byte, []int) {
-	return file_hello_proto_rawDescGZIP(), []int{9}
+	return file_hello_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UploadStatus) GetUploadId() string {
@@ -694,7 +784,7 @@ type UsageRequest struct {
 
 func (x *UsageRequest) Reset() {
 	*x = UsageRequest{}
-	mi := &file_hello_proto_msgTypes[10]
+	mi := &file_hello_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -706,7 +796,7 @@ func (x *UsageRequest) String() string {
 func (*UsageRequest) ProtoMessage() {}
 
 func (x *UsageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hello_proto_msgTypes[10]
+	mi := &file_hello_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -719,7 +809,7 @@ func (x *UsageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageRequest.ProtoReflect.Descriptor instead.
 func (*UsageRequest) Descriptor() ([]byte, []int) {
-	return file_hello_proto_rawDescGZIP(), []int{10}
+	return file_hello_proto_rawDescGZIP(), []int{11}
 }
 
 type Usage struct {
@@ -737,7 +827,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_hello_proto_msgTypes[11]
+	mi := &file_hello_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -749,7 +839,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_hello_proto_msgTypes[11]
+	mi := &file_hello_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -762,7 +852,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_hello_proto_rawDescGZIP(), []int{11}
+	return file_hello_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Usage) GetBytes() int64 {
@@ -816,12 +906,17 @@ const file_hello_proto_rawDesc = "" +
 	"\vcreate_only\x18\b \x01(\bR\n" +
 	"createOnly\x12\x19\n" +
 	"\bif_match\x18\t \x01(\tR\aifMatchB\a\n" +
-	"\x05_size\"h\n" +
+	"\x05_size\"\x94\x01\n" +
 	"\x11UploadFileRequest\x12'\n" +
 	"\bmetadata\x18\x01 \x01(\v2\t.MetaDataH\x00R\bmetadata\x12\x1f\n" +
 	"\n" +
-	"chunk_data\x18\x02 \x01(\fH\x00R\tchunkDataB\t\n" +
-	"\arequest\"-\n" +
+	"chunk_data\x18\x02 \x01(\fH\x00R\tchunkData\x12*\n" +
+	"\atrailer\x18\x03 \x01(\v2\x0e.UploadTrailerH\x00R\atrailerB\t\n" +
+	"\arequest\"I\n" +
+	"\rUploadTrailer\x12\x16\n" +
+	"\x06sha256\x18\x01 \x01(\tR\x06sha256\x12\x17\n" +
+	"\x04size\x18\x02 \x01(\x03H\x00R\x04size\x88\x01\x01B\a\n" +
+	"\x05_size\"-\n" +
 	"\fFileResponse\x12\x1d\n" +
 	"\n" +
 	"chunk_data\x18\x01 \x01(\fR\tchunkData\"f\n" +
@@ -875,47 +970,49 @@ func file_hello_proto_rawDescGZIP() []byte {
 	return file_hello_proto_rawDescData
 }
 
-var file_hello_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_hello_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_hello_proto_goTypes = []any{
 	(*HelloRequest)(nil),          // 0: HelloRequest
 	(*StringResponse)(nil),        // 1: StringResponse
 	(*MetaData)(nil),              // 2: MetaData
 	(*UploadFileRequest)(nil),     // 3: UploadFileRequest
-	(*FileResponse)(nil),          // 4: FileResponse
-	(*ListFilesRequest)(nil),      // 5: ListFilesRequest
-	(*ListFilesResponse)(nil),     // 6: ListFilesResponse
-	(*FileInfo)(nil),              // 7: FileInfo
-	(*QueryUploadRequest)(nil),    // 8: QueryUploadRequest
-	(*UploadStatus)(nil),          // 9: UploadStatus
-	(*UsageRequest)(nil),          // 10: UsageRequest
-	(*Usage)(nil),                 // 11: Usage
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(*UploadTrailer)(nil),         // 4: UploadTrailer
+	(*FileResponse)(nil),          // 5: FileResponse
+	(*ListFilesRequest)(nil),      // 6: ListFilesRequest
+	(*ListFilesResponse)(nil),     // 7: ListFilesResponse
+	(*FileInfo)(nil),              // 8: FileInfo
+	(*QueryUploadRequest)(nil),    // 9: QueryUploadRequest
+	(*UploadStatus)(nil),          // 10: UploadStatus
+	(*UsageRequest)(nil),          // 11: UsageRequest
+	(*Usage)(nil),                 // 12: Usage
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
 }
 var file_hello_proto_depIdxs = []int32{
 	2,  // 0: UploadFileRequest.metadata:type_name -> MetaData
-	7,  // 1: ListFilesResponse.files:type_name -> FileInfo
-	12, // 2: FileInfo.modified:type_name -> google.protobuf.Timestamp
-	0,  // 3: Greeter.SayHello:input_type -> HelloRequest
-	3,  // 4: Greeter.UploadFile:input_type -> UploadFileRequest
-	2,  // 5: Greeter.DownloadFile:input_type -> MetaData
-	5,  // 6: Greeter.ListFiles:input_type -> ListFilesRequest
-	2,  // 7: Greeter.StatFile:input_type -> MetaData
-	2,  // 8: Greeter.DeleteFile:input_type -> MetaData
-	8,  // 9: Greeter.QueryUpload:input_type -> QueryUploadRequest
-	10, // 10: Greeter.GetUsage:input_type -> UsageRequest
-	1,  // 11: Greeter.SayHello:output_type -> StringResponse
-	1,  // 12: Greeter.UploadFile:output_type -> StringResponse
-	4,  // 13: Greeter.DownloadFile:output_type -> FileResponse
-	6,  // 14: Greeter.ListFiles:output_type -> ListFilesResponse
-	7,  // 15: Greeter.StatFile:output_type -> FileInfo
-	1,  // 16: Greeter.DeleteFile:output_type -> StringResponse
-	9,  // 17: Greeter.QueryUpload:output_type -> UploadStatus
-	11, // 18: Greeter.GetUsage:output_type -> Usage
-	11, // [11:19] is the sub-list for method output_type
-	3,  // [3:11] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	4,  // 1: UploadFileRequest.trailer:type_name -> UploadTrailer
+	8,  // 2: ListFilesResponse.files:type_name -> FileInfo
+	13, // 3: FileInfo.modified:type_name -> google.protobuf.Timestamp
+	0,  // 4: Greeter.SayHello:input_type -> HelloRequest
+	3,  // 5: Greeter.UploadFile:input_type -> UploadFileRequest
+	2,  // 6: Greeter.DownloadFile:input_type -> MetaData
+	6,  // 7: Greeter.ListFiles:input_type -> ListFilesRequest
+	2,  // 8: Greeter.StatFile:input_type -> MetaData
+	2,  // 9: Greeter.DeleteFile:input_type -> MetaData
+	9,  // 10: Greeter.QueryUpload:input_type -> QueryUploadRequest
+	11, // 11: Greeter.GetUsage:input_type -> UsageRequest
+	1,  // 12: Greeter.SayHello:output_type -> StringResponse
+	1,  // 13: Greeter.UploadFile:output_type -> StringResponse
+	5,  // 14: Greeter.DownloadFile:output_type -> FileResponse
+	7,  // 15: Greeter.ListFiles:output_type -> ListFilesResponse
+	8,  // 16: Greeter.StatFile:output_type -> FileInfo
+	1,  // 17: Greeter.DeleteFile:output_type -> StringResponse
+	10, // 18: Greeter.QueryUpload:output_type -> UploadStatus
+	12, // 19: Greeter.GetUsage:output_type -> Usage
+	12, // [12:20] is the sub-list for method output_type
+	4,  // [4:12] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_hello_proto_init() }
@@ -927,14 +1024,16 @@ func file_hello_proto_init() {
 	file_hello_proto_msgTypes[3].OneofWrappers = []any{
 		(*UploadFileRequest_Metadata)(nil),
 		(*UploadFileRequest_ChunkData)(nil),
+		(*UploadFileRequest_Trailer)(nil),
 	}
+	file_hello_proto_msgTypes[4].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hello_proto_rawDesc), len(file_hello_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -45,7 +45,9 @@ type GreeterClient interface {
 	// SayHello answers "Hello, NAME! Your age is AGE".
 	SayHello(ctx context.Context, in *HelloRequest, opts ...grpc.CallOption) (*StringResponse, error)
 	// UploadFile stores a file. The first message carries MetaData and only
-	// the first; every later message carries chunk_data. The file becomes
+	// the first; every later message carries chunk_data, except that the
+	// last one may carry a trailer instead (see UploadTrailer): a client that
+	// hashes while it sends declares the SHA-256 there. The file becomes
 	// visible atomically once every byte arrived and verified.
 	UploadFile(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UploadFileRequest, StringResponse], error)
 	// DownloadFile streams a stored file. Before the first chunk the server
@@ -172,7 +174,9 @@ type GreeterServer interface {
 	// SayHello answers "Hello, NAME! Your age is AGE".
 	SayHello(context.Context, *HelloRequest) (*StringResponse, error)
 	// UploadFile stores a file. The first message carries MetaData and only
-	// the first; every later message carries chunk_data. The file becomes
+	// the first; every later message carries chunk_data, except that the
+	// last one may carry a trailer instead (see UploadTrailer): a client that
+	// hashes while it sends declares the SHA-256 there. The file becomes
 	// visible atomically once every byte arrived and verified.
 	UploadFile(grpc.ClientStreamingServer[UploadFileRequest, StringResponse]) error
 	// DownloadFile streams a stored file. Before the first chunk the server

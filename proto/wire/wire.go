@@ -39,6 +39,12 @@ const (
 	// ReasonUploadIncomplete: the client half-closed before sending every
 	// declared byte.
 	ReasonUploadIncomplete = "UPLOAD_INCOMPLETE"
+	// ReasonDigestRequired: a resumable upload begun without a sha256
+	// ended without an UploadTrailer declaring it (the upload is kept at
+	// the committed size), or the server's storage cannot begin a
+	// resumable upload without a sha256 (the client declares it up front
+	// instead).
+	ReasonDigestRequired = "DIGEST_REQUIRED"
 	// MetadataCommittedSize is the ErrorInfo metadata key holding the
 	// committed size in decimal.
 	MetadataCommittedSize = "committed_size"

@@ -68,6 +68,7 @@ func harness(live bool) storetest.Harness {
 		ChangedReadErr:    nil,
 		Folders:           true,
 		MaxOwnerLen:       diskstore.MaxOwnerLen,
+		DigestAtCommit:    true,
 	}
 }
 

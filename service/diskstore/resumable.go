@@ -3,7 +3,6 @@ package diskstore
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
@@ -58,8 +57,8 @@ func (s *Store) BeginResumable(ctx context.Context, owner string, r service.Resu
 	if err != nil {
 		return nil, err
 	}
-	if !r.Want.HasSize || !r.Want.HasSHA256 || r.Want.Size < 0 {
-		return nil, fmt.Errorf("diskstore: begin upload %q: a resumable upload must declare its size and sha256", r.ID)
+	if !r.Want.HasSize || r.Want.Size < 0 {
+		return nil, fmt.Errorf("diskstore: begin upload %q: a resumable upload must declare its size", r.ID)
 	}
 	if err := s.checkTarget("begin upload", r.Name, final); err != nil {
 		return nil, err
@@ -99,7 +98,7 @@ func (s *Store) begin(ctx context.Context, owner, key, final string, r service.R
 		}
 		return s.create(ctx, owner, key, final, r)
 	}
-	if st.Name != r.Name || st.Size != r.Want.Size || st.sum() != r.Want.SHA256 {
+	if st.Name != r.Name || st.Size != r.Want.Size || st.SHA256 != declaredSum(r.Want) {
 		return nil, &service.UploadError{ID: r.ID, Err: service.ErrUploadMismatch}
 	}
 	if r.Offset != st.Committed {
@@ -160,7 +159,7 @@ func (s *Store) create(ctx context.Context, owner, key, final string, r service.
 		Version: stateVersion,
 		Name:    r.Name,
 		Size:    r.Want.Size,
-		SHA256:  hex.EncodeToString(r.Want.SHA256[:]),
+		SHA256:  declaredSum(r.Want),
 		Hash:    state,
 		Created: now,
 		Updated: now,

@@ -148,7 +148,9 @@ func TestBeginResumableErrors(t *testing.T) {
 	other := randomData(t, 1000)
 	noSize := resumeOf("new", "f", data, 0)
 	noSize.Want.HasSize = false
-	noDigest := resumeOf("new", "f", data, 0)
+	// An upload begun with a digest is resumed with the same one; a new
+	// upload may leave it to Commit.
+	noDigest := resumeOf("idle", "f", data, 100)
 	noDigest.Want.HasSHA256 = false
 	for _, c := range []struct {
 		name      string
@@ -170,7 +172,7 @@ func TestBeginResumableErrors(t *testing.T) {
 		{"id too long", owner, resumeOf(strings.Repeat("a", 129), "f", data, 0), service.ErrInvalidUploadID, 0},
 		{"invalid owner", "", resumeOf("new", "f", data, 0), service.ErrInvalidOwner, 0},
 		{"no size", owner, noSize, nil, 0},
-		{"no digest", owner, noDigest, nil, 0},
+		{"no digest on resume", owner, noDigest, service.ErrUploadMismatch, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			up, err := s.BeginResumable(ctx, c.owner, c.r)

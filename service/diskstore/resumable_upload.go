@@ -160,7 +160,9 @@ func (r *resumable) abort() error {
 }
 
 // Commit verifies the whole file against the size and SHA-256 the upload
-// was started with (and against want), then commits it as every upload is
+// was started with (or, if it was begun without a SHA-256, want's: the
+// hash state covers every byte, those of earlier streams included) and
+// against want, then commits it as every upload is
 // (mode, digest attribute, sync, rename over the final name, folder syncs)
 // and deletes the upload's state. A size or digest mismatch, a failed
 // precondition (want.CreateOnly, want.IfMatch) or an exceeded quota
@@ -192,7 +194,17 @@ func (r *resumable) Commit(ctx context.Context, want service.Expect) (_ service.
 		return service.FileInfo{}, err
 	}
 	info := service.FileInfo{Name: name, Size: r.written, SHA256: r.sum()}
-	declared := service.Expect{Size: size, HasSize: true, SHA256: r.st.sum(), HasSHA256: true}
+	declared := r.st.declared()
+	if !declared.HasSHA256 {
+		// Begun without a sha256: the whole file must hash to want's.
+		if !want.HasSHA256 {
+			if serr := r.suspend(); serr != nil {
+				return service.FileInfo{}, serr
+			}
+			return service.FileInfo{}, fmt.Errorf("diskstore: commit %q: %w", name, service.ErrDigestRequired)
+		}
+		declared.SHA256, declared.HasSHA256 = want.SHA256, true
+	}
 	if err := verifyResumable(name, info.Size, info.SHA256, declared, want); err != nil {
 		r.abort()
 		return service.FileInfo{}, err

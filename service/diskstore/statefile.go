@@ -13,6 +13,7 @@ import (
 	"path"
 	"time"
 
+	"github.com/greeter/greeter/service"
 	"github.com/greeter/greeter/service/objname"
 )
 
@@ -34,9 +35,11 @@ var errBadState = errors.New("diskstore: unusable upload state")
 
 // uploadState is the content of a state file.
 type uploadState struct {
-	Version   int    `json:"version"`
-	Name      string `json:"name"`
-	Size      int64  `json:"size"`
+	Version int    `json:"version"`
+	Name    string `json:"name"`
+	Size    int64  `json:"size"`
+	// SHA256 is the declared SHA-256 in hex, or "" when the upload was
+	// begun without one: its Commit then brings it.
 	SHA256    string `json:"sha256"`
 	Committed int64  `json:"committed"`
 	// Hash is the marshalled SHA-256 state after the first Committed
@@ -46,10 +49,24 @@ type uploadState struct {
 	Updated time.Time `json:"updated"`
 }
 
-// sum returns the declared SHA-256.
-func (st *uploadState) sum() (sum [32]byte) {
-	hex.Decode(sum[:], []byte(st.SHA256))
-	return sum
+// declared returns what the upload was begun with: its size, and its
+// SHA-256 unless it was begun without one.
+func (st *uploadState) declared() service.Expect {
+	want := service.Expect{Size: st.Size, HasSize: true}
+	if st.SHA256 != "" {
+		hex.Decode(want.SHA256[:], []byte(st.SHA256))
+		want.HasSHA256 = true
+	}
+	return want
+}
+
+// declaredSum returns the SHA-256 want declares in hex, as
+// uploadState.SHA256 records it: "" when it declares none.
+func declaredSum(want service.Expect) string {
+	if !want.HasSHA256 {
+		return ""
+	}
+	return hex.EncodeToString(want.SHA256[:])
 }
 
 // expired reports whether the upload was last written more than ttl before
@@ -91,11 +108,14 @@ func (st *uploadState) check() error {
 		return fmt.Errorf("%w: bad name", errBadState)
 	case st.Size < 0 || st.Committed < 0 || st.Committed > st.Size:
 		return fmt.Errorf("%w: committed %d of %d bytes", errBadState, st.Committed, st.Size)
+	case st.SHA256 == "":
+		// Begun without a sha256.
 	case len(st.SHA256) != hex.EncodedLen(len(sum)):
 		return fmt.Errorf("%w: bad sha256", errBadState)
-	}
-	if _, err := hex.Decode(sum[:], []byte(st.SHA256)); err != nil {
-		return fmt.Errorf("%w: bad sha256", errBadState)
+	default:
+		if _, err := hex.Decode(sum[:], []byte(st.SHA256)); err != nil {
+			return fmt.Errorf("%w: bad sha256", errBadState)
+		}
 	}
 	if _, err := st.restoreHash(); err != nil {
 		return fmt.Errorf("%w: bad hash state: %w", errBadState, err)

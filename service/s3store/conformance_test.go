@@ -58,6 +58,7 @@ func harness() storetest.Harness {
 		ChangedReadErr:    service.ErrChanged,
 		Folders:           true,
 		MaxOwnerLen:       MaxOwnerLen,
+		DigestAtCommit:    false, // the digest is metadata set when the multipart upload starts
 	}
 }
 

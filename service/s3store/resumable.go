@@ -43,8 +43,13 @@ func (s *Store) BeginResumable(ctx context.Context, owner string, r service.Resu
 	if err != nil {
 		return nil, err
 	}
-	if !r.Want.HasSize || !r.Want.HasSHA256 || r.Want.Size < 0 {
-		return nil, fmt.Errorf("s3store: begin upload %q: a resumable upload must declare its size and sha256", r.ID)
+	if !r.Want.HasSize || r.Want.Size < 0 {
+		return nil, fmt.Errorf("s3store: begin upload %q: a resumable upload must declare its size", r.ID)
+	}
+	if !r.Want.HasSHA256 {
+		// The file's SHA-256 is user metadata, which only the start of a
+		// multipart upload can set; CompleteMultipartUpload cannot.
+		return nil, fmt.Errorf("s3store: begin upload %q: %w", r.ID, service.ErrDigestRequired)
 	}
 	writer := newToken()
 	lease, err := s.leases.Acquire(ctx, key, writer)

@@ -117,3 +117,29 @@ func TestServiceDigestMismatchStatus(t *testing.T) {
 	_, err = stream.CloseAndRecv()
 	wantStatus(t, err, codes.InvalidArgument, "sha256 does not match")
 }
+
+// TestServiceDigestRequired begins a resumable upload that leaves its
+// sha256 to the trailer: the S3 store cannot publish a digest it learns
+// that late, so the status says DIGEST_REQUIRED and the client declares
+// it up front instead.
+func TestServiceDigestRequired(t *testing.T) {
+	c := serve(t, openStore(t, nil))
+	stream, err := c.UploadFile(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := int64(1000)
+	md := &pb.MetaData{Filename: "f", Size: &size, UploadId: "nd"}
+	stream.Send(&pb.UploadFileRequest{Request: &pb.UploadFileRequest_Metadata{Metadata: md}})
+	_, err = stream.CloseAndRecv()
+	st := wantStatus(t, err, codes.InvalidArgument, "must declare its sha256 up front")
+	found := false
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == wire.ReasonDigestRequired && info.GetDomain() == wire.ErrorDomain {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("details %v, want the ErrorInfo %s", st.Details(), wire.ReasonDigestRequired)
+	}
+}

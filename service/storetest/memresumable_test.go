@@ -29,8 +29,11 @@ func (s *memStore) BeginResumable(ctx context.Context, owner string, r service.R
 	if err := service.ValidateUploadID(r.ID); err != nil {
 		return nil, err
 	}
-	if !r.Want.HasSize || !r.Want.HasSHA256 || r.Want.Size < 0 {
-		return nil, errors.New("memstore: a resumable upload must declare its size and sha256")
+	if !r.Want.HasSize || r.Want.Size < 0 {
+		return nil, errors.New("memstore: a resumable upload must declare its size")
+	}
+	if !r.Want.HasSHA256 && s.b.opts.digestFirst {
+		return nil, service.ErrDigestRequired
 	}
 	if err := s.enter(ctx, owner); err != nil {
 		return nil, err
@@ -66,7 +69,7 @@ func (s *memStore) BeginResumable(ctx context.Context, owner string, r service.R
 		st = &memState{owner: owner, name: r.Name, want: r.Want, hold: h, updated: now}
 		s.b.uploads[k] = st
 	} else {
-		if st.name != r.Name || st.want.Size != r.Want.Size || st.want.SHA256 != r.Want.SHA256 {
+		if st.name != r.Name || st.want.Size != r.Want.Size || st.want.HasSHA256 != r.Want.HasSHA256 || st.want.SHA256 != r.Want.SHA256 {
 			return nil, &service.UploadError{ID: r.ID, Err: service.ErrUploadMismatch}
 		}
 		if r.Offset != int64(len(st.data)) {
@@ -203,8 +206,16 @@ func (r *memResumable) Commit(ctx context.Context, want service.Expect) (service
 		r.release()
 		return service.FileInfo{}, service.ErrSizeMismatch
 	}
+	declared := r.st.want
+	if !declared.HasSHA256 {
+		if !want.HasSHA256 {
+			r.release()
+			return service.FileInfo{}, service.ErrDigestRequired
+		}
+		declared.SHA256, declared.HasSHA256 = want.SHA256, true
+	}
 	sum := sha256.Sum256(all)
-	err := verify(int64(len(all)), sum, r.st.want)
+	err := verify(int64(len(all)), sum, declared)
 	if errors.Is(err, service.ErrDigestMismatch) {
 		err = service.ErrResumableDigestMismatch
 	}

@@ -31,6 +31,7 @@ type memOptions struct {
 	unit          int64 // ResumeGranularity
 	checkOnWrite  bool  // WriteChecksSize
 	dropsVersions bool  // reads fail with errChanged once their version is gone
+	digestFirst   bool  // !DigestAtCommit
 }
 
 // memBackend is what survives a restart: the files and the uploads.

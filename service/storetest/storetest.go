@@ -14,7 +14,7 @@
 // and expired, and every error sentinel of service/store.go a store
 // returns: ErrNotFound, ErrSizeMismatch, ErrDigestMismatch,
 // ErrResumableDigestMismatch,
-// ErrOffsetMismatch, ErrUploadBusy, ErrUploadMismatch, ErrTooManyUploads,
+// ErrDigestRequired, ErrOffsetMismatch, ErrUploadBusy, ErrUploadMismatch, ErrTooManyUploads,
 // ErrInvalidOwner, ErrInvalidUploadID, ErrConflict (when the store has
 // folders), ErrExists, ErrNotMatched, ErrQuotaExceeded and, when the
 // harness can cut the storage off, ErrUnavailable. ErrNoSpace needs a full
@@ -67,6 +67,12 @@ type Harness struct {
 	// upload fails with service.ErrConflict (at Create or at Commit).
 	// Without folders (an object store) "a" and "a/b" are two files.
 	Folders bool
+	// DigestAtCommit states that a resumable upload may be begun without a
+	// SHA-256 and verified against the one Commit's want carries (the disk
+	// store). Otherwise BeginResumable without a SHA-256 fails with
+	// service.ErrDigestRequired (the S3 store: the digest is object
+	// metadata, fixed when the multipart upload starts).
+	DigestAtCommit bool
 	// MaxOwnerLen is the longest owner the store accepts, in bytes; a longer
 	// one fails with service.ErrInvalidOwner. Zero tests only the empty
 	// owner.
@@ -126,6 +132,7 @@ func behaviours() []behaviour {
 		fileBehaviours,      // files.go
 		listBehaviours,      // list.go
 		resumableBehaviours, // resumable.go
+		digestAtCommitRows,  // digestatcommit.go
 		resumeErrBehaviours, // resumeerr.go
 		usageBehaviours,     // usage.go
 		outageBehaviours,    // outage.go

@@ -34,6 +34,7 @@ func memHarness(opts memOptions) storetest.Harness {
 		WriteChecksSize:   opts.checkOnWrite,
 		ChangedReadErr:    changed,
 		MaxOwnerLen:       maxOwnerLen,
+		DigestAtCommit:    !opts.digestFirst,
 	}
 }
 
@@ -46,6 +47,6 @@ func TestSuite(t *testing.T) {
 		storetest.Run(t, memHarness(memOptions{unit: 1}))
 	})
 	t.Run("ObjectLike", func(t *testing.T) {
-		storetest.Run(t, memHarness(memOptions{unit: 16 << 10, checkOnWrite: true, dropsVersions: true}))
+		storetest.Run(t, memHarness(memOptions{unit: 16 << 10, checkOnWrite: true, dropsVersions: true, digestFirst: true}))
 	})
 }

@@ -97,6 +97,7 @@ func TestUnmarshalMatchesProto(t *testing.T) {
 		{"chunk", chunkMsg, true},
 		{"empty chunk", mustMarshal(t, &pb.UploadFileRequest{Request: &pb.UploadFileRequest_ChunkData{}}), true},
 		{"metadata", mustMarshal(t, &pb.UploadFileRequest{Request: &pb.UploadFileRequest_Metadata{Metadata: &pb.MetaData{Filename: "a.txt", Sha256: "00"}}}), false},
+		{"trailer", mustMarshal(t, &pb.UploadFileRequest{Request: &pb.UploadFileRequest_Trailer{Trailer: &pb.UploadTrailer{Sha256: "ab"}}}), false},
 		{"chunk then unknown field", append(bytes.Clone(chunkMsg), unknown...), false},
 		{"unknown field then chunk", append(bytes.Clone(unknown), chunkMsg...), false},
 		{"chunk twice", append(bytes.Clone(chunkMsg), chunkMsg...), false},
@@ -183,6 +184,7 @@ func FuzzUnmarshal(f *testing.F) {
 	chunk := bytes.Repeat([]byte("ab"), 300)
 	f.Add(mustMarshalF(f, &pb.UploadFileRequest{Request: &pb.UploadFileRequest_ChunkData{ChunkData: chunk}}), uint16(7))
 	f.Add(mustMarshalF(f, &pb.UploadFileRequest{Request: &pb.UploadFileRequest_Metadata{Metadata: &pb.MetaData{Filename: "x"}}}), uint16(1))
+	f.Add(mustMarshalF(f, &pb.UploadFileRequest{Request: &pb.UploadFileRequest_Trailer{Trailer: &pb.UploadTrailer{Sha256: "ab"}}}), uint16(3))
 	f.Add(mustMarshalF(f, &pb.FileResponse{ChunkData: chunk}), uint16(100))
 	f.Add([]byte{0x12, 0x80}, uint16(1))
 	f.Fuzz(func(t *testing.T, in []byte, size uint16) {
