@@ -82,7 +82,9 @@ type recordedUpload struct {
 
 func (s *recordedUpload) RecvMsg(m any) error {
 	err := s.ServerStream.RecvMsg(m)
-	if md := m.(*pb.UploadFileRequest).GetMetadata(); err == nil && md != nil {
+	// The service receives into codec.UploadFileRequest, which embeds the
+	// generated message.
+	if md := m.(interface{ GetMetadata() *pb.MetaData }).GetMetadata(); err == nil && md != nil {
 		s.u.mu.Lock()
 		s.u.sent = append(s.u.sent, proto.Clone(md).(*pb.MetaData))
 		s.u.mu.Unlock()

@@ -9,12 +9,14 @@ import (
 	"os"
 	"strconv"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/greeter/greeter/proto/greeterpb"
 	"github.com/greeter/greeter/proto/wire"
+	"github.com/greeter/greeter/proto/wire/codec"
 )
 
 // Download writes the file name to w in one attempt (a writer cannot be
@@ -106,7 +108,9 @@ var errChanged = status.Error(codes.DataLoss, "the file changed on the server du
 func (c *Client) receive(ctx context.Context, name string, s *sink) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := c.rpc.DownloadFile(ctx, &pb.MetaData{Filename: name, Offset: s.got})
+	// The transfer codec decodes each chunk with one copy into a pooled
+	// buffer that msg reuses; the proto codec would allocate every chunk.
+	stream, err := c.rpc.DownloadFile(ctx, &pb.MetaData{Filename: name, Offset: s.got}, grpc.ForceCodecV2(codec.Codec{}))
 	if err != nil {
 		return err
 	}
@@ -129,8 +133,10 @@ func (c *Client) receive(ctx context.Context, name string, s *sink) error {
 		return errChanged
 	}
 	s.report()
+	var msg codec.FileResponse
+	defer msg.Reset()
 	for {
-		msg, err := stream.Recv()
+		err := stream.RecvMsg(&msg)
 		if err == io.EOF {
 			return nil
 		}

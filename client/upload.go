@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/greeter/greeter/proto/greeterpb"
+	"github.com/greeter/greeter/proto/wire/codec"
 )
 
 // Upload stores the bytes of r under name in one attempt: a reader cannot
@@ -60,27 +61,36 @@ func (c *Client) send(ctx context.Context, md *pb.MetaData, r io.Reader, want in
 	end func() (*pb.UploadFileRequest, error), report func(int64)) (resp *pb.StringResponse, reachedEnd bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := c.rpc.UploadFile(ctx)
+	// The transfer codec sends each chunk from its pooled buffer, which
+	// grpc returns to the pool once written: no copy into a marshal buffer.
+	stream, err := c.rpc.UploadFile(ctx, grpc.ForceCodecV2(codec.Codec{}))
 	if err != nil {
 		return nil, false, err
 	}
 	if err := stream.Send(&pb.UploadFileRequest{Request: &pb.UploadFileRequest_Metadata{Metadata: md}}); err != nil {
 		return nil, false, uploadErr(stream, err)
 	}
-	buf := make([]byte, c.chunk)
-	chunk := &pb.UploadFileRequest_ChunkData{}
-	msg := &pb.UploadFileRequest{Request: chunk}
+	var msg codec.UploadFileRequest
+	defer msg.Reset()
 	var n int64
 	for {
-		k, rerr := io.ReadFull(r, buf)
-		if k > 0 {
-			chunk.ChunkData = buf[:k]
-			if err := stream.Send(msg); err != nil {
+		buf := codec.Buffer(c.chunk)
+		k, rerr := io.ReadFull(r, *buf)
+		if k == 0 {
+			codec.PutBuffer(buf)
+		} else {
+			*buf = (*buf)[:k]
+			// Hashed before it is sent: afterwards the buffer is grpc's. A
+			// chunk whose Send fails ends the attempt, and the next one
+			// hashes from its own offset (runningHash.seek).
+			if h != nil {
+				h.Write(*buf)
+			}
+			msg.SetChunk(buf)
+			if err := stream.SendMsg(&msg); err != nil {
 				return nil, false, uploadErr(stream, err)
 			}
-			if h != nil {
-				h.Write(buf[:k])
-			}
+			msg.Reset()
 			n += int64(k)
 			*sent += int64(k)
 			report(n)

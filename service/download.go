@@ -13,6 +13,7 @@ import (
 
 	pb "github.com/greeter/greeter/proto/greeterpb"
 	"github.com/greeter/greeter/proto/wire"
+	"github.com/greeter/greeter/proto/wire/codec"
 	"github.com/greeter/greeter/service/objname"
 )
 
@@ -92,26 +93,31 @@ func (s *Server) DownloadFile(md *pb.MetaData, stream pb.Greeter_DownloadFileSer
 // signalling progress after each message without ever blocking on it.
 func (s *Server) sendRange(stream pb.Greeter_DownloadFileServer, f File, name string, offset, end int64, tr *transfer, progress chan<- struct{}) error {
 	ctx := stream.Context()
-	bufp := s.buffers.Get().(*[]byte)
-	defer s.buffers.Put(bufp)
-	buf := *bufp
-	// The response message and its buffer are reused: grpc-go has encoded
-	// the message by the time SendMsg returns, and no stats handler we
-	// install keeps payloads.
-	resp := &pb.FileResponse{}
+	// Each message gets its own pooled buffer: with the codec forced on the
+	// server, grpc sends the buffer itself (no copy into a marshal buffer)
+	// and returns it to the pool once written, so it cannot be reused here.
+	// With grpc's proto codec the message is encoded by the time SendMsg
+	// returns and Reset puts the buffer back at once.
+	var resp codec.FileResponse
+	defer resp.Reset()
 	for off := offset; off < end; {
-		n, err := f.ReadAt(buf[:min(int64(len(buf)), end-off)], off)
+		buf := codec.Buffer(int(min(int64(s.opts.ChunkSize), end-off)))
+		n, err := f.ReadAt(*buf, off)
 		if n > 0 {
-			resp.ChunkData = buf[:n]
-			if err := stream.Send(resp); err != nil {
+			*buf = (*buf)[:n]
+			resp.SetChunk(buf)
+			if err := stream.SendMsg(&resp); err != nil {
 				return s.toStatus(ctx, name, err)
 			}
+			resp.Reset()
 			off += int64(n)
 			tr.add(n)
 			select {
 			case progress <- struct{}{}:
 			default:
 			}
+		} else {
+			codec.PutBuffer(buf)
 		}
 		if errors.Is(err, io.EOF) && off < end {
 			return status.Errorf(codes.DataLoss, "%s shrank while it was being read", objname.Quote(name))

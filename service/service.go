@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -73,11 +72,10 @@ type Options struct {
 type Server struct {
 	pb.UnimplementedGreeterServer
 
-	store   Store
-	opts    Options
-	log     *slog.Logger
-	tracer  trace.Tracer
-	buffers sync.Pool
+	store  Store
+	opts   Options
+	log    *slog.Logger
+	tracer trace.Tracer
 }
 
 // New returns a Server that keeps files in store.
@@ -101,8 +99,6 @@ func New(store Store, opts Options) *Server {
 	if s.tracer == nil {
 		s.tracer = noop.NewTracerProvider().Tracer("")
 	}
-	chunk := opts.ChunkSize
-	s.buffers.New = func() any { b := make([]byte, chunk); return &b }
 	return s
 }
 

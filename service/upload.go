@@ -100,6 +100,7 @@ func (s *Server) firstMessage(ctx context.Context, recv *receiver) (*pb.MetaData
 		return nil, s.toStatus(ctx, "", err)
 	}
 	md := first.GetMetadata()
+	recv.release(first) // md does not live in the message's chunk buffer
 	if md == nil {
 		return nil, status.Error(codes.InvalidArgument, "the first message must carry metadata, not chunk_data")
 	}
@@ -236,23 +237,35 @@ func (s *Server) receive(ctx context.Context, recv *receiver, in *inbound, tr *t
 			return s.toStatus(ctx, in.name, err)
 		}
 		if msg.GetMetadata() != nil {
+			recv.release(msg)
 			err := status.Error(codes.InvalidArgument, "metadata may only be sent in the first message")
 			s.fail(ctx, in, err)
 			return err
 		}
 		if t := msg.GetTrailer(); t != nil {
+			recv.release(msg) // t does not live in the message's chunk buffer
 			return s.endWith(ctx, recv, in, t)
 		}
-		chunk := msg.GetChunkData()
-		if int64(len(chunk)) > in.limit-in.Written() {
-			return s.overflow(ctx, in)
+		n, err := s.write(ctx, in, msg.GetChunkData())
+		recv.release(msg) // the store neither keeps the chunk nor hashes it later
+		if err != nil {
+			return err
 		}
-		if _, err := in.Write(chunk); err != nil {
-			return s.toStatus(ctx, in.name, err)
-		}
-		tr.add(len(chunk))
+		tr.add(n)
 		in.chunks++
 	}
+}
+
+// write adds one chunk to in and returns its length, or the status that
+// ends the upload.
+func (s *Server) write(ctx context.Context, in *inbound, chunk []byte) (int, error) {
+	if int64(len(chunk)) > in.limit-in.Written() {
+		return 0, s.overflow(ctx, in)
+	}
+	if _, err := in.Write(chunk); err != nil {
+		return 0, s.toStatus(ctx, in.name, err)
+	}
+	return len(chunk), nil
 }
 
 // fail ends an upload that will not complete on this stream: a plain

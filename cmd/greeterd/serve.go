@@ -24,6 +24,7 @@ import (
 	"github.com/greeter/greeter/internal/buildinfo"
 	"github.com/greeter/greeter/internal/envflag"
 	"github.com/greeter/greeter/proto/wire"
+	"github.com/greeter/greeter/proto/wire/codec"
 	"github.com/greeter/greeter/service"
 	"github.com/greeter/greeter/telemetry"
 )
@@ -272,7 +273,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	defer c.chain.close() // after the server has stopped: stops the key refresher
 	log.Info("middleware chain", slog.String("order", strings.Join(chain.Names(), " → ")))
 
-	srv := grpc.NewServer(append(chain.ServerOptions(), c.limits.serverOptions()...)...)
+	// The transfer codec receives upload chunks with one copy into pooled
+	// buffers and sends download chunks without a copy; every other
+	// message goes through the proto codec as before.
+	srvOpts := append(chain.ServerOptions(), c.limits.serverOptions()...)
+	srv := grpc.NewServer(append(srvOpts, grpc.ForceServerCodecV2(codec.Codec{}))...)
 	svc := service.New(store, service.Options{
 		MaxFileSize:  int64(c.maxFileSize),
 		ChunkSize:    int(c.chunkSize),
