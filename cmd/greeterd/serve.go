@@ -72,6 +72,7 @@ type limitsConfig struct {
 	maxConnectionIdle    time.Duration
 	maxConnectionAge     time.Duration
 	maxConnectionGrace   time.Duration
+	streamWindow         envflag.Size
 }
 
 func serveFlags(c *serveConfig) *flag.FlagSet {
@@ -111,6 +112,8 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	l.maxHeaderListSize = 16 << 10
 	fs.Var(&l.maxHeaderListSize, "max-header-list-size", "largest header list accepted")
 	fs.DurationVar(&l.connectionTimeout, "connection-timeout", 10*time.Second, "time allowed for a connection's TLS handshake")
+	l.streamWindow = defaultStreamWindow
+	fs.Var(&l.streamWindow, "stream-window", "HTTP/2 flow-control window per stream (and 4x per connection): bounds what a fast client can have buffered in greeterd; 0 lets gRPC size it from the measured bandwidth-delay product (up to 16 MiB)")
 	fs.DurationVar(&l.keepaliveMinTime, "keepalive-min-time", 20*time.Second, "clients pinging more often than this are disconnected")
 	fs.DurationVar(&l.keepaliveTime, "keepalive-time", 60*time.Second, "ping a client after this much silence (at least 1s)")
 	fs.DurationVar(&l.keepaliveTimeout, "keepalive-timeout", 20*time.Second, "close a connection whose ping is unanswered for this long")
@@ -146,7 +149,7 @@ func (l limitsConfig) serverOptions() []grpc.ServerOption {
 		params.MaxConnectionAge = l.maxConnectionAge
 		params.MaxConnectionAgeGrace = l.maxConnectionGrace
 	}
-	return []grpc.ServerOption{
+	opts := []grpc.ServerOption{
 		grpc.MaxConcurrentStreams(uint32(l.maxConcurrentStreams)),
 		grpc.MaxRecvMsgSize(int(l.maxRecvMsgSize)),
 		grpc.MaxSendMsgSize(int(l.maxSendMsgSize)),
@@ -155,7 +158,18 @@ func (l limitsConfig) serverOptions() []grpc.ServerOption {
 		grpc.KeepaliveParams(params),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: l.keepaliveMinTime}),
 	}
+	if w := int32(min(int64(l.streamWindow), 1<<30)); w > 0 {
+		// A fixed window turns off gRPC's BDP estimate, which grows windows
+		// to 16 MiB when pings are slow, as they are on a busy server.
+		opts = append(opts, grpc.InitialWindowSize(w), grpc.InitialConnWindowSize(4*w))
+	}
+	return opts
 }
+
+// defaultStreamWindow is a flow-control window that keeps loopback and LAN
+// transfers at full speed (their bandwidth-delay product is far smaller)
+// while bounding what one upload can have buffered in greeterd.
+const defaultStreamWindow = 1 << 20
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	var c serveConfig
