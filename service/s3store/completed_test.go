@@ -12,8 +12,8 @@ import (
 	"github.com/greeter/greeter/service"
 )
 
-// stateBytes returns the content of upload id's state object.
-func stateBytes(t *testing.T, s *Store, id string) []byte {
+// stateBytes returns the content of owner's upload id's state object.
+func stateBytes(t *testing.T, s *Store, owner, id string) []byte {
 	t.Helper()
 	key, err := s.stateKey(owner, id)
 	if err != nil {
@@ -31,9 +31,9 @@ func stateBytes(t *testing.T, s *Store, id string) []byte {
 	return b
 }
 
-// putState writes b as upload id's state object, as a commit that died
-// before removing it leaves it.
-func putState(t *testing.T, s *Store, id string, b []byte) {
+// putState writes b as owner's upload id's state object, as a commit that
+// died before removing it leaves it.
+func putState(t *testing.T, s *Store, owner, id string, b []byte) {
 	t.Helper()
 	key, err := s.stateKey(owner, id)
 	if err != nil {
@@ -56,12 +56,12 @@ func TestLostCommitAnswer(t *testing.T) {
 		want := service.Expect{Size: int64(len(b)), HasSize: true, SHA256: sha256.Sum256(b), HasSHA256: true, CreateOnly: true}
 		up := begin(t, s, "lost", b, 0)
 		writeChunks(t, up, b)
-		before := stateBytes(t, s, "lost")
+		before := stateBytes(t, s, owner, "lost")
 		first, err := up.Commit(testCtx(t), want)
 		if err != nil {
 			t.Fatalf("size %d: Commit: %v", size, err)
 		}
-		putState(t, s, "lost", before)
+		putState(t, s, owner, "lost", before)
 
 		if got, err := query(t, s, "lost"); err != nil || got != int64(size) {
 			t.Errorf("size %d: Query after the lost answer = %d, %v; want %d (complete)", size, got, err, size)
@@ -104,14 +104,14 @@ func TestLostCommitAnswerOtherFile(t *testing.T) {
 	b := data(testPart+5, 9)
 	up := begin(t, s, "lost", b, 0)
 	writeChunks(t, up, b)
-	before := stateBytes(t, s, "lost")
+	before := stateBytes(t, s, owner, "lost")
 	if _, err := up.Commit(testCtx(t), service.Expect{}); err != nil {
 		t.Fatalf("Commit: %v", err)
 	}
 	// The same bytes again, by another upload: not this upload's file.
 	other := begin(t, s, "other", b, 0)
 	commitAll(t, s, other, b, 0)
-	putState(t, s, "lost", before)
+	putState(t, s, owner, "lost", before)
 
 	if got, err := query(t, s, "lost"); err != nil || got != int64(testPart) {
 		t.Errorf("Query = %d, %v; want the state's %d", got, err, testPart)
