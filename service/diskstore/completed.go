@@ -13,17 +13,25 @@ import (
 // completedAs reports whether the upload at key, whose state file is
 // unusable, completed: a commit renames the part file to the file and
 // then removes the state, so a state whose part file is gone while owner's
-// file holds the declared size and SHA-256 outlived its commit (the
-// process died in between, and the answer was lost). It returns the
-// state and the file's info, the answer the lost one would have been. An
-// upload begun without a SHA-256 is never recognised: nothing says that
-// the file is its.
+// file is that part file (by its identity, which the state records) and
+// holds the declared size and SHA-256 outlived its commit (the process
+// died in between, and the answer was lost). It returns the state and the
+// file's info, the answer the lost one would have been. An upload begun
+// without a SHA-256 is never recognised, nor is one whose state predates
+// identities.
 func (s *Store) completedAs(ctx context.Context, owner, key string) (*uploadState, service.FileInfo, bool) {
 	st, err := s.readState(key)
-	if err != nil || st.SHA256 == "" {
+	if err != nil || st.SHA256 == "" || st.File == "" {
 		return nil, service.FileInfo{}, false
 	}
 	if _, err := s.root.Lstat(key + partSuffix); !isMissing(err) {
+		return nil, service.FileInfo{}, false
+	}
+	final, err := objectPath(owner, st.Name)
+	if err != nil {
+		return nil, service.FileInfo{}, false
+	}
+	if fi, err := s.root.Lstat(final); err != nil || fileIdentity(fi) != st.File {
 		return nil, service.FileInfo{}, false
 	}
 	info, err := s.Stat(ctx, owner, st.Name)

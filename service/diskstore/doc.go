@@ -40,12 +40,14 @@
 //     error so that no caller promises durability it does not have.
 //   - A resumable commit renames the part file to the file, then removes
 //     the state; a process that dies in between loses the answer. A state
-//     whose part file is gone while the file holds its declared size and
-//     SHA-256 is therefore a completed upload, answered as the S3 store
-//     answers one: QueryResumable reports the whole size, a resume at the
-//     end commits to the file's info and forgets the upload, and a resume
-//     elsewhere gets ErrOffsetMismatch at the end. An upload begun without
-//     a SHA-256 cannot be recognised so, and starts over.
+//     whose part file is gone while the file is that part file (the state
+//     records its device and inode, which the rename keeps) and holds the
+//     declared size and SHA-256 is therefore a completed upload, answered
+//     as the S3 store answers one: QueryResumable reports the whole size,
+//     a resume at the end commits to the file's info and forgets the
+//     upload, and a resume elsewhere gets ErrOffsetMismatch at the end. An
+//     upload begun without a SHA-256 cannot be recognised so, and starts
+//     over.
 //
 // Layout of the data directory:
 //

@@ -159,8 +159,13 @@ func (s *Store) create(ctx context.Context, owner, key, final string, r service.
 		f.Close()
 		return nil, fmt.Errorf("diskstore: begin upload %q: %w", r.ID, err)
 	}
+	var ident string
+	if fi, err := f.Stat(); err == nil {
+		ident = fileIdentity(fi)
+	}
 	now := s.opts.now()
 	st := &uploadState{
+		File:    ident,
 		Version: stateVersion,
 		Name:    r.Name,
 		Size:    r.Want.Size,

@@ -44,7 +44,11 @@ type uploadState struct {
 	Committed int64  `json:"committed"`
 	// Hash is the marshalled SHA-256 state after the first Committed
 	// bytes.
-	Hash    []byte    `json:"hash"`
+	Hash []byte `json:"hash"`
+	// File is the part file's identity (see fileIdentity), which the file
+	// keeps when a commit renames it: it shows that the upload completed.
+	// Empty in states written before it existed.
+	File    string    `json:"file,omitempty"`
 	Created time.Time `json:"created"`
 	Updated time.Time `json:"updated"`
 }
