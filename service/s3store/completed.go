@@ -171,11 +171,12 @@ func (f *finished) release(ctx context.Context) {
 }
 
 // completeRetried returns, for a CompleteMultipartUpload that failed with
-// NoSuchUpload, the answer of the earlier request that took effect (the
-// client library retries a request whose answer it lost), if the file's
-// object shows that this upload completed.
+// NoSuchUpload or InvalidPart, the answer of the earlier request that took
+// effect (the client library retries a request whose answer it lost, and
+// the parts of a completed upload are gone), if the file's object shows
+// that this upload completed.
 func (r *resumable) completeRetried(ctx context.Context, err error) (minio.UploadInfo, error) {
-	if !isCode(err, codeNoSuchUpload) {
+	if !isCode(err, codeNoSuchUpload, codeInvalidPart) {
 		return minio.UploadInfo{}, err
 	}
 	info, ok, herr := r.s.completedAs(ctx, r.final, &r.st)
