@@ -181,8 +181,12 @@ func (r *resumable) completeRetried(ctx context.Context, err error) (minio.Uploa
 	}
 	info, ok, herr := r.s.completedAs(ctx, r.final, &r.st)
 	if herr != nil {
+		// Unknown: answer that failure (the store is most likely down),
+		// which keeps the upload, rather than discard an upload that
+		// may have completed; the client's retry finds out.
 		r.s.opts.Logger.WarnContext(ctx, "checking whether a lost commit took effect failed",
 			slog.String("object", r.st.Name), slog.Any("error", herr))
+		return minio.UploadInfo{}, herr
 	}
 	if !ok {
 		return minio.UploadInfo{}, err
