@@ -37,11 +37,16 @@ import (
 
 const bucket = "greeter-chaos"
 
+// keepWork keeps the work directory, with every greeterd's log, to find
+// the cause of a failure.
+var keepWork bool
+
 func main() {
 	duration := flag.Duration("duration", 2*time.Minute, "how long the clients run under faults")
 	killEvery := flag.Duration("kill-every", 4*time.Second, "time between two kills")
 	clients := flag.Int("clients", 10, "clients running at once")
 	minKills := flag.Int("min-kills", 0, "fail unless at least this many kills happened")
+	flag.BoolVar(&keepWork, "keep", false, "keep the work directory (greeterd logs) and print its path")
 	flag.Parse()
 	if err := run(*duration, *killEvery, *clients, *minKills); err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
@@ -131,7 +136,11 @@ func run(duration, killEvery time.Duration, nClients, minKills int) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
+	if keepWork {
+		defer fmt.Println("chaos: work directory kept:", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
 	bins := filepath.Join(work, "bin")
 	_, file, _, _ := runtime.Caller(0)
 	build := exec.Command("go", "build", "-o", bins+"/", "./cmd/greeterd", "./cmd/greeter")

@@ -1,6 +1,7 @@
 package diskstore_test
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -58,6 +59,20 @@ func harness(live bool) storetest.Harness {
 						t.Fatalf("removing the data directory: %v", err)
 					}
 				},
+				LoseCommitAnswer: func(t *testing.T, _, id string) func(*testing.T) {
+					// The state file, found by its name: the suite's
+					// owners have one upload of each id.
+					path := stateFile(t, dir, id)
+					b, err := os.ReadFile(path)
+					if err != nil {
+						t.Fatalf("reading the state file: %v", err)
+					}
+					return func(t *testing.T) {
+						if err := os.WriteFile(path, b, 0o600); err != nil {
+							t.Fatalf("putting the state file back: %v", err)
+						}
+					}
+				},
 			}
 		},
 		// Every byte is kept; an open file keeps its version; bytes past a
@@ -70,6 +85,23 @@ func harness(live bool) storetest.Harness {
 		MaxOwnerLen:       diskstore.MaxOwnerLen,
 		DigestAtCommit:    true,
 	}
+}
+
+// stateFile returns the path of the state file of the one upload id under
+// the data directory dir.
+func stateFile(t *testing.T, dir, id string) string {
+	t.Helper()
+	var found []string
+	err := filepath.WalkDir(filepath.Join(dir, "uploads"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() && d.Name() == id+".json" {
+			found = append(found, p)
+		}
+		return err
+	})
+	if err != nil || len(found) != 1 {
+		t.Fatalf("state files of upload %q: %q, %v; want one", id, found, err)
+	}
+	return found[0]
 }
 
 // TestConformance runs the store conformance suite (issue 13) on a Store

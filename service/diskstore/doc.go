@@ -38,6 +38,16 @@
 //     when the folder sync after the rename fails, the new version is
 //     already visible but may not survive a crash, and Commit reports the
 //     error so that no caller promises durability it does not have.
+//   - A resumable commit renames the part file to the file, then removes
+//     the state; a process that dies in between loses the answer. A state
+//     whose part file is gone while the file is that part file (the state
+//     records its device and inode, which the rename keeps) and holds the
+//     declared size and SHA-256 is therefore a completed upload, answered
+//     as the S3 store answers one: QueryResumable reports the whole size,
+//     a resume at the end commits to the file's info and forgets the
+//     upload, and a resume elsewhere gets ErrOffsetMismatch at the end. An
+//     upload begun without a SHA-256 cannot be recognised so, and starts
+//     over.
 //
 // Layout of the data directory:
 //

@@ -76,8 +76,13 @@ func (s *Store) BeginResumable(ctx context.Context, owner string, r service.Resu
 
 // begin resumes or creates owner's upload at key, whose lock the caller
 // holds.
-func (s *Store) begin(ctx context.Context, owner, key, final string, r service.Resume) (*resumable, error) {
+func (s *Store) begin(ctx context.Context, owner, key, final string, r service.Resume) (service.ResumableUpload, error) {
 	st, err := s.loadState(key)
+	if errors.Is(err, errBadState) {
+		if st, info, done := s.completedAs(ctx, owner, key); done {
+			return s.resumeCompleted(ctx, key, r, st, info)
+		}
+	}
 	switch {
 	case err == nil && st.expired(s.opts.now(), r.TTL):
 		s.opts.logger.InfoContext(ctx, "expired upload replaced by a new one",
@@ -154,8 +159,13 @@ func (s *Store) create(ctx context.Context, owner, key, final string, r service.
 		f.Close()
 		return nil, fmt.Errorf("diskstore: begin upload %q: %w", r.ID, err)
 	}
+	var ident string
+	if fi, err := f.Stat(); err == nil {
+		ident = fileIdentity(fi)
+	}
 	now := s.opts.now()
 	st := &uploadState{
+		File:    ident,
 		Version: stateVersion,
 		Name:    r.Name,
 		Size:    r.Want.Size,
@@ -264,6 +274,13 @@ func (s *Store) QueryResumable(ctx context.Context, owner, id string, ttl time.D
 		return 0, err
 	}
 	st, err := s.loadState(key)
+	if errors.Is(err, errBadState) {
+		if st, _, done := s.completedAs(ctx, owner, key); done && !st.expired(s.opts.now(), ttl) {
+			// The client resumes at the end; that stream's commit
+			// answers it.
+			return st.Size, nil
+		}
+	}
 	switch {
 	case isMissing(err) || errors.Is(err, errBadState):
 		return 0, &service.UploadError{ID: id, Err: service.ErrNotFound}

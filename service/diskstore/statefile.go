@@ -44,7 +44,11 @@ type uploadState struct {
 	Committed int64  `json:"committed"`
 	// Hash is the marshalled SHA-256 state after the first Committed
 	// bytes.
-	Hash    []byte    `json:"hash"`
+	Hash []byte `json:"hash"`
+	// File is the part file's identity (see fileIdentity), which the file
+	// keeps when a commit renames it: it shows that the upload completed.
+	// Empty in states written before it existed.
+	File    string    `json:"file,omitempty"`
 	Created time.Time `json:"created"`
 	Updated time.Time `json:"updated"`
 }
@@ -127,6 +131,23 @@ func (st *uploadState) check() error {
 // error satisfying isMissing if there is none, and one wrapping errBadState
 // if it is unusable.
 func (s *Store) loadState(key string) (*uploadState, error) {
+	st, err := s.readState(key)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := s.root.Lstat(key + partSuffix)
+	if isMissing(err) || (err == nil && (!fi.Mode().IsRegular() || fi.Size() < st.Committed)) {
+		return nil, fmt.Errorf("%w: part file missing or short", errBadState)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// readState reads and checks the state file of the upload at key, whatever
+// its part file is.
+func (s *Store) readState(key string) (*uploadState, error) {
 	f, err := s.root.Open(key + stateSuffix)
 	if err != nil {
 		return nil, err
@@ -144,13 +165,6 @@ func (s *Store) loadState(key string) (*uploadState, error) {
 		return nil, fmt.Errorf("%w: %w", errBadState, err)
 	}
 	if err := st.check(); err != nil {
-		return nil, err
-	}
-	fi, err := s.root.Lstat(key + partSuffix)
-	if isMissing(err) || (err == nil && (!fi.Mode().IsRegular() || fi.Size() < st.Committed)) {
-		return nil, fmt.Errorf("%w: part file missing or short", errBadState)
-	}
-	if err != nil {
 		return nil, err
 	}
 	return st, nil

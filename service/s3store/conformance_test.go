@@ -43,6 +43,10 @@ func harness() storetest.Harness {
 			if cfg.Cut {
 				st.Cut = func(*testing.T) { srv.Stop() }
 			}
+			st.LoseCommitAnswer = func(t *testing.T, owner, id string) func(*testing.T) {
+				b := stateBytes(t, cur, owner, id)
+				return func(t *testing.T) { putState(t, cur, owner, id, b) }
+			}
 			return st
 		},
 		// Whole parts are kept, so the unit is the part size; a read ends

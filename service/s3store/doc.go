@@ -91,6 +91,20 @@
 // service.ErrDigestMismatch, as the disk store does; too few bytes
 // suspend the upload with service.ErrSizeMismatch.
 //
+// A commit's answer can be lost after CompleteMultipartUpload took effect
+// (the store or the replica died at that moment): the state is still
+// there, and the multipart upload is gone. So the state records a random
+// nonce that the multipart upload carries as metadata (Greeter-Upload),
+// and the file's object shows it once the upload completed. A state whose
+// multipart upload is gone while the file carries its nonce, size and
+// SHA-256 is a completed upload: QueryResumable reports the whole size, a
+// resume at the end takes no bytes and its Commit answers with the file's
+// info (without checking CreateOnly or IfMatch again: the file is this
+// upload's) and deletes the state, and a resume anywhere else gets
+// ErrOffsetMismatch at the end. A CompleteMultipartUpload that gets
+// NoSuchUpload (minio-go's retry of a request whose answer it lost) checks
+// the same and succeeds. Any other vanished multipart upload starts over.
+//
 // # Upload leases
 //
 // A stream holds its upload's lease, from Options.Leases, from

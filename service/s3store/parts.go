@@ -106,6 +106,14 @@ func fileMetadata(size int64, sum [32]byte) map[string]string {
 	}
 }
 
+// uploadMetadata is fileMetadata plus the nonce of the resumable upload
+// that publishes the file.
+func uploadMetadata(size int64, sum [32]byte, nonce string) map[string]string {
+	m := fileMetadata(size, sum)
+	m[metaUpload] = nonce
+	return m
+}
+
 // abortMultipart aborts the multipart upload uploadID of key, without the
 // caller's cancellation. An upload that is already gone is not an error.
 func (s *Store) abortMultipart(ctx context.Context, key, uploadID string) error {

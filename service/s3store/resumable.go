@@ -80,7 +80,7 @@ func busy(id string) error {
 
 // begin resumes or creates the upload whose state is key for the stream
 // writer, which holds its lease.
-func (s *Store) begin(ctx context.Context, key, final, owner string, r service.Resume, writer string) (*resumable, error) {
+func (s *Store) begin(ctx context.Context, key, final, owner string, r service.Resume, writer string) (leased, error) {
 	st, etag, err := s.loadState(ctx, key)
 	switch {
 	case err == nil && st.expired(s.opts.Now(), r.TTL):
@@ -109,6 +109,18 @@ func (s *Store) begin(ctx context.Context, key, final, owner string, r service.R
 			return nil, s.classify(ctx, "begin upload", r.ID, err)
 		}
 		if gone {
+			info, done, err := s.completedAs(ctx, final, st)
+			if err != nil {
+				return nil, s.classify(ctx, "begin upload", r.ID, err)
+			}
+			if done {
+				seg, err := ownerSegment(owner)
+				if err != nil {
+					return nil, err
+				}
+				res := &reservation{s: s, owner: seg, key: key, final: final, name: r.Name, quota: s.quotaFor(owner)}
+				return s.resumeCompleted(ctx, key, r.ID, st, info, r.Offset, res, writer)
+			}
 			s.opts.Logger.WarnContext(ctx, "upload whose multipart upload is gone from the store replaced by a new one",
 				slog.String("upload_id", r.ID), slog.String("object", r.Name))
 			if r.Offset != 0 {
@@ -203,8 +215,9 @@ func (s *Store) create(ctx context.Context, key, final, owner string, r service.
 // startUpload starts the multipart upload and writes the state of the new
 // upload r, whose share of the quota res holds.
 func (s *Store) startUpload(ctx context.Context, key, final string, r service.Resume, etag, writer string, res *reservation) (*resumable, error) {
+	nonce := newToken()
 	id, err := s.c.NewMultipartUpload(ctx, s.opts.Bucket, final,
-		minio.PutObjectOptions{UserMetadata: fileMetadata(r.Want.Size, r.Want.SHA256)})
+		minio.PutObjectOptions{UserMetadata: uploadMetadata(r.Want.Size, r.Want.SHA256, nonce)})
 	if err != nil {
 		return nil, s.classify(ctx, "begin upload", r.ID, err)
 	}
@@ -220,6 +233,7 @@ func (s *Store) startUpload(ctx context.Context, key, final string, r service.Re
 		Size:       r.Want.Size,
 		SHA256:     hex.EncodeToString(r.Want.SHA256[:]),
 		S3UploadID: id,
+		Nonce:      nonce,
 		PartSize:   s.partSizeFor(r.Want.Size),
 		NextPart:   1,
 		Hash:       state,
@@ -332,6 +346,19 @@ func (s *Store) QueryResumable(ctx context.Context, owner, id string, ttl time.D
 		return 0, s.classify(ctx, "query upload", id, err)
 	case st.expired(s.opts.Now(), ttl) && !s.held.isHeld(key):
 		return 0, &service.UploadError{ID: id, Err: service.ErrNotFound}
+	}
+	if st.mayBeComplete() {
+		// A commit whose answer was lost leaves the state: the client
+		// resumes at the end, and that stream's commit answers it.
+		final, err := s.objectKey(owner, st.Name)
+		if err != nil {
+			return 0, &service.UploadError{ID: id, Err: service.ErrNotFound}
+		}
+		if _, done, err := s.completedAs(ctx, final, st); err != nil {
+			return 0, s.classify(ctx, "query upload", id, err)
+		} else if done {
+			return st.Size, nil
+		}
 	}
 	return st.Committed, nil
 }

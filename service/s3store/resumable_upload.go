@@ -364,7 +364,7 @@ func (r *resumable) publish(ctx context.Context, info *service.FileInfo, want se
 	}
 	if len(r.st.Parts) == 0 && r.tail == nil {
 		err := s.publish(ctx, r.res, info, want, func(ctx context.Context, cond condition) (minio.UploadInfo, error) {
-			opts := minio.PutObjectOptions{UserMetadata: fileMetadata(info.Size, info.SHA256)}
+			opts := minio.PutObjectOptions{UserMetadata: r.st.metadata()}
 			cond.apply(&opts)
 			return s.c.PutObject(ctx, s.opts.Bucket, r.final, bytes.NewReader(nil), 0, "", "", opts)
 		}, classify)
@@ -384,7 +384,11 @@ func (r *resumable) publish(ctx context.Context, info *service.FileInfo, want se
 	return s.publish(ctx, r.res, info, want, func(ctx context.Context, cond condition) (minio.UploadInfo, error) {
 		var opts minio.PutObjectOptions
 		cond.apply(&opts)
-		return s.c.CompleteMultipartUpload(ctx, s.opts.Bucket, r.final, r.st.S3UploadID, parts, opts)
+		out, err := s.c.CompleteMultipartUpload(ctx, s.opts.Bucket, r.final, r.st.S3UploadID, parts, opts)
+		if err != nil {
+			return r.completeRetried(ctx, err)
+		}
+		return out, nil
 	}, classify)
 }
 

@@ -48,6 +48,10 @@ type uploadState struct {
 	SHA256  string `json:"sha256"`
 	// S3UploadID is the multipart upload on the file's key.
 	S3UploadID string `json:"s3_upload_id"`
+	// Nonce is random, and the multipart upload carries it as metadata:
+	// the file's object shows it once the upload completed (see
+	// completedAs). States written before it existed have none.
+	Nonce string `json:"nonce,omitempty"`
 	// PartSize is the size of every part but the last.
 	PartSize int64 `json:"part_size"`
 	// Committed is the bytes the parts hold: len(Parts) * PartSize.

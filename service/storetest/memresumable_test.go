@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"testing"
 	"time"
 
 	"github.com/greeter/greeter/service"
@@ -19,6 +20,9 @@ type memState struct {
 	data        []byte         // the committed bytes
 	hold        amount
 	updated     time.Time
+	// completed is set on a state put back after its commit, whose
+	// answer was lost (see lostAnswer); data is then the whole file.
+	completed *service.FileInfo
 }
 
 func (st *memState) expired(now time.Time, ttl time.Duration) bool {
@@ -119,6 +123,8 @@ func (r *memResumable) Write(p []byte) (int, error) {
 		return 0, errOver
 	case r.broken != nil:
 		return 0, r.broken
+	case r.st.completed != nil && len(p) > 0:
+		return 0, fmt.Errorf("memstore: the upload completed: %w", service.ErrSizeMismatch)
 	case b.opts.checkOnWrite && int64(len(r.st.data)+len(r.buf)+len(p)) > r.st.want.Size:
 		r.broken = fmt.Errorf("memstore: more than the declared size: %w", service.ErrSizeMismatch)
 		return 0, r.broken
@@ -201,6 +207,14 @@ func (r *memResumable) Commit(ctx context.Context, want service.Expect) (service
 		r.release()
 		return service.FileInfo{}, err
 	}
+	if done := r.st.completed; done != nil {
+		// The answer of the lost commit; CreateOnly held then.
+		r.discard()
+		if err := verify(done.Size, done.SHA256, r.st.want, want); err != nil {
+			return service.FileInfo{}, err
+		}
+		return *done, nil
+	}
 	all := append(slices.Clone(r.st.data), r.buf...)
 	if int64(len(all)) < r.st.want.Size {
 		r.release()
@@ -233,4 +247,28 @@ func (r *memResumable) Commit(ctx context.Context, want service.Expect) (service
 	}
 	r.discard()
 	return info, nil
+}
+
+// lostAnswer is the harness's Storage.LoseCommitAnswer: restore puts
+// owner's upload id back as it was before its commit, with the file's info
+// as the answer the retry gets.
+func (s *memStore) lostAnswer(t *testing.T, owner, id string) func(*testing.T) {
+	s.b.mu.Lock()
+	st := s.b.uploads[key(owner, id)]
+	s.b.mu.Unlock()
+	if st == nil {
+		t.Fatalf("memstore: no upload %q to lose the commit answer of", id)
+	}
+	return func(t *testing.T) {
+		s.b.mu.Lock()
+		defer s.b.mu.Unlock()
+		f := s.b.files[key(owner, st.name)]
+		if f == nil {
+			t.Fatalf("memstore: upload %q left no file", id)
+		}
+		again := *st
+		info := f.info
+		again.data, again.completed = slices.Clone(f.data), &info
+		s.b.uploads[key(owner, id)] = &again
+	}
 }

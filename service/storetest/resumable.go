@@ -15,6 +15,7 @@ var resumableBehaviours = []behaviour{
 	{name: "ResumableAfterCrash", run: resumableAfterCrash},
 	{name: "ResumableVerification", run: resumableVerification},
 	{name: "ResumableAbort", run: resumableAbort},
+	{name: "ResumableLostCommitAnswer", run: resumableLostCommitAnswer}, // lostcommit.go
 }
 
 // finish resumes owner's upload id of b as name at committed, sends the

@@ -113,6 +113,16 @@ type Storage struct {
 	// stopped). Nil if the harness cannot, when the behaviour that needs it
 	// is skipped with a message saying so.
 	Cut func(t *testing.T)
+	// LoseCommitAnswer runs before the Commit of owner's resumable upload
+	// id, which has all its bytes; the restore it returns runs after that
+	// Commit succeeded, and re-creates what the store can observe when a
+	// commit took effect but the process or its storage died before
+	// forgetting the upload, so that the answer was lost (the disk store:
+	// the state file left after the rename; the S3 store: the state
+	// object left after CompleteMultipartUpload). Nil if the harness
+	// cannot, when the behaviour that needs it is skipped with a message
+	// saying so.
+	LoseCommitAnswer func(t *testing.T, owner, id string) (restore func(t *testing.T))
 }
 
 // behaviour is one row of the suite: a name and what it checks.

@@ -28,6 +28,9 @@ func memHarness(opts memOptions) storetest.Harness {
 					s.b.down = true
 					s.b.mu.Unlock()
 				},
+				LoseCommitAnswer: func(t *testing.T, owner, id string) func(*testing.T) {
+					return s.lostAnswer(t, owner, id)
+				},
 			}
 		},
 		ResumeGranularity: opts.unit,
