@@ -93,8 +93,10 @@ func (s *Server) DeleteFile(ctx context.Context, md *pb.MetaData) (*pb.StringRes
 // QueryUpload reports the committed size of one of the caller's incomplete
 // resumable uploads. Once an upload completed it is forgotten: QueryUpload
 // answers NotFound, like for an upload that never existed or expired, and
-// complete is never set; a client that lost the answer to its final
-// UploadFile checks the file with StatFile instead.
+// complete is never set. One exception: if the store committed the upload
+// but could not forget it (the answer to the final UploadFile was lost in a
+// crash), QueryUpload reports the full size until a stream resumes at that
+// size, which then answers with the committed file's info.
 func (s *Server) QueryUpload(ctx context.Context, req *pb.QueryUploadRequest) (*pb.UploadStatus, error) {
 	owner, err := s.owner(ctx)
 	if err != nil {

@@ -281,7 +281,9 @@ type ResumableStore interface {
 	BeginResumable(ctx context.Context, owner string, r Resume) (ResumableUpload, error)
 	// QueryResumable returns the committed size of owner's incomplete
 	// upload id. An unknown, completed or expired upload (per ttl, as in
-	// Resume.TTL) gives an *UploadError wrapping ErrNotFound.
+	// Resume.TTL) gives an *UploadError wrapping ErrNotFound; an upload
+	// committed whose state survived (a lost commit answer) reports its full
+	// size until a resume at that size completes it.
 	QueryResumable(ctx context.Context, owner, id string, ttl time.Duration) (int64, error)
 }
 
