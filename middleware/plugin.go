@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // errInternal is what a client sees when a plugin fails with an error that is
@@ -197,6 +198,17 @@ func streamFromFunc(f Func) grpc.StreamServerInterceptor {
 	}
 }
 
+// generated returns the generated message a wrapper message holds (the
+// zero-copy codec in proto/wire/codec receives chunks into wrappers), so
+// that hooks see *greeterpb.UploadFileRequest and *greeterpb.FileResponse
+// as they were written for; any other message is returned as it is.
+func generated(m any) any {
+	if w, ok := m.(interface{ Generated() proto.Message }); ok {
+		return w.Generated()
+	}
+	return m
+}
+
 // hookedStream gives the handler the Func's context and runs the message
 // hooks around RecvMsg and SendMsg.
 type hookedStream struct {
@@ -212,14 +224,14 @@ func (s *hookedStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
 		return err
 	}
-	if err := runHooks(s.ctx, s.onRecv, m); err != nil {
+	if err := runHooks(s.ctx, s.onRecv, generated(m)); err != nil {
 		return normalize(err, false, nil)
 	}
 	return nil
 }
 
 func (s *hookedStream) SendMsg(m any) error {
-	if err := runHooks(s.ctx, s.onSend, m); err != nil {
+	if err := runHooks(s.ctx, s.onSend, generated(m)); err != nil {
 		return normalize(err, false, nil)
 	}
 	return s.ServerStream.SendMsg(m)

@@ -5,6 +5,7 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/greeter/greeter/proto/greeterpb"
 )
@@ -55,6 +56,10 @@ type UploadFileRequest struct {
 	err  error
 }
 
+// Generated returns the generated message the wrapper holds, which is what
+// server plugins' message hooks are given (they were written for it).
+func (m *UploadFileRequest) Generated() proto.Message { return &m.UploadFileRequest }
+
 // Reset releases the message's chunk and empties it.
 func (m *UploadFileRequest) Reset() {
 	m.c.release()
@@ -97,6 +102,9 @@ type FileResponse struct {
 	pb.FileResponse
 	c chunk
 }
+
+// Generated returns the generated message the wrapper holds.
+func (m *FileResponse) Generated() proto.Message { return &m.FileResponse }
 
 // Reset releases the message's chunk and empties it.
 func (m *FileResponse) Reset() {
