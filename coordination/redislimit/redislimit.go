@@ -5,7 +5,10 @@
 //   - Rates are GCRA buckets, decided in one Lua round trip
 //     (github.com/go-redis/redis_rate); concurrent calls of one key share
 //     one decision (AllowAtMost(n)), and calls of other keys that arrive
-//     together share a pipeline.
+//     together share a pipeline. When the calls of one key arrive fast, a
+//     decision also leases a few tokens (at most an eighth of the burst),
+//     spent locally for 50 ms and lost if not: Redis still grants every
+//     token, so the limit is never exceeded, and a slow caller leases none.
 //   - Slots are leases: a sorted set per key whose members are slot ids
 //     scored by their expiry, cleaned and counted in one Lua round trip. A
 //     replica refreshes the leases it holds every LeaseTTL/3, so the slots
@@ -197,7 +200,8 @@ func (l *Limits) probe(ctx context.Context) error {
 }
 
 // Allow implements coordination.RateLimiter with redis_rate's GCRA. The
-// concurrent calls of one key share one round trip (see coalescer).
+// concurrent calls of one key share one round trip, and fast ones spend
+// leased tokens (see coalescer).
 func (l *Limits) Allow(ctx context.Context, key string, limit coordination.Limit) (bool, time.Duration) {
 	if limit.PerSecond < 0 {
 		return true, 0
