@@ -66,7 +66,8 @@ func sharedLimitsOn(tb testing.TB, srv *redistest.Server, fallbacks *atomic.Int6
 // chain) with its per-identity limits in Redis (on), as with --redis-url,
 // against one with its limits in process (off): ratio on/off, and cost-%,
 // what Redis costs. redis-rt/op is Redis round trips per call: concurrent
-// calls of one identity share one.
+// calls of one identity share one, and fast callers spend tokens leased in
+// small blocks without one.
 func BenchmarkSharedLimitsUnary(b *testing.B) {
 	srv := redistest.Start(b)
 	dev, serverTLS, clientTLS := devPKI(b)
