@@ -286,6 +286,33 @@ func TestQuotaConcurrentUploads(t *testing.T) {
 	h.wantUsage(ctx, &pb.Usage{Bytes: 600, Objects: 1, QuotaBytes: 1000})
 }
 
+// R11: an upload that declared its size holds all of it from the start, so
+// a second upload that does not fit beside it is refused at once, however
+// little of the first has arrived; the first then completes.
+func TestQuotaDeclaredSizeHeldWhileStreaming(t *testing.T) {
+	h := startQuota(t, service.Quota{Bytes: 1000})
+	ctx := testCtx(t)
+	a := randomBytes(t, 600)
+	first := declared("a", a, nil)
+	open := h.openUpload(ctx, first[:2], 100) // the metadata and 100 bytes
+	if _, err := h.send(ctx, declared("b", randomBytes(t, 600), nil)...); err == nil {
+		t.Fatal("a 600-byte upload beside a 600-byte one under a 1000-byte quota succeeded")
+	} else {
+		wantQuotaFailure(t, err, service.QuotaBytes)
+	}
+	for _, m := range first[2:] {
+		if err := open.Send(m); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+	}
+	if _, err := open.CloseAndRecv(); err != nil {
+		t.Fatalf("the first upload: %v", err)
+	}
+	<-h.Idle(pb.Greeter_UploadFile_FullMethodName)
+	h.assertStored(ctx, "a", a)
+	h.wantUsage(ctx, &pb.Usage{Bytes: 600, Objects: 1, QuotaBytes: 1000})
+}
+
 // R11: without a quota, GetUsage still reports what the owner stores, and
 // nothing is refused.
 func TestUsageWithoutQuota(t *testing.T) {

@@ -308,3 +308,15 @@ type ResumableUpload interface {
 	// once; then it does nothing.
 	Suspend() error
 }
+
+// SizedStore is a Store that can start a plain upload whose size was
+// declared in advance. The upload's share of the owner's bytes quota is set
+// aside whole when it starts, so two uploads that fit alone but not
+// together cannot both get most of the way and then both fail; and a store
+// may use the size to stream without buffering (the S3 store: S3 wants
+// each part's length before its bytes). Writing more than size bytes is
+// the caller's error: the service refuses it first.
+type SizedStore interface {
+	Store
+	CreateSized(ctx context.Context, owner, name string, size int64) (Upload, error)
+}

@@ -184,20 +184,13 @@ type inbound struct {
 	trailer bool
 }
 
-// sizedCreator is a Store that can take an upload of a declared size
-// without buffering it (the S3 store: S3 wants each part's length before
-// its bytes).
-type sizedCreator interface {
-	CreateSized(ctx context.Context, owner, name string, size int64) (Upload, error)
-}
-
 // begin creates the upload of name for owner, or starts or resumes the
 // resumable upload r when r is not nil.
 func (s *Server) begin(ctx context.Context, owner, name string, want Expect, r *Resume) (*inbound, error) {
 	if r == nil {
 		var up Upload
 		var err error
-		if sc, ok := s.store.(sizedCreator); ok && want.HasSize {
+		if sc, ok := s.store.(SizedStore); ok && want.HasSize {
 			up, err = sc.CreateSized(ctx, owner, name, want.Size)
 		} else {
 			up, err = s.store.Create(ctx, owner, name)

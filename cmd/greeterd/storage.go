@@ -138,6 +138,7 @@ func isLoopbackHost(host string) bool {
 // implement it; the disk store also implements usageScanner.
 type servedStore interface {
 	service.ResumableStore
+	service.SizedStore
 	storageChecker
 	uploadExpirer
 	Close() error

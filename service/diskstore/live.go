@@ -35,7 +35,10 @@ func (s *Store) reopenRoot() (*Store, error) {
 	return next, nil
 }
 
-var _ service.ResumableStore = (*Live)(nil)
+var (
+	_ service.ResumableStore = (*Live)(nil)
+	_ service.SizedStore     = (*Live)(nil)
+)
 
 // Live is a store that follows its data directory: when the directory is
 // removed and created again, or another directory takes its path, Check
@@ -111,6 +114,11 @@ func (l *Live) Close() error {
 // Create starts an upload; see Store.Create.
 func (l *Live) Create(ctx context.Context, owner, name string) (service.Upload, error) {
 	return l.cur.Load().Create(ctx, owner, name)
+}
+
+// CreateSized starts an upload of a declared size; see Store.CreateSized.
+func (l *Live) CreateSized(ctx context.Context, owner, name string, size int64) (service.Upload, error) {
+	return l.cur.Load().CreateSized(ctx, owner, name, size)
 }
 
 // Open opens a committed file; see Store.Open.

@@ -22,7 +22,20 @@ var errClosed = errors.New("diskstore: upload already committed or aborted")
 // service.ErrConflict error if name needs a folder where a file is, or names
 // a folder, and with a *service.QuotaError if one more file would exceed
 // owner's objects quota; Commit checks both again.
-func (s *Store) Create(ctx context.Context, owner, name string) (_ service.Upload, err error) {
+func (s *Store) Create(ctx context.Context, owner, name string) (service.Upload, error) {
+	return s.createPlain(ctx, owner, name, 0)
+}
+
+// CreateSized is Create for a file of size bytes, declared in advance: the
+// upload's share of the bytes quota is set aside whole when it starts, so
+// two uploads that do not fit together cannot both get most of the way and
+// both fail (RELIABILITY.md R11).
+func (s *Store) CreateSized(ctx context.Context, owner, name string, size int64) (service.Upload, error) {
+	return s.createPlain(ctx, owner, name, max(0, size))
+}
+
+// createPlain starts an upload whose hold begins at size bytes.
+func (s *Store) createPlain(ctx context.Context, owner, name string, size int64) (_ service.Upload, err error) {
 	defer s.unavailable(&err)
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -38,7 +51,7 @@ func (s *Store) Create(ctx context.Context, owner, name string) (_ service.Uploa
 	if err != nil {
 		return nil, classify("create", name, err)
 	}
-	res, err := s.reserve(ctx, owner, tmp, final, 0)
+	res, err := s.reserve(ctx, owner, tmp, final, size)
 	if err != nil {
 		f.Close()
 		s.root.Remove(tmp)

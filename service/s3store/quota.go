@@ -132,12 +132,12 @@ type reservation struct {
 	looked   bool
 }
 
-// reserve sets aside what an upload of size bytes (0 for a plain upload,
-// whose hold grows as it writes) to owner's name, at the key final, holds,
+// reserve sets aside what an upload of size bytes (0 for a plain upload
+// of unknown size, whose hold grows as it writes) to owner's name, at the key final, holds,
 // or fails with a *service.QuotaError. key is the state key of a resumable
 // upload, or "" for a plain one, which gets a key of its own. A resumable
-// upload looks up the file it replaces at once; a plain one only if the
-// objects quota refuses it.
+// upload looks up the file it replaces at once; a plain one only if a
+// quota refuses it.
 func (s *Store) reserve(ctx context.Context, owner, name, final, key string, size int64) (*reservation, error) {
 	seg, err := ownerSegment(owner)
 	if err != nil {
@@ -152,8 +152,9 @@ func (s *Store) reserve(ctx context.Context, owner, name, final, key string, siz
 		return nil, err
 	}
 	err = r.set(ctx, holdFor(size, r.credit, r.replaces))
-	var qe *service.QuotaError
-	if errors.As(err, &qe) && qe.Subject == service.QuotaObjects && !r.looked {
+	// Without a look, a plain upload is taken for a new file: a refusal may
+	// only mean the file it replaces was not credited.
+	if errors.Is(err, service.ErrQuotaExceeded) && !r.looked {
 		if err = r.look(ctx); err == nil {
 			err = r.set(ctx, holdFor(size, r.credit, r.replaces))
 		}

@@ -32,7 +32,9 @@ func (s *Store) Create(ctx context.Context, owner, name string) (service.Upload,
 // A file larger than one part is then not buffered: each part streams to
 // the multipart upload under tmp/ as its bytes arrive (see partStream),
 // since S3 needs no more than each part's length first. A smaller one is
-// buffered, as by Create.
+// buffered, as by Create. Either way the declared size is set aside in the
+// bytes quota when the upload starts, so that two uploads that do not fit
+// together cannot both get most of the way and both fail.
 func (s *Store) CreateSized(ctx context.Context, owner, name string, size int64) (service.Upload, error) {
 	return s.createUpload(ctx, owner, name, size)
 }
@@ -47,7 +49,7 @@ func (s *Store) createUpload(ctx context.Context, owner, name string, size int64
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.reserve(ctx, owner, name, key, "", 0)
+	res, err := s.reserve(ctx, owner, name, key, "", max(0, size))
 	if err != nil {
 		return nil, err
 	}

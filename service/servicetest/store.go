@@ -59,6 +59,15 @@ func (s *Store) Create(ctx context.Context, owner, name string) (service.Upload,
 	return &observedUpload{Upload: up, s: s}, nil
 }
 
+// CreateSized starts an observed plain upload of a declared size.
+func (s *Store) CreateSized(ctx context.Context, owner, name string, size int64) (service.Upload, error) {
+	up, err := s.Store.CreateSized(ctx, owner, name, size)
+	if err != nil {
+		return nil, err
+	}
+	return &observedUpload{Upload: up, s: s}, nil
+}
+
 // BeginResumable starts or resumes an observed resumable upload.
 func (s *Store) BeginResumable(ctx context.Context, owner string, r service.Resume) (service.ResumableUpload, error) {
 	up, err := s.Store.BeginResumable(ctx, owner, r)

@@ -258,11 +258,15 @@ func (s *memStore) Usage(ctx context.Context, owner string) (service.Usage, erro
 }
 
 func (s *memStore) Create(ctx context.Context, owner, name string) (service.Upload, error) {
+	return s.CreateSized(ctx, owner, name, 0)
+}
+
+func (s *memStore) CreateSized(ctx context.Context, owner, name string, size int64) (service.Upload, error) {
 	if err := s.enter(ctx, owner); err != nil {
 		return nil, err
 	}
 	defer s.b.mu.Unlock()
-	h, credit := s.b.holdFor(owner, name, 0)
+	h, credit := s.b.holdFor(owner, name, size)
 	if err := s.b.fits(owner, amount{}, h); err != nil {
 		return nil, err
 	}
@@ -289,8 +293,7 @@ func (u *memUpload) Write(p []byte) (int, error) {
 	if u.done {
 		return 0, cmp.Or(u.err, errors.New("memstore: upload is over"))
 	}
-	if b.quota.Bytes > 0 {
-		next := amount{max(0, int64(len(u.data)+len(p))-u.credit), u.hold.objects}
+	if next := (amount{max(0, int64(len(u.data)+len(p))-u.credit), u.hold.objects}); b.quota.Bytes > 0 && next.bytes > u.hold.bytes {
 		if err := b.fits(u.owner, u.hold, next); err != nil {
 			u.end(err)
 			return 0, err

@@ -11,6 +11,7 @@ var usageBehaviours = []behaviour{
 	{name: "UsageCounts", run: usageCounts},
 	{name: "QuotaObjects", run: quotaObjects, cfg: func(c *Config) { c.Quota = service.Quota{Objects: 2} }},
 	{name: "QuotaBytes", run: quotaBytes, cfg: func(c *Config) { c.Quota = service.Quota{Bytes: 1000} }},
+	{name: "QuotaDeclaredSize", run: quotaDeclaredSize, cfg: func(c *Config) { c.Quota = service.Quota{Bytes: 1000} }},
 }
 
 // wantUsage checks owner's Usage: bytes and objects, and the quota that
@@ -153,4 +154,51 @@ func quotaBytes(e *env) {
 	_, err = e.tryPut(alice, "one-more", []byte("x"), service.Expect{})
 	e.wantQuotaErr("one byte past a full quota", err, service.QuotaBytes, 1000)
 	e.wantUsage(alice, 1000, 1, q)
+}
+
+// quotaDeclaredSize: a plain upload of a declared size (service.SizedStore)
+// holds all of it from the start, so a second one that does not fit beside
+// it fails at CreateSized however little of the first was written; a
+// declared size over a file it replaces counts only what it adds.
+func quotaDeclaredSize(e *env) {
+	ss, ok := e.s.(service.SizedStore)
+	if !ok {
+		e.t.Fatalf("%T does not implement service.SizedStore", e.s)
+	}
+	q := service.Quota{Bytes: 1000}
+	a := data(600, 1)
+	first, err := ss.CreateSized(e.ctx, alice, "a", 600)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer first.Abort()
+	if _, err := first.Write(a[:100]); err != nil {
+		e.t.Fatal(err)
+	}
+	e.wantUsage(alice, 600, 1, q)
+	_, err = ss.CreateSized(e.ctx, alice, "b", 600)
+	e.wantQuotaErr("CreateSized beside an upload that holds 600 bytes", err, service.QuotaBytes, 1000)
+	if _, err := first.Write(a[100:]); err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := first.Commit(e.ctx, expect(a)); err != nil {
+		e.t.Fatal(err)
+	}
+	e.wantUsage(alice, 600, 1, q)
+
+	// 900 bytes over a's 600 add 300: they fit.
+	b := data(900, 2)
+	second, err := ss.CreateSized(e.ctx, alice, "a", 900)
+	if err != nil {
+		e.t.Fatalf("CreateSized of 900 bytes over a 600-byte file under a 1000-byte quota: %v", err)
+	}
+	defer second.Abort()
+	if _, err := second.Write(b); err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := second.Commit(e.ctx, expect(b)); err != nil {
+		e.t.Fatal(err)
+	}
+	e.wantUsage(alice, 900, 1, q)
+	e.wantFile(alice, "a", b)
 }
