@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/greeter/greeter/internal/batchconn"
 	pb "github.com/greeter/greeter/proto/greeterpb"
 )
 
@@ -95,7 +96,7 @@ func New(target string, opts Options) (*Client, error) {
 	case opts.TLS == nil:
 		return nil, errors.New("client: TLS configuration required (or Plaintext)")
 	default:
-		dial = append(dial, grpc.WithTransportCredentials(credentials.NewTLS(opts.TLS)))
+		dial = append(dial, grpc.WithTransportCredentials(batchconn.Credentials(credentials.NewTLS(opts.TLS))))
 	}
 	if opts.PerRPC != nil {
 		dial = append(dial, grpc.WithPerRPCCredentials(opts.PerRPC))

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/greeter/greeter/certs"
+	"github.com/greeter/greeter/internal/batchconn"
 	"github.com/greeter/greeter/middleware"
 	"github.com/greeter/greeter/telemetry"
 )
@@ -201,7 +202,7 @@ func (c *transportConfig) tls(ca certs.ClientAuth, log *slog.Logger) (*security,
 		mode = "mtls-" + ca.String()
 	}
 	return &security{
-		creds:    credentials.NewTLS(cfg),
+		creds:    batchconn.Credentials(credentials.NewTLS(cfg)),
 		mode:     mode,
 		hint:     "greeter --addr ADDR --ca CA.pem hello",
 		closers:  []io.Closer{reloader},

@@ -6,15 +6,18 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/greeter/greeter/coordination"
+	"github.com/greeter/greeter/internal/batchconn"
 	"github.com/greeter/greeter/internal/keylock"
 	"github.com/greeter/greeter/service"
 	"github.com/greeter/greeter/service/objname"
@@ -117,6 +120,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("s3store: CA file %s holds no PEM certificate", o.CAFile)
 		}
 		tr.TLSClientConfig.RootCAs = pool
+	}
+	if secure {
+		tr.DialTLSContext = batchconn.DialTLS(&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second},
+			tr.TLSClientConfig, tr.TLSHandshakeTimeout)
 	}
 	creds := o.Credentials
 	if creds == nil {
