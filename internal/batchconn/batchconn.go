@@ -8,8 +8,9 @@
 // that gathers the records of one Write into one write(2), and reads ahead
 // in large reads from which the records are served.
 //
-// The buffers come from a pool and are held only while they hold bytes, so
-// an idle connection costs none.
+// The buffers come from pools and are held only while they hold bytes, so
+// an idle connection costs none, and one whose peer stops mid-record holds
+// a buffer of one record, as crypto/tls itself would.
 package batchconn
 
 import (
@@ -29,15 +30,24 @@ const bufSize = 256 << 10
 // at most 29 bytes (TLS 1.2 AES-GCM; 22 in TLS 1.3).
 const gatherSize = bufSize + 1<<10
 
-var pool = sync.Pool{New: func() any { b := make([]byte, gatherSize); return &b }}
+// smallSize holds what is left of a read-ahead buffer when crypto/tls has
+// taken every whole record from it: at most one record, 16 KiB and 256
+// bytes of expansion plus its 5-byte header.
+const smallSize = 16<<10 + 512
+
+var (
+	pool      = sync.Pool{New: func() any { b := make([]byte, gatherSize); return &b }}
+	smallPool = sync.Pool{New: func() any { b := make([]byte, smallSize); return &b }}
+)
 
 // raw is the connection under tls.Conn.
 type raw struct {
 	net.Conn
 
-	rmu  sync.Mutex // tls.Conn reads from one goroutine at a time; this guards close
-	rbuf *[]byte    // read ahead, nil when empty
-	r, w int        // (*rbuf)[r:w] is unread
+	rmu    sync.Mutex // tls.Conn reads from one goroutine at a time; this guards close
+	rbuf   *[]byte    // read ahead, nil when empty
+	rsmall bool       // rbuf is from smallPool
+	r, w   int        // (*rbuf)[r:w] is unread
 
 	wmu     sync.Mutex
 	gather  int     // Writes of the conn above in progress
@@ -55,7 +65,7 @@ func (c *raw) Read(p []byte) (int, error) {
 		if len(p) >= bufSize {
 			return c.Conn.Read(p)
 		}
-		c.rbuf = pool.Get().(*[]byte)
+		c.rbuf, c.rsmall = pool.Get().(*[]byte), false
 		n, err := c.Conn.Read((*c.rbuf)[:bufSize])
 		if n == 0 {
 			c.release()
@@ -66,15 +76,27 @@ func (c *raw) Read(p []byte) (int, error) {
 	}
 	n := copy(p, (*c.rbuf)[c.r:c.w])
 	c.r += n
-	if c.r == c.w {
+	switch left := c.w - c.r; {
+	case left == 0:
 		c.release()
+	case left <= smallSize && !c.rsmall:
+		// Less than a record is left, which may wait for the rest as
+		// long as the peer likes: keep it in a small buffer.
+		small := smallPool.Get().(*[]byte)
+		copy(*small, (*c.rbuf)[c.r:c.w])
+		c.release()
+		c.rbuf, c.rsmall, c.r, c.w = small, true, 0, left
 	}
 	return n, nil
 }
 
 // release gives the read-ahead buffer back; the caller holds rmu.
 func (c *raw) release() {
-	pool.Put(c.rbuf)
+	if c.rsmall {
+		smallPool.Put(c.rbuf)
+	} else {
+		pool.Put(c.rbuf)
+	}
 	c.rbuf = nil
 }
 

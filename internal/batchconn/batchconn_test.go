@@ -22,7 +22,7 @@ import (
 
 // selfSigned returns a server config with a fresh certificate for
 // 127.0.0.1 and a client config that trusts it.
-func selfSigned(t *testing.T) (server, client *tls.Config) {
+func selfSigned(t testing.TB) (server, client *tls.Config) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -163,7 +163,9 @@ func TestEchoOverTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, ok := c.(interface{ ReadFrom(io.Reader) (int64, error) }); !ok {
+	if _, ok := c.(interface {
+		ReadFrom(io.Reader) (int64, error)
+	}); !ok {
 		t.Fatalf("DialTLS returned %T, not a batched connection", c)
 	}
 	c.SetDeadline(time.Now().Add(30 * time.Second))
