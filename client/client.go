@@ -108,6 +108,7 @@ func New(target string, opts Options) (*Client, error) {
 	if callTimeout <= 0 {
 		callTimeout = DefaultCallTimeout
 	}
+	dial = append(dial, grpc.WithWriteBufferSize(256<<10), grpc.WithSharedWriteBuffer(true))
 	dial = append(dial, DialOptions(DialConfig{Timeout: callTimeout})...)
 	dial = append(dial, opts.DialOptions...)
 	conn, err := grpc.NewClient(target, dial...)
