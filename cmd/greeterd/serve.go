@@ -154,7 +154,7 @@ func (l limitsConfig) serverOptions() []grpc.ServerOption {
 		grpc.MaxRecvMsgSize(int(l.maxRecvMsgSize)),
 		grpc.MaxSendMsgSize(int(l.maxSendMsgSize)),
 		grpc.MaxHeaderListSize(uint32(l.maxHeaderListSize)),
-		grpc.WriteBufferSize(256<<10), grpc.SharedWriteBuffer(true),
+		grpc.WriteBufferSize(256 << 10), grpc.SharedWriteBuffer(true),
 		grpc.ConnectionTimeout(l.connectionTimeout),
 		grpc.KeepaliveParams(params),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: l.keepaliveMinTime}),

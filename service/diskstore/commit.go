@@ -15,46 +15,6 @@ import (
 // a concurrent Delete removes it (as empty) between MkdirAll and Rename.
 const placeAttempts = 4
 
-// verify checks an upload of name that wrote size bytes hashing to sum
-// against every expectation in wants: first the sizes, then the digests.
-func verify(name string, size int64, sum [32]byte, wants ...service.Expect) error {
-	for _, want := range wants {
-		if want.HasSize && want.Size != size {
-			return sizeMismatch(name, size, want.Size)
-		}
-	}
-	for _, want := range wants {
-		if want.HasSHA256 && want.SHA256 != sum {
-			return fmt.Errorf("diskstore: commit %q: %w: got %x, declared %x",
-				name, service.ErrDigestMismatch, sum, want.SHA256)
-		}
-	}
-	return nil
-}
-
-// verifyResumable checks a resumable upload of name as verify does, the
-// expectations it was begun with (declared) first, except that bytes that
-// do not hash to the declared SHA-256 give
-// service.ErrResumableDigestMismatch: the upload gathered the wrong bytes,
-// which only starting over mends.
-func verifyResumable(name string, size int64, sum [32]byte, declared, want service.Expect) error {
-	if err := verify(name, size, sum, declared); err != nil {
-		if errors.Is(err, service.ErrDigestMismatch) {
-			return fmt.Errorf("diskstore: commit %q: %w: got %x, declared %x",
-				name, service.ErrResumableDigestMismatch, sum, declared.SHA256)
-		}
-		return err
-	}
-	return verify(name, size, sum, want)
-}
-
-// sizeMismatch wraps service.ErrSizeMismatch for an upload of name that
-// wrote got bytes where declared were expected.
-func sizeMismatch(name string, got, declared int64) error {
-	return fmt.Errorf("diskstore: commit %q: %w: got %d bytes, declared %d",
-		name, service.ErrSizeMismatch, got, declared)
-}
-
 // guard is what a commit checks atomically with its rename: the
 // preconditions the uploader declared and, against the owner's quota, the
 // upload's share of the owner's usage.

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/greeter/greeter/service"
+	"github.com/greeter/greeter/service/storekit"
 )
 
 // resumable is a service.ResumableUpload writing to a part file. The
@@ -187,7 +188,7 @@ func (r *resumable) Commit(ctx context.Context, want service.Expect) (_ service.
 	}
 	name, size := r.st.Name, r.st.Size
 	if r.written < size {
-		err := sizeMismatch(name, r.written, size)
+		err := storekit.SizeMismatch("diskstore", name, r.written, size)
 		if serr := r.suspend(); serr != nil {
 			return service.FileInfo{}, serr
 		}
@@ -205,7 +206,7 @@ func (r *resumable) Commit(ctx context.Context, want service.Expect) (_ service.
 		}
 		declared.SHA256, declared.HasSHA256 = want.SHA256, true
 	}
-	if err := verifyResumable(name, info.Size, info.SHA256, declared, want); err != nil {
+	if err := storekit.VerifyResumable("diskstore", name, info.Size, info.SHA256, declared, want); err != nil {
 		r.abort()
 		return service.FileInfo{}, err
 	}

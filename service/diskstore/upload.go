@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/greeter/greeter/service"
+	"github.com/greeter/greeter/service/storekit"
 )
 
 // errClosed is returned by an upload used after Commit or Abort.
@@ -155,7 +156,7 @@ func (u *upload) commit(ctx context.Context, want service.Expect) (service.FileI
 		return service.FileInfo{}, err
 	}
 	info := service.FileInfo{Name: u.name, Size: u.written, SHA256: u.sum()}
-	if err := verify(u.name, info.Size, info.SHA256, want); err != nil {
+	if err := storekit.Verify("diskstore", u.name, info.Size, info.SHA256, want); err != nil {
 		return service.FileInfo{}, err
 	}
 	renamed, err := u.s.commitFile(ctx, &u.hashedFile, u.tmp, u.final, &info, guard{want: want, res: u.res})

@@ -2,14 +2,13 @@ package s3store
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"sync"
 
 	"github.com/minio/minio-go/v7"
 
 	"github.com/greeter/greeter/coordination"
 	"github.com/greeter/greeter/service"
+	"github.com/greeter/greeter/service/storekit"
 )
 
 // metaUpload is the metadata name of the nonce a resumable upload's state
@@ -75,100 +74,35 @@ func (s *Store) resumeCompleted(ctx context.Context, key, id string, st *uploadS
 	if offset != info.Size {
 		return nil, &service.UploadError{ID: id, Committed: info.Size, Err: service.ErrOffsetMismatch}
 	}
-	return &finished{s: s, key: key, id: id, writer: writer, info: info,
-		declared: service.Expect{Size: st.Size, HasSize: true, SHA256: st.sum(), HasSHA256: true}, res: res}, nil
+	f := &finished{}
+	f.Finished = &storekit.Finished{Store: "s3store", ID: id, Info: info, Closed: closedErr(nil),
+		Declared: service.Expect{Size: st.Size, HasSize: true, SHA256: st.sum(), HasSHA256: true},
+		// The file's bytes are counted by the next reconciliation of the
+		// owner's usage (the replica that published it did not live to
+		// settle them).
+		Forget: func(ctx context.Context) {
+			if err := s.removeKey(ctx, key); err != nil && !isNotFound(err) {
+				s.opts.Logger.WarnContext(ctx, "removing a completed upload's state failed; it expires later",
+					slog.String("upload_id", id), slog.String("object", info.Name), slog.Any("error", err))
+			}
+		},
+		Release: func(ctx context.Context) {
+			res.release(ctx)
+			s.held.drop(key, writer)
+			if f.lease != nil {
+				f.lease.Release()
+			}
+		}}
+	return f, nil
 }
 
-// finished is the service.ResumableUpload of a stream that resumed a
-// completed upload at its end: it takes no bytes, and its Commit gives the
-// answer the lost one would have been, after checking want against the
-// file, and forgets the upload. The file's preconditions are not checked
-// again: they held when it was published, and the file is this upload's.
+// finished is a storekit.Finished that a stream's lease is given to.
 type finished struct {
-	s        *Store
-	key, id  string
-	writer   string
-	info     service.FileInfo
-	declared service.Expect
-	res      *reservation
-
-	mu    sync.Mutex
+	*storekit.Finished
 	lease coordination.Lease
-	done  bool
 }
 
 func (f *finished) watch(lease coordination.Lease) { f.lease = lease }
-
-// Write refuses any byte: the file has all of them.
-func (f *finished) Write(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	return 0, fmt.Errorf("s3store: upload %q: %w: more than the declared %d bytes", f.id, service.ErrSizeMismatch, f.info.Size)
-}
-
-// Written returns the file's size.
-func (f *finished) Written() int64 { return f.info.Size }
-
-// Commit checks want against the file and returns its info, then removes
-// the upload's state.
-func (f *finished) Commit(ctx context.Context, want service.Expect) (service.FileInfo, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.done {
-		return service.FileInfo{}, closedErr(nil)
-	}
-	defer f.release(ctx)
-	if err := verifyResumable(f.info.Name, f.info.Size, f.info.SHA256, f.declared, want); err != nil {
-		return service.FileInfo{}, err
-	}
-	f.forget(ctx)
-	return f.info, nil
-}
-
-// Abort forgets the upload; the file stays, as it was committed.
-func (f *finished) Abort() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.done {
-		return nil
-	}
-	f.forget(context.Background())
-	f.release(context.Background())
-	return nil
-}
-
-// Suspend releases the upload, whose state stays.
-func (f *finished) Suspend() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if !f.done {
-		f.release(context.Background())
-	}
-	return nil
-}
-
-// forget removes the state; the file's bytes are counted by the next
-// reconciliation of the owner's usage (the replica that published it did
-// not live to settle them).
-func (f *finished) forget(ctx context.Context) {
-	if err := f.s.removeKey(ctx, f.key); err != nil && !isNotFound(err) {
-		f.s.opts.Logger.WarnContext(ctx, "removing a completed upload's state failed; it expires later",
-			slog.String("upload_id", f.id), slog.String("object", f.info.Name), slog.Any("error", err))
-	}
-}
-
-func (f *finished) release(ctx context.Context) {
-	if f.done {
-		return
-	}
-	f.done = true
-	f.res.release(context.WithoutCancel(ctx))
-	f.s.held.drop(f.key, f.writer)
-	if f.lease != nil {
-		f.lease.Release()
-	}
-}
 
 // completeRetried returns, for a CompleteMultipartUpload that failed with
 // NoSuchUpload or InvalidPart, the answer of the earlier request that took

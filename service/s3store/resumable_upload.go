@@ -14,6 +14,7 @@ import (
 
 	"github.com/greeter/greeter/coordination"
 	"github.com/greeter/greeter/service"
+	"github.com/greeter/greeter/service/storekit"
 )
 
 // resumable is a service.ResumableUpload: a multipart upload with
@@ -307,7 +308,7 @@ func (r *resumable) Commit(ctx context.Context, want service.Expect) (service.Fi
 	name, size := r.st.Name, r.st.Size
 	written := r.st.Committed + r.pending
 	if written < size {
-		err := sizeMismatch(name, written, size)
+		err := storekit.SizeMismatch("s3store", name, written, size)
 		if serr := r.suspend(); serr != nil {
 			return service.FileInfo{}, serr
 		}
@@ -316,7 +317,7 @@ func (r *resumable) Commit(ctx context.Context, want service.Expect) (service.Fi
 	info := service.FileInfo{Name: name, Size: written}
 	r.h.Sum(info.SHA256[:0])
 	declared := service.Expect{Size: size, HasSize: true, SHA256: r.st.sum(), HasSHA256: true}
-	if err := verifyResumable(name, info.Size, info.SHA256, declared, want); err != nil {
+	if err := storekit.VerifyResumable("s3store", name, info.Size, info.SHA256, declared, want); err != nil {
 		r.abort(ctx)
 		return service.FileInfo{}, err
 	}

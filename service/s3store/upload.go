@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"hash"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/greeter/greeter/service"
+	"github.com/greeter/greeter/service/storekit"
 )
 
 // Create starts an upload of name for owner. Its bytes are kept in one
@@ -129,7 +129,7 @@ func (u *upload) Write(p []byte) (int, error) {
 // upload as its bytes arrive.
 func (u *upload) stream(p []byte) (int, error) {
 	if u.written+int64(len(p)) > u.size {
-		u.fail(u.ctx, sizeMismatch(u.name, u.written+int64(len(p)), u.size))
+		u.fail(u.ctx, storekit.SizeMismatch("s3store", u.name, u.written+int64(len(p)), u.size))
 		return 0, u.err
 	}
 	n := 0
@@ -254,12 +254,12 @@ func (u *upload) commit(ctx context.Context, want service.Expect) (service.FileI
 	s := u.s
 	info := service.FileInfo{Name: u.name, Size: u.written}
 	u.h.Sum(info.SHA256[:0])
-	if err := verify(u.name, info.Size, info.SHA256, want); err != nil {
+	if err := storekit.Verify("s3store", u.name, info.Size, info.SHA256, want); err != nil {
 		return service.FileInfo{}, err
 	}
 	meta := fileMetadata(info.Size, info.SHA256)
 	if u.buf == nil && u.written < u.size {
-		return service.FileInfo{}, sizeMismatch(u.name, u.written, u.size)
+		return service.FileInfo{}, storekit.SizeMismatch("s3store", u.name, u.written, u.size)
 	}
 	if u.buf != nil && u.uploadID == "" {
 		err := s.publish(ctx, u.res, &info, want, func(ctx context.Context, cond condition) (minio.UploadInfo, error) {
@@ -368,43 +368,6 @@ func modifiedTime(res minio.UploadInfo, now func() time.Time) time.Time {
 		return res.LastModified
 	}
 	return now()
-}
-
-// verify checks an upload of name that wrote size bytes hashing to sum
-// against every expectation in wants: first the sizes, then the digests.
-func verify(name string, size int64, sum [32]byte, wants ...service.Expect) error {
-	for _, want := range wants {
-		if want.HasSize && want.Size != size {
-			return sizeMismatch(name, size, want.Size)
-		}
-	}
-	for _, want := range wants {
-		if want.HasSHA256 && want.SHA256 != sum {
-			return fmt.Errorf("s3store: commit %q: %w: got %x, declared %x", name, service.ErrDigestMismatch, sum, want.SHA256)
-		}
-	}
-	return nil
-}
-
-// verifyResumable checks a resumable upload of name as verify does, the
-// expectations it was begun with (declared) first, except that bytes that
-// do not hash to the declared SHA-256 give
-// service.ErrResumableDigestMismatch: the upload gathered the wrong bytes,
-// which only starting over mends.
-func verifyResumable(name string, size int64, sum [32]byte, declared, want service.Expect) error {
-	if err := verify(name, size, sum, declared); err != nil {
-		if errors.Is(err, service.ErrDigestMismatch) {
-			return fmt.Errorf("s3store: commit %q: %w: got %x, declared %x", name, service.ErrResumableDigestMismatch, sum, declared.SHA256)
-		}
-		return err
-	}
-	return verify(name, size, sum, want)
-}
-
-// sizeMismatch wraps service.ErrSizeMismatch for an upload of name that
-// wrote got bytes where declared were expected.
-func sizeMismatch(name string, got, declared int64) error {
-	return fmt.Errorf("s3store: commit %q: %w: got %d bytes, declared %d", name, service.ErrSizeMismatch, got, declared)
 }
 
 // closedErr returns the error an upload that ended with err (nil when it
