@@ -21,14 +21,13 @@ import (
 // persistence off. Kill and Start play an outage: the same port comes
 // back, empty.
 //
-// Its readiness check is internal/redistest's (PING over a fresh
-// connection), repeated here because e2e must not import internal
-// packages.
+// internal/redistest, for tests of the packages, is built on it.
 type Redis struct {
 	// Addr is the server's host:port.
 	Addr string
 
 	bin, dir string
+	args     []string // added to redis-server's command line
 	mu       sync.Mutex
 	cmd      *exec.Cmd
 	exited   chan struct{}
@@ -52,13 +51,15 @@ func StartRedis(t testing.TB) *Redis {
 }
 
 // LaunchRedis starts a redis-server that keeps its log in dir and waits
-// until it answers. The caller must Kill it.
-func LaunchRedis(dir string) (*Redis, error) {
+// until it answers. args are added to its command line, such as
+// "--requirepass", "secret" (a server with a password still answers PING,
+// with an error that shows it is up). The caller must Kill it.
+func LaunchRedis(dir string, args ...string) (*Redis, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, fmt.Errorf("e2etest: redis-server not found (%v): install it with `apt-get install redis-server` (.ci/run does)", err)
 	}
-	r := &Redis{bin: bin, dir: dir}
+	r := &Redis{bin: bin, dir: dir, args: args}
 	var last error
 	for range 5 { // another process may take the free port before redis binds it
 		if r.Addr, err = freeAddr(); err != nil {
@@ -95,8 +96,8 @@ func (r *Redis) Start() error {
 
 func (r *Redis) startLocked(port string, deadline time.Time) error {
 	logPath := filepath.Join(r.dir, "redis.log")
-	cmd := exec.Command(r.bin, "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no",
-		"--dir", r.dir, "--logfile", logPath, "--daemonize", "no")
+	cmd := exec.Command(r.bin, append([]string{"--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no",
+		"--dir", r.dir, "--logfile", logPath, "--daemonize", "no"}, r.args...)...)
 	setParentDeathSignal(cmd)
 	if err := cmd.Start(); err != nil {
 		return err
@@ -150,7 +151,7 @@ func redisPing(addr string) error {
 	if err != nil {
 		return err
 	}
-	if strings.TrimSpace(line) != "+PONG" {
+	if line = strings.TrimSpace(line); line != "+PONG" && !strings.HasPrefix(line, "-NOAUTH") {
 		return errors.New("PING answered " + strconv.Quote(line))
 	}
 	return nil
