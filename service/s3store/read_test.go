@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http/httptrace"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -140,5 +142,71 @@ func TestSlowDownloadLetsWritersThrough(t *testing.T) {
 	defer cancel()
 	if err := s.Delete(ctx, owner, "f"); err != nil {
 		t.Fatalf("Delete during a slow download = %v, want it done at once", err)
+	}
+}
+
+// requests returns a context that counts the HTTP requests made with it.
+func requests(ctx context.Context) (context.Context, *atomic.Int64) {
+	n := new(atomic.Int64)
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { n.Add(1) }}), n
+}
+
+// A download read as fast as it arrives asks for up to getRange bytes per
+// GET, not one GET per window; after the reader stalls past the stall
+// limit the GET is closed and the next window gets a new one, which goes
+// on with the same bytes.
+func TestDownloadGETs(t *testing.T) {
+	s := openStore(t, nil)
+	b := data(3*readWindow+100, 2)
+	put(t, s, "f", b)
+	ctx, n := requests(testCtx(t))
+
+	s.stallLimit.Store(int64(time.Hour)) // however slow the machine, no stall
+	f, err := s.Open(ctx, owner, "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	opened := n.Load()
+	got := make([]byte, len(b))
+	if _, err := f.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, b) {
+		t.Fatal("the download differs from the file")
+	}
+	if gets := n.Load() - opened; gets != 1 {
+		t.Errorf("a %d-byte download read at once made %d GETs, want 1", len(b), gets)
+	}
+	f.Close()
+
+	s.stallLimit.Store(int64(time.Millisecond))
+	stalled := make(chan struct{}, 1)
+	s.onStall = func() { stalled <- struct{}{} }
+	g, err := s.Open(ctx, owner, "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	opened = n.Load()
+	head := make([]byte, 8<<10)
+	if _, err := g.ReadAt(head, 0); err != nil {
+		t.Fatal(err)
+	}
+	select { // the reader stalls: the readahead closes its GET
+	case <-stalled:
+	case <-ctx.Done():
+		t.Fatal("the readahead never closed the GET of a stalled reader")
+	}
+	s.stallLimit.Store(int64(time.Hour)) // the rest is read without a stall
+	rest := make([]byte, len(b)-len(head))
+	if _, err := g.ReadAt(rest, int64(len(head))); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(append(head, rest...), b) {
+		t.Fatal("the download with a stall differs from the file")
+	}
+	if gets := n.Load() - opened; gets != 2 {
+		t.Errorf("a download that stalled once made %d GETs, want 2", gets)
 	}
 }

@@ -2,16 +2,16 @@ package s3store
 
 import (
 	"context"
+	"time"
 )
 
 // readahead reads a file sequentially from a starting offset, window by
-// window: a goroutine fetches each window whole into a buffer with one
-// ranged GET while the window before is being read. It is bounded to one
-// window ahead (two buffers: the one being read and the one being
-// filled), and it opens a GET only with a whole free buffer to read it
-// into, so that it never leaves a GET's answer half read while it waits
-// for the reader: MinIO holds a lock on the object until it has written
-// the whole answer (see readWindow).
+// window: a goroutine fills each window's buffer from a ranged GET of up to
+// getRange bytes while the window before is being read. It is bounded to
+// one window ahead (two buffers: the one being read and the one being
+// filled), and it leaves a GET's answer half read for at most stallLimit
+// while it waits for the reader: MinIO holds a lock on the object until it
+// has written the whole answer.
 type readahead struct {
 	s      *Store
 	next   int64 // the offset the next read must ask for to go on
@@ -59,16 +59,16 @@ func (ra *readahead) buffer(size int64) []byte {
 // ctx's end.
 func (ra *readahead) fetch(ctx context.Context, f *file, off int64) {
 	defer close(ra.done)
+	var g getStream
+	defer g.close()
 	for off < f.info.Size {
-		var buf []byte
-		select {
-		case buf = <-ra.free:
-		case <-ctx.Done():
+		buf, ok := ra.freeBuffer(ctx, &g)
+		if !ok {
 			return
 		}
 		end := min(off+readWindow, f.info.Size)
 		buf = buf[:end-off]
-		err := f.getWindow(ctx, buf, off)
+		err := f.fill(ctx, &g, buf, off)
 		select {
 		case ra.ready <- window{buf: buf, off: off, err: err}:
 		case <-ctx.Done():
@@ -79,6 +79,38 @@ func (ra *readahead) fetch(ctx context.Context, f *file, off int64) {
 			return
 		}
 		off = end
+	}
+}
+
+// freeBuffer waits for a buffer to fill, closing g if the reader keeps it
+// waiting for longer than the store's stall limit. It returns false if ctx
+// ends first.
+func (ra *readahead) freeBuffer(ctx context.Context, g *getStream) ([]byte, bool) {
+	select {
+	case buf := <-ra.free:
+		return buf, true
+	default:
+	}
+	if g.body != nil {
+		stalled := time.NewTimer(time.Duration(ra.s.stallLimit.Load()))
+		defer stalled.Stop()
+		select {
+		case buf := <-ra.free:
+			return buf, true
+		case <-stalled.C:
+			g.close()
+			if ra.s.onStall != nil {
+				ra.s.onStall()
+			}
+		case <-ctx.Done():
+			return nil, false
+		}
+	}
+	select {
+	case buf := <-ra.free:
+		return buf, true
+	case <-ctx.Done():
+		return nil, false
 	}
 }
 

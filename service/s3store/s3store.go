@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -88,6 +89,11 @@ type Store struct {
 	counter coordination.Usage
 	// tr is the client's transport.
 	tr *http.Transport
+	// stallLimit is how long a download's GET may wait half read for its
+	// reader (see the constant stallLimit; tests change it), and onStall,
+	// if set, runs when a download closes a GET that waited that long.
+	stallLimit atomic.Int64 // a time.Duration
+	onStall    func()
 
 	// beforeWrite, if set, runs in a commit between its checks and the
 	// write that publishes the file, with the file's name. Tests use it to
@@ -148,6 +154,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("s3store: %w", err)
 	}
 	s := &Store{c: c, opts: o, sem: make(chan struct{}, o.MaxConcurrentParts), tr: tr, leases: o.Leases}
+	s.stallLimit.Store(int64(stallLimit))
 	if s.leases == nil {
 		s.leases = coordination.NewLocalLeases()
 	}
