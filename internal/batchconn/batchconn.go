@@ -19,6 +19,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -153,7 +154,10 @@ func (c *raw) end() error {
 	return c.flush()
 }
 
-// Close closes the connection and gives the buffers back.
+// Close closes the connection and gives the buffers back. It closes first,
+// without waiting for a write in progress: closing is what unblocks a
+// write to a peer that stopped reading. (A close_notify gathered during a
+// concurrent Write is then not sent; the peer sees the connection end.)
 func (c *raw) Close() error {
 	err := c.Conn.Close()
 	c.wmu.Lock()
@@ -170,15 +174,30 @@ func (c *raw) Close() error {
 type secured struct {
 	net.Conn // the TLS connection
 	raw      *raw
+	writing  atomic.Int32 // Writes in progress
 }
 
 func (c *secured) Write(p []byte) (int, error) {
+	c.writing.Add(1)
+	defer c.writing.Add(-1)
 	c.raw.begin()
 	n, err := c.Conn.Write(p)
 	if ferr := c.raw.end(); err == nil && ferr != nil {
 		return n, ferr
 	}
 	return n, err
+}
+
+// Close closes the TLS connection, or, while a Write is in progress, the
+// connection under it at once, as tls.Conn.Close itself does for a Write
+// in progress: a Write blocked on a peer that stopped reading holds the
+// gathered records, and close_notify would wait behind it for crypto/tls's
+// 5 s write deadline.
+func (c *secured) Close() error {
+	if c.writing.Load() > 0 {
+		return c.raw.Close()
+	}
+	return c.Conn.Close()
 }
 
 // ReadFrom reads r in buffers of bufSize and writes each with one Write,

@@ -209,3 +209,27 @@ func TestWriteAfterPeerClosed(t *testing.T) {
 		t.Fatal("a second Write to a closed peer succeeded")
 	}
 }
+
+// Close ends a Write blocked on a peer that stopped reading, at once: it
+// does not wait for close_notify behind the blocked write.
+func TestCloseEndsBlockedWrite(t *testing.T) {
+	client, _, _, _ := pipePair(t, true)
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := client.Write(make([]byte, 64<<10)) // the peer never reads
+		wrote <- err
+	}()
+	for batchconn.Writing(client) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- client.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(3 * time.Second): // the bug waited out crypto/tls's 5 s deadline
+		t.Fatal("Close waited for a blocked Write")
+	}
+	if err := <-wrote; err == nil {
+		t.Fatal("a Write to a peer that never read succeeded after Close")
+	}
+}
