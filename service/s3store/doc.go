@@ -198,17 +198,18 @@
 // # Reading
 //
 // Open heads the object and pins its ETag. ReadAt reads with ranged GETs
-// of 2 MiB windows that carry If-Match; sequential reads are served by a
-// readahead that fetches the next window, whole, into a second buffer
-// while the current one is read (one window ahead: two buffers per open
-// file, from a pool), and a jump starts a new readahead. A GET is opened
-// only with a whole free buffer to read it into, so none is left half read
-// while the client is slow: MinIO holds a lock on an object until it has
-// written a GET's whole answer, which would keep a replacement or delete
-// of the file waiting, up to 30 s. If the file is replaced or deleted while it is read,
-// the next GET fails and ReadAt returns service.ErrChanged (Aborted: the
-// client's retry sees the new digest and stops); bytes of two versions are never mixed,
-// and a server that ignored If-Match is caught by comparing ETags. List
+// of up to 32 MiB that carry If-Match; sequential reads are served by a
+// readahead that fills the next 2 MiB window from the open GET into a
+// second buffer while the current one is read (one window ahead: two
+// buffers per open file, from a pool), and a jump starts a new readahead.
+// A GET's answer waits half read for a free buffer for at most 100 ms;
+// then the GET is closed and the next window gets a new one: MinIO holds a
+// lock on an object until it has written a GET's whole answer, which would
+// keep a replacement or delete of the file waiting, up to 30 s. If the
+// file is replaced or deleted while it is read, the next GET fails and
+// ReadAt returns service.ErrChanged (Aborted: the client's retry sees the
+// new digest and stops); bytes of two versions are never mixed, and a
+// server that ignored If-Match is caught by comparing ETags. List
 // asks for one page of keys after the continuation name, never a whole
 // prefix; it reports each SHA-256 when the server returns user metadata in
 // listings (MinIO does), and leaves it zero otherwise.
