@@ -4,9 +4,11 @@
 // crypto/tls writes each record (at most 16 KiB) with a write(2) of its own,
 // and reads about one record per read(2); it has no option to do otherwise.
 // Profiles of greeter's transfers (docs/storage.md) spent as much CPU in
-// those system calls as in AES-GCM. Wrap puts a connection under tls.Conn
-// that gathers the records of one Write into one write(2), and reads ahead
-// in large reads from which the records are served.
+// those system calls as in AES-GCM. Raw puts a connection under tls.Conn
+// that reads ahead in large reads, from which the records are served, and
+// Secure wraps the TLS connection so that the records of one Write go out
+// in one write(2). Credentials does both for gRPC, DialTLS for
+// http.Transport.
 //
 // The buffers come from pools and are held only while they hold bytes, so
 // an idle connection costs none, and one whose peer stops mid-record holds
@@ -45,7 +47,7 @@ var (
 type raw struct {
 	net.Conn
 
-	rmu    sync.Mutex // tls.Conn reads from one goroutine at a time; this guards close
+	rmu    sync.Mutex // guards the read-ahead (tls.Conn reads under its own lock, too)
 	rbuf   *[]byte    // read ahead, nil when empty
 	rsmall bool       // rbuf is from smallPool
 	r, w   int        // (*rbuf)[r:w] is unread
