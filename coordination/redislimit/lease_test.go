@@ -10,32 +10,13 @@ import (
 	"github.com/go-redis/redis_rate/v10"
 
 	"github.com/greeter/greeter/coordination"
+	"github.com/greeter/greeter/internal/fakeclock"
 	"github.com/greeter/greeter/internal/redistest"
 )
 
-// fakeClock is the coalescer's clock in the leasing tests: it moves only
-// when the test says, so whether calls count as fast does not depend on
-// how loaded the machine is.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // withClock gives r's coalescer a fake clock, before any call.
-func withClock(r *replica) *fakeClock {
-	clk := &fakeClock{now: time.Unix(1_000_000, 0)}
+func withClock(r *replica) *fakeclock.Clock {
+	clk := fakeclock.New(time.Unix(1_000_000, 0))
 	r.merge.now = clk.Now
 	return clk
 }
@@ -108,7 +89,7 @@ func TestSlowCallerTakesOneTokenPerCall(t *testing.T) {
 		}
 	}
 	for i := range 10 { // pairs, 2 × leaseWindow apart
-		clk.Add(2 * leaseWindow)
+		clk.Advance(2 * leaseWindow)
 		if admitted, _ := burstOfCalls([]*replica{a}, key, limit, 2); admitted != 2 {
 			t.Fatalf("pair %d: %d admitted, want 2", i, admitted)
 		}
@@ -169,7 +150,7 @@ func TestFastCallsLeaseTokens(t *testing.T) {
 	if leased2 := left - 1 - left2; leased2 < 1 || leased2 > 80/leaseBurstShare {
 		t.Errorf("fast call after the lease: %d tokens leased, want 1 to %d", leased2, 80/leaseBurstShare)
 	}
-	clk.Add(leaseValidity)
+	clk.Advance(leaseValidity)
 	before = scriptsRun(t, srv)
 	if ok, _ := a.Allow(context.Background(), key, limit); !ok {
 		t.Fatal("call after the lease expired: refused, want admitted")

@@ -3,35 +3,17 @@ package s3store
 import (
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/greeter/greeter/internal/fakeclock"
 	"github.com/greeter/greeter/service"
 )
 
-// clock is a settable clock for Options.Now.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 func TestCleanExpiredUploads(t *testing.T) {
-	clk := &clock{now: time.Now()}
+	clk := fakeclock.New(time.Now())
 	s := openStore(t, nil, func(o *Options) { o.Now = clk.Now })
 	b := data(2*testPart+1, 13)
 	stale := begin(t, s, "stale", b, 0)
@@ -51,14 +33,14 @@ func TestCleanExpiredUploads(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	clk.advance(30 * time.Minute)
+	clk.Advance(30 * time.Minute)
 	fresh := begin(t, s, "fresh", b, 0) // held by a stream
 	writeChunks(t, fresh, b[:testPart])
 	if n, err := s.CleanExpiredUploads(time.Hour); err != nil || n != 0 {
 		t.Fatalf("clean before expiry = %d, %v; want 0", n, err)
 	}
 
-	clk.advance(45 * time.Minute) // stale is 75 min old, fresh 45 min
+	clk.Advance(45 * time.Minute) // stale is 75 min old, fresh 45 min
 	n, err := s.CleanExpiredUploads(time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +57,7 @@ func TestCleanExpiredUploads(t *testing.T) {
 		t.Errorf("Query(fresh) = %d, %v; want %d", got, err, testPart)
 	}
 	// Expired, but held by a stream of this process: kept.
-	clk.advance(2 * time.Hour)
+	clk.Advance(2 * time.Hour)
 	if n, err := s.CleanExpiredUploads(time.Hour); err != nil || n != 0 {
 		t.Errorf("second clean = %d, %v; want 0", n, err)
 	}
@@ -92,14 +74,14 @@ func TestCleanExpiredUploads(t *testing.T) {
 // TestCleanExpiredUploadsFromAnotherReplica expires an upload another
 // replica's stream abandoned.
 func TestCleanExpiredUploadsFromAnotherReplica(t *testing.T) {
-	clk := &clock{now: time.Now()}
+	clk := fakeclock.New(time.Now())
 	a := openStore(t, nil, func(o *Options) { o.Now = clk.Now })
 	b := openStore(t, nil, func(o *Options) { o.Now = clk.Now; o.Prefix = a.opts.Prefix })
 	content := data(testPart+1, 14)
 	up := begin(t, a, "id", content, 0)
 	writeChunks(t, up, content[:testPart])
 	// a dies holding it.
-	clk.advance(2 * time.Hour)
+	clk.Advance(2 * time.Hour)
 	if n, err := b.CleanExpiredUploads(time.Hour); err != nil || n != 1 {
 		t.Fatalf("clean on the other replica = %d, %v; want 1", n, err)
 	}
@@ -112,13 +94,13 @@ func TestCleanExpiredUploadsFromAnotherReplica(t *testing.T) {
 }
 
 func TestExpiredUploadIsReplaced(t *testing.T) {
-	clk := &clock{now: time.Now()}
+	clk := fakeclock.New(time.Now())
 	s := openStore(t, nil, func(o *Options) { o.Now = clk.Now })
 	b := data(testPart+1, 15)
 	up := begin(t, s, "id", b, 0)
 	writeChunks(t, up, b[:testPart])
 	up.Suspend()
-	clk.advance(2 * time.Hour)
+	clk.Advance(2 * time.Hour)
 	if _, err := s.QueryResumable(testCtx(t), owner, "id", time.Hour); !errors.Is(err, service.ErrNotFound) {
 		t.Errorf("Query of an expired upload = %v, want ErrNotFound", err)
 	}
@@ -132,7 +114,7 @@ func TestExpiredUploadIsReplaced(t *testing.T) {
 }
 
 func TestCleanTemporaries(t *testing.T) {
-	clk := &clock{now: time.Now()}
+	clk := fakeclock.New(time.Now())
 	s := openStore(t, nil, func(o *Options) { o.Now = clk.Now })
 	key := s.opts.Prefix + tmpDir + "/leftover"
 	if _, err := shared.Client().PutObject(testCtx(t), shared.Bucket, key, strings.NewReader("x"), 1, "", "", minio.PutObjectOptions{}); err != nil {
@@ -141,7 +123,7 @@ func TestCleanTemporaries(t *testing.T) {
 	if n, err := s.CleanTemporaries(0); err != nil || n != 0 {
 		t.Errorf("CleanTemporaries of a fresh file = %d, %v; want 0", n, err)
 	}
-	clk.advance(MinTemporaryAge + time.Minute)
+	clk.Advance(MinTemporaryAge + time.Minute)
 	if n, err := s.CleanTemporaries(0); err != nil || n != 1 {
 		t.Errorf("CleanTemporaries of an old file = %d, %v; want 1", n, err)
 	}

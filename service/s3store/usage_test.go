@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/greeter/greeter/internal/fakeclock"
 	"github.com/greeter/greeter/service"
 )
 
@@ -22,7 +23,7 @@ func wantUsage(t *testing.T, s *Store, bytes, objects int64) {
 
 // quotaReplicas opens two stores on one prefix with the quota q and the
 // clock clk, as two greeterd processes on one bucket.
-func quotaReplicas(t *testing.T, q service.Quota, clk *clock) (a, b *Store) {
+func quotaReplicas(t *testing.T, q service.Quota, clk *fakeclock.Clock) (a, b *Store) {
 	mods := func(o *Options) {
 		o.Now = clk.Now
 		o.Quotas = func(string) service.Quota { return q }
@@ -36,20 +37,20 @@ func quotaReplicas(t *testing.T, q service.Quota, clk *clock) (a, b *Store) {
 // counted: the other's figure is stale until it is older than
 // UsageMaxAge, and then its next use lists the owner again.
 func TestUsageDriftIsReconciled(t *testing.T) {
-	clk := &clock{now: time.Now()}
+	clk := fakeclock.New(time.Now())
 	a, b := quotaReplicas(t, service.Quota{}, clk)
 	put(t, a, "one", data(10, 1))
 	wantUsage(t, a, 10, 1)
 	put(t, b, "two", data(20, 2))
 	wantUsage(t, b, 30, 2)
 	wantUsage(t, a, 10, 1) // stated drift: a has not listed since
-	clk.advance(DefaultUsageMaxAge + time.Second)
+	clk.Advance(DefaultUsageMaxAge + time.Second)
 	wantUsage(t, a, 30, 2)
 	if err := b.Delete(testCtx(t), owner, "one"); err != nil {
 		t.Fatal(err)
 	}
 	wantUsage(t, b, 20, 1)
-	clk.advance(DefaultUsageMaxAge + time.Second)
+	clk.Advance(DefaultUsageMaxAge + time.Second)
 	wantUsage(t, a, 20, 1)
 }
 
@@ -57,7 +58,7 @@ func TestUsageDriftIsReconciled(t *testing.T) {
 // a file on another: the first replica, refusing with a figure at least
 // refusalRecount old, lists again and admits the upload.
 func TestRefusalRecounts(t *testing.T) {
-	clk := &clock{now: time.Now()}
+	clk := fakeclock.New(time.Now())
 	a, b := quotaReplicas(t, service.Quota{Objects: 2}, clk)
 	put(t, a, "one", data(10, 1))
 	put(t, a, "two", data(10, 2))
@@ -70,7 +71,7 @@ func TestRefusalRecounts(t *testing.T) {
 	if !errors.As(err, &qe) || qe.Subject != service.QuotaObjects {
 		t.Fatalf("Create with a figure just counted = %v, want a QuotaError on objects", err)
 	}
-	clk.advance(refusalRecount + time.Second)
+	clk.Advance(refusalRecount + time.Second)
 	put(t, a, "three", data(10, 3))
 	wantUsage(t, a, 20, 2)
 }
@@ -80,7 +81,7 @@ func TestRefusalRecounts(t *testing.T) {
 // store finds the same from the bucket, and the janitor's expiry gives it
 // back.
 func TestUsageOfResumableUploads(t *testing.T) {
-	clk := &clock{now: time.Now()}
+	clk := fakeclock.New(time.Now())
 	s := openStore(t, nil, func(o *Options) { o.Now = clk.Now })
 	put(t, s, "f", data(30, 1))
 	b := data(testPart+100, 2)
@@ -92,7 +93,7 @@ func TestUsageOfResumableUploads(t *testing.T) {
 	wantUsage(t, s, int64(len(b)), 1)
 	other := openStore(t, nil, func(o *Options) { o.Now = clk.Now; o.Prefix = s.opts.Prefix })
 	wantUsage(t, other, int64(len(b)), 1)
-	clk.advance(2 * time.Hour)
+	clk.Advance(2 * time.Hour)
 	if n, err := other.CleanExpiredUploads(time.Hour); err != nil || n != 1 {
 		t.Fatalf("CleanExpiredUploads = %d, %v; want 1", n, err)
 	}

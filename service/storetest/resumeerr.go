@@ -117,7 +117,7 @@ func tooManyUploads(e *env) {
 	e.suspended(alice, "d", "d", b, 0) // b's place
 
 	// Expired uploads do not count.
-	e.clock.advance(2 * time.Hour)
+	e.clock.Advance(2 * time.Hour)
 	_, err = tryBegin(alice, "e", 0)
 	e.wantUploadErr("a third upload, without a TTL", err, "e", service.ErrTooManyUploads, -1)
 	up, err = tryBegin(alice, "e", time.Hour)
@@ -133,9 +133,9 @@ func tooManyUploads(e *env) {
 func uploadExpiry(e *env) {
 	b := data(2*e.block(), 1)
 	committed := e.suspended(alice, "old", "f", b, e.block()+1)
-	e.clock.advance(30 * time.Minute)
+	e.clock.Advance(30 * time.Minute)
 	fresh := e.suspended(alice, "fresh", "g", b, e.block())
-	e.clock.advance(45 * time.Minute) // old: 75 min, fresh: 45 min
+	e.clock.Advance(45 * time.Minute) // old: 75 min, fresh: 45 min
 
 	e.wantNoUpload(alice, "old", time.Hour)
 	e.wantCommitted(alice, "old", 0, committed) // no TTL: no expiry
@@ -160,7 +160,7 @@ func uploadExpiry(e *env) {
 	r = resume("fresh", "g", b, fresh)
 	r.TTL = time.Hour
 	up = e.begin(alice, r)
-	e.clock.advance(30 * time.Minute) // 75 min after it began
+	e.clock.Advance(30 * time.Minute) // 75 min after it began
 	if err := write(up, b[fresh:2*e.block()-1]); err != nil {
 		e.t.Fatal(err)
 	}

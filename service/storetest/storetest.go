@@ -25,10 +25,10 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/greeter/greeter/internal/fakeclock"
 	"github.com/greeter/greeter/service"
 )
 
@@ -187,7 +187,7 @@ type env struct {
 	t     *testing.T
 	h     *Harness
 	ctx   context.Context
-	clock *clock
+	clock *fakeclock.Clock
 	st    *Storage
 	s     service.ResumableStore
 }
@@ -195,7 +195,7 @@ type env struct {
 func newEnv(t *testing.T, h *Harness, set func(*Config)) *env {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	t.Cleanup(cancel)
-	c := &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	c := fakeclock.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 	cfg := Config{Now: c.Now, MaxUploadsPerOwner: defaultMaxUploads}
 	if set != nil {
 		set(&cfg)
@@ -229,26 +229,6 @@ func (e *env) block() int64 { return max(e.unit(), 4<<10) }
 // kept is the committed size of a resumable upload that received n bytes
 // and was then suspended: n rounded down to the granularity.
 func (e *env) kept(n int64) int64 { return n - n%e.unit() }
-
-// clock is the fake clock the suite passes as Config.Now.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-// Now returns the clock's time.
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// advance moves the clock forward by d.
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // data returns n bytes that depend only on n and seed, so that a failure
 // can be reproduced and two seeds give different contents.
