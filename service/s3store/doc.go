@@ -41,9 +41,14 @@
 // upload has a precondition (CopyObject takes none on its destination) or
 // exceeds 5 GiB, a multipart copy whose completion carries it. Either way the file appears in one step,
 // replacing any previous version; a failed or cancelled upload aborts its
-// multipart upload and leaves nothing. At most Options.MaxConcurrentParts
-// part uploads run at once in a process; an upload waits for a slot at the
-// start of a part and holds it until the part is stored.
+// multipart upload and leaves nothing. A part whose bytes have all gone
+// settles (waits for the store's answer, which MinIO gives only once it has
+// stored the part) on its own goroutine while the next part streams; an
+// upload has at most one part settling and waits for it before the next
+// one settles, at Commit and when it lets go. At most
+// Options.MaxConcurrentParts part uploads run at once in a process; an
+// upload waits for a slot at the start of a part and holds it until the
+// part is stored.
 //
 // # Resumable uploads
 //
@@ -58,13 +63,15 @@
 // from ListParts.
 //
 // The committed size is always the end of the last whole part. Each part
-// streams to the store as it arrives, hashed on the way; when its last
-// byte has gone and the store answers with its ETag, the state is advanced
-// to count it, with the SHA-256 state after it, before the next part's
-// bytes are taken. The file's last part, if shorter, streams too and is
-// kept for Commit. Bytes past the last whole part are not kept when a stream ends
+// streams to the store as it arrives, hashed on the way; once its last
+// byte has gone it settles while the next part streams: when the store
+// answers with its ETag, the state is advanced to count it, with the
+// SHA-256 state after it. The next part's end, Suspend and Commit wait for
+// that, so the state saved last is always known to the stream. The file's
+// last part, if shorter, streams too and is kept for Commit. Bytes past the last whole part are not kept when a stream ends
 // or breaks: QueryResumable reports the end of the last whole part and the
-// client sends the rest again (at most one part), so no short part is ever
+// client sends the rest again (at most one part; two if the process died
+// while a part settled), so no short part is ever
 // made. (The alternative, spooling the tail to a side object as tusd does,
 // costs two more requests per suspension and a second source of bytes.)
 //

@@ -117,6 +117,21 @@ func writeChunks(t *testing.T, w io.Writer, b []byte) {
 		}
 		b = b[n:]
 	}
+	if r, ok := w.(*resumable); ok {
+		settled(t, r)
+	}
+}
+
+// settled waits until the full part r sent last, if it is still settling,
+// is counted in the saved state, as r's next part, Suspend and Commit do:
+// what the test reads next of the state, on any store, is then settled.
+func settled(t *testing.T, r *resumable) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.collect(); err != nil {
+		t.Fatalf("settling the part sent last: %v", err)
+	}
 }
 
 // put stores b as owner's name with a plain upload.

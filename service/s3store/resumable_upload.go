@@ -1,12 +1,10 @@
 package s3store
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"hash"
-	"log/slog"
 	"slices"
 	"sync"
 
@@ -14,7 +12,6 @@ import (
 
 	"github.com/greeter/greeter/coordination"
 	"github.com/greeter/greeter/service"
-	"github.com/greeter/greeter/service/storekit"
 )
 
 // resumable is a service.ResumableUpload: a multipart upload with
@@ -36,17 +33,22 @@ type resumable struct {
 	cancel  context.CancelCauseFunc
 	stopped chan struct{} // closed when the upload is released
 
-	mu   sync.Mutex
+	mu sync.Mutex
+	// st and etag change on the writer's goroutine only, and never while
+	// a part is settling.
 	st   uploadState // as last saved
 	etag string      // the state object's ETag, as last saved
-	// part is the part being sent, nil between parts. tail is the file's
-	// last part once it was sent whole when it is shorter than a full one:
-	// no state records it, Commit completes with it. pending counts the
-	// bytes past st.Committed, in part or tail.
-	part    *partStream
-	tail    *minio.CompletePart
-	pending int64
-	h       hash.Hash // over st.Committed bytes and pending
+	// part is the part being sent, nil between parts. settling is the
+	// full part sent before it, awaiting its answer and the state that
+	// counts it. tail is the file's last part once it was sent whole when
+	// it is shorter than a full one: no state records it, Commit completes
+	// with it. pending counts the bytes past st.Committed, in part,
+	// settling or tail.
+	part     *partStream
+	settling *settling
+	tail     *minio.CompletePart
+	pending  int64
+	h        hash.Hash // over st.Committed bytes and pending
 	// broken is set when a part or state write failed: what the state
 	// object says stands, and nothing more is saved.
 	broken bool
@@ -80,6 +82,11 @@ func (r *resumable) Write(p []byte) (int, error) {
 	if r.st.Committed+r.pending+int64(len(p)) > r.st.Size {
 		r.breakWith(fmt.Errorf("s3store: upload %q: %w: more than the declared %d bytes", r.id, service.ErrSizeMismatch, r.st.Size))
 		return 0, r.err
+	}
+	if r.settling.failed() {
+		err := r.orLost(r.collect())
+		r.breakWith(err)
+		return 0, err
 	}
 	n := 0
 	for len(p) > 0 {
@@ -117,11 +124,14 @@ func (r *resumable) startPart() error {
 	if r.lost() {
 		return busy(r.id)
 	}
-	number := r.st.NextPart
+	number, sent := r.st.NextPart, r.st.Committed
+	if r.settling != nil {
+		number, sent = number+1, sent+r.st.PartSize
+	}
 	if number > maxParts {
 		return fmt.Errorf("s3store: upload %q: no part numbers left: %w", r.id, service.ErrNoSpace)
 	}
-	size := min(r.st.PartSize, r.st.Size-r.st.Committed)
+	size := min(r.st.PartSize, r.st.Size-sent)
 	ps, err := r.s.startPart(r.ctx, r.final, r.st.S3UploadID, number, size)
 	if err != nil {
 		return r.s.classify(r.ctx, "upload", r.st.Name, err)
@@ -130,43 +140,70 @@ func (r *resumable) startPart() error {
 	return nil
 }
 
-// endPart waits for the part that got all its bytes to be stored. A full
-// part is then counted in a saved state, with the hash state after it;
-// the shorter last part is kept for Commit.
+// endPart ends the part that got all its bytes, once the part before it
+// settled. A full part settles while the next one streams: once it is
+// stored it is counted in a saved state, with the hash state after it.
+// The shorter last part is waited for and kept for Commit.
 func (r *resumable) endPart() error {
+	if err := r.collect(); err != nil {
+		return err
+	}
 	ps := r.part
 	r.part = nil
-	part, err := ps.finish()
-	if err != nil {
-		return r.partError(r.ctx, "upload", err)
-	}
 	if ps.size < r.st.PartSize {
+		part, err := ps.finish()
+		if err != nil {
+			return r.partError(r.ctx, "upload", err)
+		}
 		r.tail = &part
 		return nil
 	}
 	state, err := marshalHash(r.h)
 	if err != nil {
+		ps.cancel()
 		return err
 	}
-	next := r.st
-	next.Parts = append(slices.Clip(r.st.Parts), statePart{Number: part.PartNumber, ETag: part.ETag})
-	next.Committed += ps.size
-	next.NextPart = part.PartNumber + 1
-	next.Hash = state
-	next.Updated = r.s.opts.Now()
-	if err := r.save(r.ctx, &next); err != nil {
-		return err
-	}
-	r.pending -= ps.size
+	next, etag := r.st, r.etag
+	r.settling = r.s.settle(func() (func(), error) {
+		part, err := ps.finish()
+		if err != nil {
+			return nil, r.partError(r.ctx, "upload", err)
+		}
+		next.Parts = append(slices.Clip(next.Parts), statePart{Number: part.PartNumber, ETag: part.ETag})
+		next.Committed += ps.size
+		next.NextPart = part.PartNumber + 1
+		next.Hash = state
+		next.Updated = r.s.opts.Now()
+		etag, err := r.saveState(r.ctx, &next, etag)
+		if err != nil {
+			return nil, err
+		}
+		return func() {
+			r.st, r.etag = next, etag
+			r.pending -= ps.size
+		}, nil
+	})
 	return nil
 }
 
+// collect waits for the part settling, if any, and takes the state that
+// counts it as the one saved last.
+func (r *resumable) collect() error {
+	st := r.settling
+	r.settling = nil
+	return st.wait()
+}
+
 // dropPending gives up the bytes past the last full part: the part in
-// flight, whose request ends unfinished, and the tail.
+// flight, whose request ends unfinished, and the tail. A part settling is
+// waited for: it counts if it settles, else the upload breaks.
 func (r *resumable) dropPending() {
 	if r.part != nil {
 		r.part.cancel()
 		r.part = nil
+	}
+	if err := r.collect(); err != nil && !r.broken {
+		r.breakWith(r.orLost(err))
 	}
 	r.tail = nil
 }
@@ -174,15 +211,25 @@ func (r *resumable) dropPending() {
 // save writes next if the state object is still the one this stream saved
 // last, and makes it the state saved last.
 func (r *resumable) save(ctx context.Context, next *uploadState) error {
-	etag, err := r.s.saveState(ctx, r.key, next, r.etag)
-	if errors.Is(err, errStateMoved) {
-		return busy(r.id)
-	}
+	etag, err := r.saveState(ctx, next, r.etag)
 	if err != nil {
-		return r.s.classify(ctx, "save upload", r.id, err)
+		return err
 	}
 	r.st, r.etag = *next, etag
 	return nil
+}
+
+// saveState writes next if the state object's ETag is still etag, and
+// returns its new ETag. It changes no field.
+func (r *resumable) saveState(ctx context.Context, next *uploadState, etag string) (string, error) {
+	etag, err := r.s.saveState(ctx, r.key, next, etag)
+	if errors.Is(err, errStateMoved) {
+		return "", busy(r.id)
+	}
+	if err != nil {
+		return "", r.s.classify(ctx, "save upload", r.id, err)
+	}
+	return etag, nil
 }
 
 func (r *resumable) breakWith(err error) {
@@ -270,127 +317,6 @@ func (r *resumable) abort(ctx context.Context) error {
 		return r.s.classify(ctx, "abort upload", r.id, err)
 	}
 	return nil
-}
-
-// Commit verifies the whole file against the size and SHA-256 the upload
-// was started with (and against want), from the hash state after the
-// committed parts plus the bytes since; bytes that miss the declared
-// SHA-256 abort the upload with service.ErrResumableDigestMismatch. Then it
-// checks by a conditional write that this stream still holds the upload
-// and completes the multipart upload, with the last part that Write
-// streamed, under want's preconditions and the owner's quota (see
-// Store.publish), which publishes the file in one step with the declared
-// size and SHA-256 as metadata (an empty file is put instead), and deletes
-// the state.
-// A failed precondition, an exceeded quota or a stored part that is not
-// the one received abort the upload too: resuming cannot change the
-// answer. Too few bytes or a ctx cancelled before Commit suspend the
-// upload; any other failure releases it, resumable.
-func (r *resumable) Commit(ctx context.Context, want service.Expect) (service.FileInfo, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.done {
-		return service.FileInfo{}, closedErr(r.err)
-	}
-	if r.broken {
-		r.release()
-		return service.FileInfo{}, r.err
-	}
-	if r.lost() {
-		r.breakWith(busy(r.id))
-		r.release()
-		return service.FileInfo{}, r.err
-	}
-	if err := ctx.Err(); err != nil {
-		r.suspend()
-		return service.FileInfo{}, err
-	}
-	name, size := r.st.Name, r.st.Size
-	written := r.st.Committed + r.pending
-	if written < size {
-		err := storekit.SizeMismatch("s3store", name, written, size)
-		if serr := r.suspend(); serr != nil {
-			return service.FileInfo{}, serr
-		}
-		return service.FileInfo{}, err
-	}
-	info := service.FileInfo{Name: name, Size: written}
-	r.h.Sum(info.SHA256[:0])
-	declared := service.Expect{Size: size, HasSize: true, SHA256: r.st.sum(), HasSHA256: true}
-	if err := storekit.VerifyResumable("s3store", name, info.Size, info.SHA256, declared, want); err != nil {
-		r.abort(ctx)
-		return service.FileInfo{}, err
-	}
-	if err := r.publish(ctx, &info, want); err != nil {
-		switch {
-		case r.done:
-		case errors.Is(err, service.ErrResumableDigestMismatch), errors.Is(err, service.ErrExists),
-			errors.Is(err, service.ErrNotMatched), errors.Is(err, service.ErrQuotaExceeded):
-			r.abort(ctx)
-		default:
-			r.breakWith(err)
-			r.release()
-		}
-		return service.FileInfo{}, err
-	}
-	if err := r.s.removeKey(ctx, r.key); err != nil {
-		r.s.opts.Logger.WarnContext(ctx, "removing a completed upload's state failed; it expires later",
-			slog.String("upload_id", r.id), slog.String("object", name), slog.Any("error", err))
-	}
-	r.st.Committed = info.Size // for Written
-	r.release()
-	return info, nil
-}
-
-// publish makes the verified file visible: after the fence (a write of the
-// state that fails if another stream claimed the upload), with one
-// PutObject for an empty file, else by completing the multipart upload
-// with the parts the state records and the tail. An InvalidPart answer
-// means the parts on the server are not the ones the state recorded (a
-// stream that lost its claim overwrote one with other bytes): the upload
-// cannot complete, which is reported as
-// service.ErrResumableDigestMismatch.
-func (r *resumable) publish(ctx context.Context, info *service.FileInfo, want service.Expect) error {
-	s := r.s
-	fence := r.st
-	fence.Updated = s.opts.Now()
-	if err := r.save(ctx, &fence); err != nil {
-		return err
-	}
-	classify := func(err error) error {
-		if isCode(err, codeInvalidPart) {
-			return fmt.Errorf("s3store: commit %q: %w: a stored part is not the one received", info.Name, service.ErrResumableDigestMismatch)
-		}
-		return r.partError(ctx, "commit", err)
-	}
-	if len(r.st.Parts) == 0 && r.tail == nil {
-		err := s.publish(ctx, r.res, info, want, func(ctx context.Context, cond condition) (minio.UploadInfo, error) {
-			opts := minio.PutObjectOptions{UserMetadata: r.st.metadata()}
-			cond.apply(&opts)
-			return s.c.PutObject(ctx, s.opts.Bucket, r.final, bytes.NewReader(nil), 0, "", "", opts)
-		}, classify)
-		if err != nil {
-			return err
-		}
-		if err := s.abortMultipart(ctx, r.final, r.st.S3UploadID); err != nil {
-			s.opts.Logger.WarnContext(ctx, "aborting the unused multipart upload failed; the janitor aborts it later",
-				slog.String("object", info.Name), slog.Any("error", err))
-		}
-		return nil
-	}
-	parts := r.st.completeParts()
-	if r.tail != nil {
-		parts = append(parts, *r.tail)
-	}
-	return s.publish(ctx, r.res, info, want, func(ctx context.Context, cond condition) (minio.UploadInfo, error) {
-		var opts minio.PutObjectOptions
-		cond.apply(&opts)
-		out, err := s.c.CompleteMultipartUpload(ctx, s.opts.Bucket, r.final, r.st.S3UploadID, parts, opts)
-		if err != nil {
-			return r.completeRetried(ctx, err)
-		}
-		return out, nil
-	}, classify)
 }
 
 // partError classifies an error of the multipart upload in op. A

@@ -94,6 +94,12 @@ type Store struct {
 	// if set, runs when a download closes a GET that waited that long.
 	stallLimit atomic.Int64 // a time.Duration
 	onStall    func()
+	// settles counts the parts settling (see settling), which Close
+	// waits for.
+	settles sync.WaitGroup
+	// onSettle, if set, runs on a part's settling goroutine before it
+	// waits for the part's answer. Tests block in it.
+	onSettle func()
 
 	// beforeWrite, if set, runs in a commit between its checks and the
 	// write that publishes the file, with the file's name. Tests use it to
@@ -205,9 +211,11 @@ func (s *Store) probe(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// Close closes idle connections to the server. Files and uploads still
+// Close waits for the parts settling to settle (each within its request's
+// life) and closes idle connections to the server. Files and uploads still
 // open keep working.
 func (s *Store) Close() error {
+	s.settles.Wait()
 	s.tr.CloseIdleConnections()
 	return nil
 }

@@ -76,11 +76,14 @@ type upload struct {
 	// buf holds the bytes not sent yet when the size is not known, or
 	// fits in one part; else size is the declared size, and part is the
 	// part being sent, nil between parts.
-	buf     *partBuffer
-	size    int64
-	part    *partStream
-	h       hash.Hash
-	written int64
+	buf  *partBuffer
+	size int64
+	part *partStream
+	// settling is the part sent before part, awaiting its answer; parts
+	// gets it when it settles.
+	settling *settling
+	h        hash.Hash
+	written  int64
 	// The multipart upload on a staging key, once the file outgrew one
 	// part; uploadID is "" before.
 	stage    string
@@ -126,10 +129,14 @@ func (u *upload) Write(p []byte) (int, error) {
 
 // stream sends p on as part of the parts of a file of declared size:
 // each part, the shorter last one too, streams to the staging multipart
-// upload as its bytes arrive.
+// upload as its bytes arrive, and settles while the next one streams.
 func (u *upload) stream(p []byte) (int, error) {
 	if u.written+int64(len(p)) > u.size {
 		u.fail(u.ctx, storekit.SizeMismatch("s3store", u.name, u.written+int64(len(p)), u.size))
+		return 0, u.err
+	}
+	if u.settling.failed() {
+		u.fail(u.ctx, u.collect())
 		return 0, u.err
 	}
 	n := 0
@@ -150,17 +157,29 @@ func (u *upload) stream(p []byte) (int, error) {
 		n += k
 		p = p[k:]
 		if u.part.left() == 0 {
-			ps := u.part
-			u.part = nil
-			part, err := ps.finish()
-			if err != nil {
-				u.fail(u.ctx, u.s.classify(u.ctx, "upload", u.name, err))
+			if err := u.collect(); err != nil {
+				u.fail(u.ctx, err)
 				return n, u.err
 			}
-			u.parts = append(u.parts, part)
+			ps := u.part
+			u.part = nil
+			u.settling = u.s.settle(func() (func(), error) {
+				part, err := ps.finish()
+				if err != nil {
+					return nil, u.s.classify(u.ctx, "upload", u.name, err)
+				}
+				return func() { u.parts = append(u.parts, part) }, nil
+			})
 		}
 	}
 	return n, nil
+}
+
+// collect waits for the part settling, if any, and counts it in parts.
+func (u *upload) collect() error {
+	st := u.settling
+	u.settling = nil
+	return st.wait()
 }
 
 // startPart starts streaming the next part of a file of declared size.
@@ -169,10 +188,13 @@ func (u *upload) startPart() error {
 		return err
 	}
 	number := len(u.parts) + 1
+	if u.settling != nil {
+		number++
+	}
 	if number > maxParts {
 		return fmt.Errorf("s3store: upload %q: larger than %d parts of %d bytes: %w", u.name, maxParts, u.s.opts.PartSize, service.ErrNoSpace)
 	}
-	sent := int64(len(u.parts)) * u.s.opts.PartSize
+	sent := int64(number-1) * u.s.opts.PartSize
 	ps, err := u.s.startPart(u.ctx, u.stage, u.uploadID, number, min(u.s.opts.PartSize, u.size-sent))
 	if err != nil {
 		return u.s.classify(u.ctx, "upload", u.name, err)
@@ -248,6 +270,9 @@ func (u *upload) Commit(ctx context.Context, want service.Expect) (service.FileI
 }
 
 func (u *upload) commit(ctx context.Context, want service.Expect) (service.FileInfo, error) {
+	if err := u.collect(); err != nil {
+		return service.FileInfo{}, err
+	}
 	if err := ctx.Err(); err != nil {
 		return service.FileInfo{}, err
 	}
@@ -330,6 +355,7 @@ func (u *upload) discard(ctx context.Context) error {
 		u.part.cancel() // first: its request would fail on the aborted upload
 		u.part = nil
 	}
+	u.collect() // a part that settles with an error is gone; one that did not goes with the abort
 	var err error
 	switch {
 	case u.uploadID != "":
@@ -355,6 +381,7 @@ func (u *upload) release() {
 		u.part.cancel()
 		u.part = nil
 	}
+	u.collect()
 	if u.uploadID != "" {
 		u.s.active.Unlock(u.uploadID)
 	}
