@@ -165,7 +165,7 @@ func (h *harness) describe(w io.Writer) {
 	fmt.Fprintf(w, "load:      %s (1, 5, 15 min) at the end of the run\n", loadAvg())
 	fmt.Fprintf(w, "file:      %s of random bytes; source and downloads on %s\n", sizeName(h.opts.size), h.fileKind)
 	fmt.Fprintf(w, "servers:   store on %s (%s)\n", h.serverFS, h.serverDir)
-	fmt.Fprintf(w, "modes:     %s; fresh servers per mode; sync before every transfer\n", strings.Join(h.opts.modes, ", "))
+	fmt.Fprintf(w, "modes:     %s; fresh servers per mode; sync before every transfer; each download's file size written and removed at its path first (warm pages)\n", strings.Join(h.opts.modes, ", "))
 	if slices.Contains(h.opts.modes, modePinned) {
 		fmt.Fprintf(w, "pinned:    taskset: greeterd, sshd and its sessions, MinIO and the TLS server on CPU %s; the CLI, scp, rsync, curl and the TLS client on CPU %s\n", serverCPU, clientCPU)
 	}
