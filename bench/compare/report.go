@@ -185,6 +185,28 @@ func ratioRow(tw io.Writer, samples []sample, label, a, b string, want float64) 
 	fmt.Fprintf(tw, "\t≥ %.1f×\t\n", want)
 }
 
+// bestRoundRow prints a's median throughput over b's in b's best round,
+// for each op: curl's rounds on this VM swing (some at half speed while
+// greeter's stay steady), so the medians of the row above can flatter a.
+func bestRoundRow(tw io.Writer, samples []sample, label, a, b string, want float64) {
+	fmt.Fprintf(tw, "%s", label)
+	for _, op := range ops {
+		mode := ""
+		for _, s := range samples {
+			if s.Target == a && s.Op == op && s.Round > 0 {
+				mode = s.Mode
+			}
+		}
+		r, ok := overBestRound(byRound(samples, mode, op, a, sample.MBps), byRound(samples, mode, op, b, sample.MBps))
+		if !ok {
+			fmt.Fprintf(tw, "\t–")
+			continue
+		}
+		fmt.Fprintf(tw, "\t%.2f× %s", r, verdict(r >= want))
+	}
+	fmt.Fprintf(tw, "\t≥ %.1f×\t\n", want)
+}
+
 // peakOf returns the highest server peak RSS of target's samples of op
 // ("" for every op), or 0 if none was read.
 func peakOf(samples []sample, target, op string) int64 {
@@ -233,6 +255,7 @@ func printS3(w io.Writer, samples []sample) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "comparison\tupload\tdownload\ttarget\t")
 	ratioRow(tw, samples, "greeter on MinIO / curl to MinIO", targetGreeterS3, targetMinIO, wantS3VsDirect)
+	bestRoundRow(tw, samples, "stricter: greeter / curl's best round", targetGreeterS3, targetMinIO, wantS3VsDirect)
 	tw.Flush()
 	if peak := peakOf(samples, targetGreeterS3, "upload"); peak > 0 {
 		fmt.Fprintf(w, "\n%s: greeterd peak RSS (VmHWM, reset before each transfer), highest of the uploads: %s; target ≤ %s: %s",
