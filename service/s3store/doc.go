@@ -67,7 +67,10 @@
 // byte has gone it settles while the next part streams: when the store
 // answers with its ETag, the state is advanced to count it, with the
 // SHA-256 state after it. The next part's end, Suspend and Commit wait for
-// that, so the state saved last is always known to the stream. The file's
+// that, so the state saved last is always known to the stream; the part's
+// request and state write outlive the stream's request by up to
+// cleanupTimeout, so a client that goes away just after a part's end still
+// has it counted. The file's
 // last part, if shorter, streams too and is kept for Commit. Bytes past the last whole part are not kept when a stream ends
 // or breaks: QueryResumable reports the end of the last whole part and the
 // client sends the rest again (at most one part; two if the process died

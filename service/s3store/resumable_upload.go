@@ -7,6 +7,7 @@ import (
 	"hash"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 
@@ -32,6 +33,12 @@ type resumable struct {
 	// cuts a part upload in flight short, or when the upload is released.
 	cancel  context.CancelCauseFunc
 	stopped chan struct{} // closed when the upload is released
+	// partCtx runs the part requests and the state writes of parts that
+	// settle: it outlives ctx by up to cleanupTimeout when the request
+	// ends (so that a part whose bytes have all come still counts before
+	// Suspend), and ends with ctx when the lease is lost, and at release.
+	partCtx    context.Context
+	partCancel context.CancelCauseFunc
 
 	mu sync.Mutex
 	// st and etag change on the writer's goroutine only, and never while
@@ -60,7 +67,20 @@ type resumable struct {
 // is the hash of its committed bytes.
 func (s *Store) newResumable(ctx context.Context, key, final, id string, st *uploadState, etag string, h hash.Hash, res *reservation) *resumable {
 	ctx, cancel := context.WithCancelCause(ctx)
-	return &resumable{s: s, ctx: ctx, cancel: cancel, stopped: make(chan struct{}), key: key, final: final, id: id,
+	partCtx, partCancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	context.AfterFunc(ctx, func() {
+		cause := context.Cause(ctx)
+		if partCtx.Err() != nil {
+			return // released
+		}
+		if errors.Is(cause, errLeaseLost) {
+			partCancel(cause)
+			return
+		}
+		time.AfterFunc(cleanupTimeout, func() { partCancel(cause) })
+	})
+	return &resumable{s: s, ctx: ctx, cancel: cancel, partCtx: partCtx, partCancel: partCancel,
+		stopped: make(chan struct{}), key: key, final: final, id: id,
 		writer: st.Writer, res: res, st: *st, etag: etag, h: h}
 }
 
@@ -132,7 +152,7 @@ func (r *resumable) startPart() error {
 		return fmt.Errorf("s3store: upload %q: no part numbers left: %w", r.id, service.ErrNoSpace)
 	}
 	size := min(r.st.PartSize, r.st.Size-sent)
-	ps, err := r.s.startPart(r.ctx, r.final, r.st.S3UploadID, number, size)
+	ps, err := r.s.startPart(r.ctx, r.partCtx, r.final, r.st.S3UploadID, number, size)
 	if err != nil {
 		return r.s.classify(r.ctx, "upload", r.st.Name, err)
 	}
@@ -164,17 +184,18 @@ func (r *resumable) endPart() error {
 		return err
 	}
 	next, etag := r.st, r.etag
+	ps.end()
 	r.settling = r.s.settle(func() (func(), error) {
-		part, err := ps.finish()
+		part, err := ps.answer()
 		if err != nil {
-			return nil, r.partError(r.ctx, "upload", err)
+			return nil, r.partError(r.partCtx, "upload", err)
 		}
 		next.Parts = append(slices.Clip(next.Parts), statePart{Number: part.PartNumber, ETag: part.ETag})
 		next.Committed += ps.size
 		next.NextPart = part.PartNumber + 1
 		next.Hash = state
 		next.Updated = r.s.opts.Now()
-		etag, err := r.saveState(r.ctx, &next, etag)
+		etag, err := r.saveState(r.partCtx, &next, etag)
 		if err != nil {
 			return nil, err
 		}
@@ -291,6 +312,7 @@ func (r *resumable) release() {
 	r.dropPending()
 	r.s.held.drop(r.key, r.writer)
 	close(r.stopped)
+	r.partCancel(nil) // first: ctx's end then starts no grace timer
 	r.cancel(nil)
 	if r.lease != nil {
 		r.lease.Release()

@@ -24,17 +24,23 @@ type partStream struct {
 	size   int64 // the part's length
 	sent   int64 // bytes handed to the request so far
 
-	pw   *io.PipeWriter
-	done chan struct{} // closed when the request has ended
-	part minio.CompletePart
-	err  error // the request's error, valid once done is closed
+	pw *io.PipeWriter
+	// stopBody stops ctx's end from cutting the body off; once all bytes
+	// have gone, only reqCtx ends the request.
+	stopBody func() bool
+	done     chan struct{} // closed when the request has ended
+	part     minio.CompletePart
+	err      error // the request's error, valid once done is closed
 }
 
 // startPart starts uploading part number, of size bytes, of the multipart
 // upload uploadID of key, once a slot among the store's concurrent part
 // uploads is free. The slot is held until the request ends. ctx ends the
-// request.
-func (s *Store) startPart(ctx context.Context, key, uploadID string, number int, size int64) (*partStream, error) {
+// wait for a slot and cuts the body off while bytes are still to come (the
+// server never stores a part whose body broke); reqCtx ends the request,
+// also once the body is whole, so a part that is settling when ctx ends
+// can still be stored if reqCtx lives on.
+func (s *Store) startPart(ctx, reqCtx context.Context, key, uploadID string, number int, size int64) (*partStream, error) {
 	select {
 	case s.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -44,12 +50,12 @@ func (s *Store) startPart(ctx context.Context, key, uploadID string, number int,
 	ps := &partStream{number: number, size: size, pw: pw, done: make(chan struct{})}
 	// The transport waits for the body before it gives up a request whose
 	// ctx ended: a body idle in the pipe must end with ctx.
-	stop := context.AfterFunc(ctx, func() { pr.CloseWithError(context.Cause(ctx)) })
+	ps.stopBody = context.AfterFunc(ctx, func() { pr.CloseWithError(context.Cause(ctx)) })
 	go func() {
 		defer func() { <-s.sem }()
 		defer close(ps.done)
-		p, err := s.c.PutObjectPart(ctx, s.opts.Bucket, key, uploadID, number, pr, size, minio.PutObjectPartOptions{})
-		stop()
+		p, err := s.c.PutObjectPart(reqCtx, s.opts.Bucket, key, uploadID, number, pr, size, minio.PutObjectPartOptions{})
+		ps.stopBody()
 		// A request that ended early (an error answer, ctx) leaves the
 		// writer blocked in the pipe: let it go with the reason.
 		pr.CloseWithError(orEnded(err))
@@ -80,7 +86,20 @@ func (ps *partStream) Write(p []byte) (int, error) {
 // finish ends the body of a part that got all its bytes and returns the
 // part as the server stored it.
 func (ps *partStream) finish() (minio.CompletePart, error) {
+	ps.end()
+	return ps.answer()
+}
+
+// end ends the body of a part that got all its bytes: from here on only
+// the request's own context can end it.
+func (ps *partStream) end() {
+	ps.stopBody()
 	ps.pw.Close()
+}
+
+// answer waits for the request of a part whose body ended and returns the
+// part as the server stored it.
+func (ps *partStream) answer() (minio.CompletePart, error) {
 	<-ps.done
 	if ps.err != nil {
 		return minio.CompletePart{}, ps.err

@@ -2,6 +2,7 @@ package s3store
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -109,4 +110,33 @@ func TestSettlingFailureReachesTheNextWrite(t *testing.T) {
 	}
 	commitAll(t, b, upB, content, 0)
 	assertClean(t, shared, b)
+}
+
+// TestSettlingPartCountsAfterTheRequestEnds ends the request of a stream
+// (the client went away) while its first part settles and the second
+// streams: the first part still counts at Suspend, so the client resends
+// only what came after it, as it would have before parts settled.
+func TestSettlingPartCountsAfterTheRequestEnds(t *testing.T) {
+	s := openStore(t, nil)
+	content := data(3*testPart, 44)
+	release := make(chan struct{})
+	s.onSettle = func() { <-release }
+	ctx, cancel := context.WithCancel(testCtx(t))
+	up, err := s.BeginResumable(ctx, owner, resume("id", "f", content, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeUntilErr(up, content[:testPart+testPart/2]); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	close(release)
+	if err := up.Suspend(); err != nil {
+		t.Fatalf("Suspend after the request ended: %v", err)
+	}
+	if got, err := query(t, s, "id"); err != nil || got != testPart {
+		t.Fatalf("Query after the request ended while a part settled = %d, %v; want %d", got, err, testPart)
+	}
+	commitAll(t, s, begin(t, s, "id", content, testPart), content, testPart)
+	assertClean(t, shared, s)
 }

@@ -163,8 +163,9 @@ func (u *upload) stream(p []byte) (int, error) {
 			}
 			ps := u.part
 			u.part = nil
+			ps.end()
 			u.settling = u.s.settle(func() (func(), error) {
-				part, err := ps.finish()
+				part, err := ps.answer()
 				if err != nil {
 					return nil, u.s.classify(u.ctx, "upload", u.name, err)
 				}
@@ -195,7 +196,7 @@ func (u *upload) startPart() error {
 		return fmt.Errorf("s3store: upload %q: larger than %d parts of %d bytes: %w", u.name, maxParts, u.s.opts.PartSize, service.ErrNoSpace)
 	}
 	sent := int64(number-1) * u.s.opts.PartSize
-	ps, err := u.s.startPart(u.ctx, u.stage, u.uploadID, number, min(u.s.opts.PartSize, u.size-sent))
+	ps, err := u.s.startPart(u.ctx, u.ctx, u.stage, u.uploadID, number, min(u.s.opts.PartSize, u.size-sent))
 	if err != nil {
 		return u.s.classify(u.ctx, "upload", u.name, err)
 	}
