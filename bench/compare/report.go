@@ -173,24 +173,17 @@ const ratioHeader = "\nratios of throughput (of the medians; median of the per-r
 // ratioRow prints the ratio of a's throughput to b's for each op, and the
 // target want, as one row of tw.
 func ratioRow(tw io.Writer, samples []sample, label, a, b string, want float64) {
-	fmt.Fprintf(tw, "%s", label)
-	for _, op := range ops {
+	verdictRow(tw, label, want, func(op string) (float64, string, bool) {
 		r, p, ok := ratio(samples, op, a, b)
-		if !ok {
-			fmt.Fprintf(tw, "\t–")
-			continue
-		}
-		fmt.Fprintf(tw, "\t%.2f× (%.2f×) %s", r, p, verdict(r >= want))
-	}
-	fmt.Fprintf(tw, "\t≥ %.1f×\t\n", want)
+		return r, fmt.Sprintf("%.2f× (%.2f×)", r, p), ok
+	})
 }
 
 // bestRoundRow prints a's median throughput over b's in b's best round,
 // for each op: curl's rounds on this VM swing (some at half speed while
-// greeter's stay steady), so the medians of the row above can flatter a.
+// greeter's stay steady), so the medians of ratioRow can flatter a.
 func bestRoundRow(tw io.Writer, samples []sample, label, a, b string, want float64) {
-	fmt.Fprintf(tw, "%s", label)
-	for _, op := range ops {
+	verdictRow(tw, label, want, func(op string) (float64, string, bool) {
 		mode := ""
 		for _, s := range samples {
 			if s.Target == a && s.Op == op && s.Round > 0 {
@@ -198,11 +191,22 @@ func bestRoundRow(tw io.Writer, samples []sample, label, a, b string, want float
 			}
 		}
 		r, ok := overBestRound(byRound(samples, mode, op, a, sample.MBps), byRound(samples, mode, op, b, sample.MBps))
+		return r, fmt.Sprintf("%.2f×", r), ok
+	})
+}
+
+// verdictRow prints one row of tw: label, then for each op the value cell
+// gives (shown as it says, with its verdict against want, or "–" when not
+// measured), then the target.
+func verdictRow(tw io.Writer, label string, want float64, cell func(op string) (float64, string, bool)) {
+	fmt.Fprintf(tw, "%s", label)
+	for _, op := range ops {
+		r, shown, ok := cell(op)
 		if !ok {
 			fmt.Fprintf(tw, "\t–")
 			continue
 		}
-		fmt.Fprintf(tw, "\t%.2f× %s", r, verdict(r >= want))
+		fmt.Fprintf(tw, "\t%s %s", shown, verdict(r >= want))
 	}
 	fmt.Fprintf(tw, "\t≥ %.1f×\t\n", want)
 }
